@@ -1,0 +1,105 @@
+"""Records and protocol shared by every connector.
+
+A connector lists the documents of one source. It streams: it yields records as it
+finds them and never holds a whole listing in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+_HASH_BLOCK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """Hash a file in 1 MiB blocks, so large files never sit whole in memory."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """One document as a connector sees it, before it is read.
+
+    Attributes:
+        source_key: Stable key of the source the document belongs to.
+        key: Stable key of the document within its source (its relative POSIX path).
+        path: Absolute path of the file on disk.
+        size: Size in bytes.
+        mtime_ns: Modification time in nanoseconds.
+    """
+
+    source_key: str
+    key: str
+    path: Path = field(compare=False)
+    size: int
+    mtime_ns: int
+
+    def __post_init__(self) -> None:
+        if not self.source_key:
+            raise ValueError("SourceDocument.source_key must not be empty")
+        if not self.key or self.key.startswith("/") or ".." in self.key.split("/"):
+            raise ValueError(f"SourceDocument.key must be a relative path inside the source: {self.key!r}")
+        if self.size < 0:
+            raise ValueError(f"SourceDocument.size must be >= 0, got {self.size} for {self.key!r}")
+
+    @property
+    def relative_path(self) -> str:
+        """The document's path relative to the source root."""
+        return self.key
+
+    @property
+    def extension(self) -> str:
+        """Lower-case file extension without the dot ('' when there is none)."""
+        return Path(self.key).suffix.lower().lstrip(".")
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the file's bytes, computed on first use only.
+
+        Raises:
+            OSError: The file can no longer be read.
+        """
+        return file_sha256(self.path)
+
+
+@dataclass(frozen=True)
+class ListingFailure:
+    """A path the connector found but refused or could not read.
+
+    It is reported, recorded in the ledger, and the listing goes on.
+    """
+
+    source_key: str
+    key: str
+    kind: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            raise ValueError("ListingFailure.kind must not be empty")
+
+
+ListedItem = SourceDocument | ListingFailure
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Lists the documents of one source."""
+
+    @property
+    def source_key(self) -> str:
+        """Stable key of the source; the same source always gets the same key."""
+        ...
+
+    def list_documents(self) -> Iterator[ListedItem]:
+        """Yield every document of the source, and a failure for every path refused."""
+        ...

@@ -1,0 +1,126 @@
+"""Records that flow through ingestion: ``SourceDocument → Chunk → EncodedChunk → point``."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+# Fixed namespace for point ids. Changing it would re-key every index ever built.
+POINT_NAMESPACE = uuid.UUID("6f1c2d1e-5b7a-4c59-9a53-2f0d6b8e1a47")
+
+
+class FailureKind(StrEnum):
+    """Why a document was not indexed. Stored in the ledger and shown by ``tribrid status``."""
+
+    UNREADABLE = "unreadable"
+    OUTSIDE_ROOT = "outside_root"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    EMPTY = "empty"
+    NO_TEXT_LAYER = "no_text_layer"
+    TOO_LARGE = "too_large"
+    TOO_MANY_PAGES = "too_many_pages"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    ENCODE_FAILED = "encode_failed"
+    STORE_FAILED = "store_failed"
+
+
+class DocumentStatus(StrEnum):
+    """Lifecycle of a document row in the ledger."""
+
+    PENDING = "pending"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+def content_hash(text: str) -> str:
+    """SHA-256 of a chunk's text, the identity of its content."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def point_id(source_key: str, document_key: str, chunk_hash: str, occurrence: int = 0) -> str:
+    """Deterministic point id of a chunk.
+
+    The id depends on where the chunk comes from and what it says, not on its position,
+    so an unchanged paragraph keeps its point when text is inserted before it, and a
+    retried upsert overwrites instead of duplicating. ``occurrence`` tells apart chunks
+    with identical text in the same document.
+    """
+    if occurrence < 0:
+        raise ValueError(f"occurrence must be >= 0, got {occurrence}")
+    name = f"{source_key}\x1f{document_key}\x1f{chunk_hash}\x1f{occurrence}"
+    return str(uuid.uuid5(POINT_NAMESPACE, name))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document's text, ready to encode.
+
+    Attributes:
+        point_id: Deterministic id of the point this chunk becomes.
+        source_key: Key of the source the document belongs to.
+        document_key: Key of the document (its relative path).
+        index: Position of the chunk within its document, from 0.
+        text: The text to embed and to return.
+        content_hash: SHA-256 of ``text``.
+        metadata: JSON-serialisable metadata (file type, section title, page numbers …).
+    """
+
+    point_id: str
+    source_key: str
+    document_key: str
+    index: int
+    text: str
+    content_hash: str
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise ValueError(f"Chunk.index must be >= 0, got {self.index} in {self.document_key!r}")
+        if not self.text.strip():
+            raise ValueError(f"Chunk {self.index} of {self.document_key!r} has no text")
+        if self.content_hash != content_hash(self.text):
+            raise ValueError(f"Chunk {self.index} of {self.document_key!r}: content_hash does not match text")
+
+    def payload(self) -> dict[str, Any]:
+        """The payload stored with the point: the text, its keys and its metadata."""
+        return {
+            **self.metadata,
+            "text": self.text,
+            "source_key": self.source_key,
+            "document_key": self.document_key,
+            "chunk_index": self.index,
+            "content_hash": self.content_hash,
+        }
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """The chunks of one successfully parsed document."""
+
+    document_key: str
+    chunks: tuple[Chunk, ...]
+    element_count: int
+    page_count: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.chunks:
+            raise ValueError(f"ParsedDocument {self.document_key!r} has no chunks; record a failure instead")
+        if any(c.document_key != self.document_key for c in self.chunks):
+            raise ValueError(f"ParsedDocument {self.document_key!r} holds chunks of another document")
+
+
+@dataclass(frozen=True)
+class DocumentFailure:
+    """A document that could not be indexed, with a reason a person can act on."""
+
+    document_key: str
+    kind: FailureKind
+    message: str

