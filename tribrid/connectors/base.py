@@ -47,7 +47,9 @@ class SourceDocument:
         if not self.source_key:
             raise ValueError("SourceDocument.source_key must not be empty")
         if not self.key or self.key.startswith("/") or ".." in self.key.split("/"):
-            raise ValueError(f"SourceDocument.key must be a relative path inside the source: {self.key!r}")
+            raise ValueError(
+                f"SourceDocument.key must be a relative path inside the source: {self.key!r}"
+            )
         if self.size < 0:
             raise ValueError(f"SourceDocument.size must be >= 0, got {self.size} for {self.key!r}")
 

@@ -1,1 +1,84 @@
-"""encoders."""
+"""Encoders: dense (sentence-transformers), learned sparse (SPLADE) and lexical (BM25)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tribrid.encoders.base import DenseEncoder, DenseMatrix, SparseEncoder, SparseVector
+from tribrid.encoders.bm25 import Bm25Encoder
+from tribrid.encoders.dense import SentenceTransformerEncoder
+from tribrid.encoders.splade import SpladeEncoder
+
+DENSE_ENCODERS: dict[str, type[SentenceTransformerEncoder]] = {
+    "sentence-transformers": SentenceTransformerEncoder
+}
+SPARSE_ENCODERS: dict[str, type[SpladeEncoder] | type[Bm25Encoder]] = {
+    "splade": SpladeEncoder,
+    "bm25": Bm25Encoder,
+}
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """The three vectors of a batch of texts, row-aligned with the input."""
+
+    dense: DenseMatrix
+    splade: list[SparseVector]
+    bm25: list[SparseVector]
+
+    def __post_init__(self) -> None:
+        if not (len(self.dense) == len(self.splade) == len(self.bm25)):
+            raise ValueError(
+                f"EncodedBatch rows disagree: dense {len(self.dense)}, splade {len(self.splade)}, "
+                f"bm25 {len(self.bm25)}"
+            )
+
+
+@dataclass(frozen=True)
+class QueryVectors:
+    """One query encoded for every channel."""
+
+    dense: DenseMatrix
+    splade: SparseVector
+    bm25: SparseVector
+
+
+@dataclass(frozen=True)
+class EncoderSet:
+    """The three encoders an index is built with, used together."""
+
+    dense: DenseEncoder
+    splade: SparseEncoder
+    bm25: SparseEncoder
+
+    def encode_documents(self, texts: Sequence[str]) -> EncodedBatch:
+        """Encode passages with all three encoders."""
+        return EncodedBatch(
+            dense=self.dense.encode_documents(texts),
+            splade=self.splade.encode_documents(texts),
+            bm25=self.bm25.encode_documents(texts),
+        )
+
+    def encode_query(self, text: str) -> QueryVectors:
+        """Encode a query with all three encoders."""
+        return QueryVectors(
+            dense=self.dense.encode_query(text),
+            splade=self.splade.encode_query(text),
+            bm25=self.bm25.encode_query(text),
+        )
+
+
+__all__ = [
+    "DENSE_ENCODERS",
+    "SPARSE_ENCODERS",
+    "Bm25Encoder",
+    "DenseEncoder",
+    "EncodedBatch",
+    "EncoderSet",
+    "QueryVectors",
+    "SentenceTransformerEncoder",
+    "SparseEncoder",
+    "SparseVector",
+    "SpladeEncoder",
+]

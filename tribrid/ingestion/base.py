@@ -87,7 +87,9 @@ class Chunk:
         if not self.text.strip():
             raise ValueError(f"Chunk {self.index} of {self.document_key!r} has no text")
         if self.content_hash != content_hash(self.text):
-            raise ValueError(f"Chunk {self.index} of {self.document_key!r}: content_hash does not match text")
+            raise ValueError(
+                f"Chunk {self.index} of {self.document_key!r}: content_hash does not match text"
+            )
 
     def payload(self) -> dict[str, Any]:
         """The payload stored with the point: the text, its keys and its metadata."""
@@ -112,9 +114,13 @@ class ParsedDocument:
 
     def __post_init__(self) -> None:
         if not self.chunks:
-            raise ValueError(f"ParsedDocument {self.document_key!r} has no chunks; record a failure instead")
+            raise ValueError(
+                f"ParsedDocument {self.document_key!r} has no chunks; record a failure instead"
+            )
         if any(c.document_key != self.document_key for c in self.chunks):
-            raise ValueError(f"ParsedDocument {self.document_key!r} holds chunks of another document")
+            raise ValueError(
+                f"ParsedDocument {self.document_key!r} holds chunks of another document"
+            )
 
 
 @dataclass(frozen=True)

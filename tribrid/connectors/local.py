@@ -1,0 +1,164 @@
+"""A local folder as a source: streamed with ``os.scandir``, never leaving its root."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tribrid.connectors.base import ListedItem, ListingFailure, SourceDocument
+from tribrid.errors import ConnectorError
+
+# Folders no one wants indexed: version control, caches, virtual environments.
+DEFAULT_EXCLUDED_DIRS = frozenset(
+    {".git", ".hg", ".svn", ".bzr", "CVS", "__pycache__", "node_modules", ".venv", ".tox"}
+)
+
+
+class LocalFolderConnector:
+    """Lists the files below a folder as documents.
+
+    The walk is depth-first with ``os.scandir`` and yields as it goes, so a folder of
+    a million files is never held in memory. Hidden entries (names starting with ``.``)
+    and version-control folders are skipped unless ``include_hidden`` is set. A symlink
+    is followed only with ``follow_symlinks=True`` and only when its target stays inside
+    the root; otherwise it is reported as a :class:`ListingFailure` and the walk goes on.
+
+    Example:
+        >>> connector = LocalFolderConnector("docs", include=["*.pdf", "*.md"])
+        >>> for item in connector.list_documents():
+        ...     print(item.key)
+
+    Args:
+        root: The folder to list.
+        include: Glob patterns on the relative POSIX path (or the file name); when given,
+            only matching files are listed.
+        exclude: Glob patterns of files or folders to skip.
+        follow_symlinks: Follow symlinks whose target lies inside the root.
+        include_hidden: Also list hidden files and folders.
+        source_key: Stable key of the source; by default ``local:<resolved root>``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        follow_symlinks: bool = False,
+        include_hidden: bool = False,
+        source_key: str | None = None,
+    ) -> None:
+        path = Path(root).expanduser()
+        try:
+            self._root = path.resolve(strict=True)
+        except (OSError, RuntimeError) as e:
+            raise ConnectorError(
+                f"folder {str(path)!r} does not exist or cannot be resolved: {e}"
+            ) from e
+        if not self._root.is_dir():
+            raise ConnectorError(
+                f"{str(path)!r} is not a folder; pass the folder that holds the documents"
+            )
+        self._include = tuple(include)
+        self._exclude = tuple(exclude)
+        self._follow_symlinks = follow_symlinks
+        self._include_hidden = include_hidden
+        self._source_key = source_key or f"local:{self._root.as_posix()}"
+
+    @property
+    def root(self) -> Path:
+        """The resolved root folder."""
+        return self._root
+
+    @property
+    def source_key(self) -> str:
+        """Stable key of this source."""
+        return self._source_key
+
+    def list_documents(self) -> Iterator[ListedItem]:
+        """Yield a :class:`SourceDocument` per file and a :class:`ListingFailure` per refusal."""
+        root_info = self._root.stat()
+        self._seen_dirs: set[tuple[int, int]] = {(root_info.st_dev, root_info.st_ino)}
+        stack: list[tuple[Path, str]] = [(self._root, "")]
+        while stack:
+            folder, prefix = stack.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    # Sorted per folder so listings are reproducible; one folder at a time.
+                    batch = sorted(entries, key=lambda e: e.name)
+            except OSError as e:
+                yield self._failure(
+                    prefix.rstrip("/") or ".",
+                    "unreadable",
+                    f"cannot list folder: {e.strerror or e}",
+                )
+                continue
+            subfolders: list[tuple[Path, str]] = []
+            for entry in batch:
+                rel = f"{prefix}{entry.name}"
+                if self._skipped(entry.name, rel):
+                    continue
+                item = self._visit(entry, rel)
+                if isinstance(item, tuple):
+                    subfolders.append(item)
+                elif item is not None:
+                    yield item
+            stack.extend(reversed(subfolders))
+
+    def _skipped(self, name: str, rel: str) -> bool:
+        if not self._include_hidden and (name.startswith(".") or name in DEFAULT_EXCLUDED_DIRS):
+            return True
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self._exclude)
+
+    def _visit(self, entry: os.DirEntry[str], rel: str) -> ListedItem | tuple[Path, str] | None:
+        path = Path(entry.path)
+        try:
+            if entry.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError) as e:
+                    return self._failure(rel, "unreadable", f"broken or looping symlink: {e}")
+                if not target.is_relative_to(self._root):
+                    return self._failure(
+                        rel,
+                        "outside_root",
+                        f"symlink points outside the folder (to {target}); refused. "
+                        "Copy the file into the folder, or index its folder as a source of its own",
+                    )
+                if not self._follow_symlinks:
+                    return None  # its target inside the root is listed under its own path
+                info = target.stat()
+            else:
+                info = entry.stat(follow_symlinks=False)
+        except OSError as e:
+            return self._failure(rel, "unreadable", f"cannot stat: {e.strerror or e}")
+        if stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) in self._seen_dirs:
+                return None  # a followed symlink back to a folder already walked
+            self._seen_dirs.add((info.st_dev, info.st_ino))
+            return (path, f"{rel}/")
+        if not stat.S_ISREG(info.st_mode):
+            return None  # sockets, fifos, devices: not documents
+        if self._include and not any(
+            fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in self._include
+        ):
+            return None
+        if not os.access(path, os.R_OK):
+            return self._failure(
+                rel, "unreadable", "permission denied; make the file readable by this user"
+            )
+        return SourceDocument(
+            source_key=self._source_key,
+            key=rel,
+            path=path,
+            size=info.st_size,
+            mtime_ns=info.st_mtime_ns,
+        )
+
+    def _failure(self, rel: str, kind: str, message: str) -> ListingFailure:
+        return ListingFailure(
+            source_key=self._source_key, key=rel, kind=kind, message=f"{rel}: {message}"
+        )

@@ -1,0 +1,92 @@
+"""Dense encoder: any sentence-transformers model, L2-normalised for cosine search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tribrid.encoders._torch import configure_threads, load_model
+from tribrid.encoders.base import DenseMatrix
+from tribrid.encoders.models import DEFAULT, resolve_model
+
+
+class SentenceTransformerEncoder:
+    """Dense passage and query vectors from a sentence-transformers model.
+
+    Construction is cheap; the model loads on first use (or :meth:`warm_up`) and is
+    shared by every encoder of the same model in the process.
+
+    Example:
+        >>> encoder = SentenceTransformerEncoder()  # all-MiniLM-L6-v2, shipped offline
+        >>> encoder.encode_documents(["a passage"]).shape
+        (1, 384)
+
+    Args:
+        model: ``"default"``, a local folder, or a Hugging Face id.
+        device: Torch device.
+        batch_size: Passages per forward pass.
+        max_seq_length: Truncate inputs to this many tokens (None keeps the model's).
+        torch_threads: Cap on torch's threads in this process.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_seq_length: int | None = 256,
+        torch_threads: int | None = None,
+    ) -> None:
+        self._resolved = resolve_model(model, kind="dense")
+        self._device = device
+        self._batch_size = batch_size
+        self._max_seq_length = max_seq_length
+        self._threads = torch_threads
+        self._model: Any = None
+
+    @property
+    def model_name(self) -> str:
+        """Stable identity of the model."""
+        return self._resolved.identity
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first encode."""
+        if self._model is None:
+            configure_threads(self._threads)
+            self._model = load_model(
+                "SentenceTransformer",
+                self._resolved.location,
+                device=self._device,
+                max_seq_length=self._max_seq_length,
+            )
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors (loads the model)."""
+        self.warm_up()
+        return int(self._model.get_embedding_dimension())
+
+    def encode_documents(self, texts: Sequence[str]) -> DenseMatrix:
+        """Encode passages into a ``(len(texts), dimension)`` float32 array."""
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode_document(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> DenseMatrix:
+        """Encode one query into a ``(dimension,)`` float32 array."""
+        self.warm_up()
+        vector = self._model.encode_query(
+            [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(vector[0], dtype=np.float32)
