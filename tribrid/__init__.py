@@ -1,5 +1,33 @@
-"""tribrid: folders of documents to a hybrid Qdrant index, served to LangChain."""
+"""tribrid: folders of documents to a hybrid Qdrant index, served to LangChain.
+
+Example:
+    >>> import tribrid
+    >>> tribrid.ingest("docs/")                          # doctest: +SKIP
+    >>> tribrid.search("binary quantization", k=3)       # doctest: +SKIP
+    >>> tribrid.status()                                 # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = ["SearchMode", "SearchResult", "Settings", "__version__", "ingest", "search", "status"]
+
+if TYPE_CHECKING:
+    from tribrid.app import SearchMode, SearchResult, ingest, search, status
+    from tribrid.settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so `import tribrid` stays cheap for parse workers and tools.
+    if name in ("ingest", "search", "status", "SearchMode", "SearchResult"):
+        from tribrid import app
+
+        return getattr(app, name)
+    if name == "Settings":
+        from tribrid.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module 'tribrid' has no attribute {name!r}")

@@ -1,0 +1,506 @@
+"""The sync of one source: list, diff against the ledger, parse, encode, write.
+
+Order of writes, for every batch of documents:
+
+1. new points are upserted to the store;
+2. the ledger records the documents and their chunks, and hands back the point ids
+   that are no longer part of them;
+3. those stale points are deleted from the store.
+
+A crash between two steps leaves at worst orphan points that the next sync overwrites
+(ids are deterministic) or stale points that the ledger still lists and deletes later.
+Nothing is ever half-visible and nothing is duplicated.
+
+Each stage is a plain function or class that takes its collaborators explicitly, so a
+Celery task can run any one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
+from tribrid.encoders import EncoderSet
+from tribrid.ingestion.base import (
+    DocumentFailure,
+    DocumentStatus,
+    FailureKind,
+    ParsedDocument,
+)
+from tribrid.ingestion.parse_pool import ParseJob
+from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts, RunStatus
+from tribrid.store.base import Point, VectorStore
+
+log = logging.getLogger(__name__)
+
+ParseOutcome = ParsedDocument | DocumentFailure
+
+
+class DocumentParser(Protocol):
+    """Turns parse jobs into parsed documents or failures, in any order."""
+
+    def imap(self, jobs: Iterable[ParseJob]) -> Iterator[tuple[ParseJob, ParseOutcome]]:
+        """Parse every job; yield each with its outcome as it completes."""
+        ...
+
+
+ParserFactory = Callable[[], AbstractContextManager[DocumentParser]]
+
+
+class ProgressListener(Protocol):
+    """Receives progress as a sync runs (the CLI draws it)."""
+
+    def document_done(self, key: str, outcome: str, chunks: int) -> None:
+        """A document ended as ``indexed``, ``unchanged``, ``failed`` or ``deleted``."""
+        ...
+
+    def chunks_embedded(self, count: int) -> None:
+        """``count`` more chunks were encoded and written."""
+        ...
+
+
+class _Silent:
+    def document_done(self, key: str, outcome: str, chunks: int) -> None:
+        pass
+
+    def chunks_embedded(self, count: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SyncFailure:
+    """A document that failed in this run, with its reason."""
+
+    key: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync did."""
+
+    run_id: int
+    source_key: str
+    counts: RunCounts
+    duration_s: float
+    failures: tuple[SyncFailure, ...] = ()
+
+
+@dataclass
+class _Pending:
+    """A parsed document waiting for its batch to be written."""
+
+    doc: SourceDocument
+    content_hash: str
+    parsed: ParsedDocument
+
+
+@dataclass
+class _RunState:
+    counts: RunCounts = field(default_factory=RunCounts)
+    failures: list[SyncFailure] = field(default_factory=list)
+
+    def add(self, **kwargs: int) -> None:
+        self.counts = self.counts + RunCounts(**kwargs)
+
+
+class DocumentWriter:
+    """Encodes the new chunks of a batch of parsed documents and writes them.
+
+    Chunks whose point already exists (same document, same text) are not encoded again;
+    only their payload is refreshed when their position changed.
+
+    Args:
+        ledger: Where documents and chunks are recorded.
+        store: Where points are written.
+        encoders: The three encoders.
+        upsert_batch: Points per store upsert call.
+    """
+
+    def __init__(
+        self, *, ledger: Ledger, store: VectorStore, encoders: EncoderSet, upsert_batch: int = 256
+    ) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._encoders = encoders
+        self._upsert_batch = upsert_batch
+
+    def write(
+        self,
+        source_id: int,
+        batch: Sequence[tuple[SourceDocument, str, ParsedDocument]],
+        *,
+        existing: dict[str, DocumentState],
+        trusted_ids: set[str] | None = None,
+    ) -> RunCounts:
+        """Write a batch of parsed documents and record them in the ledger.
+
+        Args:
+            source_id: Ledger id of the source.
+            batch: ``(document, content hash, parsed document)`` triples.
+            existing: Ledger state of documents seen before, by key.
+            trusted_ids: When given, only these existing point ids are reused; any other
+                chunk is re-encoded (used when the store lost points the ledger lists).
+
+        Returns:
+            The chunk and document counts of the batch.
+        """
+        known_ids = self._known_point_ids(batch, existing)
+        if trusted_ids is not None:
+            known_ids = {pid: rec for pid, rec in known_ids.items() if pid in trusted_ids}
+        to_encode = [
+            chunk
+            for _, _, parsed in batch
+            for chunk in parsed.chunks
+            if chunk.point_id not in known_ids
+        ]
+        reused = 0
+        for _, _, parsed in batch:
+            for chunk in parsed.chunks:
+                before = known_ids.get(chunk.point_id)
+                if before is None:
+                    continue
+                reused += 1
+                if before.chunk_index != chunk.index:
+                    # Same text, new position: the vectors stay, the payload follows.
+                    self._store.set_payload(chunk.point_id, chunk.payload())
+        if to_encode:
+            encoded = self._encoders.encode_documents([c.text for c in to_encode])
+            points = [
+                Point(
+                    id=chunk.point_id,
+                    dense=encoded.dense[i].tolist(),
+                    splade=encoded.splade[i],
+                    bm25=encoded.bm25[i],
+                    payload=chunk.payload(),
+                )
+                for i, chunk in enumerate(to_encode)
+            ]
+            for start in range(0, len(points), self._upsert_batch):
+                self._store.upsert(points[start : start + self._upsert_batch])
+        stale_total = 0
+        for doc, digest, parsed in batch:
+            stale = self._ledger.record_indexed(
+                source_id,
+                doc.key,
+                path=doc.key,
+                size=doc.size,
+                mtime_ns=doc.mtime_ns,
+                content_hash=digest,
+                chunks=[ChunkRecord(c.point_id, c.index, c.content_hash) for c in parsed.chunks],
+            )
+            if stale:
+                self._store.delete(stale)
+                stale_total += len(stale)
+        return RunCounts(
+            indexed=len(batch),
+            chunks_embedded=len(to_encode),
+            chunks_reused=reused,
+            chunks_deleted=stale_total,
+        )
+
+    def _known_point_ids(
+        self,
+        batch: Sequence[tuple[SourceDocument, str, ParsedDocument]],
+        existing: dict[str, DocumentState],
+    ) -> dict[str, ChunkRecord]:
+        doc_ids = [existing[doc.key].id for doc, _, _ in batch if doc.key in existing]
+        if not doc_ids:
+            return {}
+        by_doc = self._ledger.chunks_of_many(doc_ids)
+        return {rec.point_id: rec for records in by_doc.values() for rec in records}
+
+
+class SyncPipeline:
+    """Brings the index of one source in line with the source.
+
+    Rules:
+
+    * a document whose size and mtime match the ledger costs nothing; one whose bytes
+      hash the same is only touched in the ledger;
+    * a changed document is re-parsed, and only its chunks with new text are encoded;
+      stale points are deleted after the new ones are written;
+    * a document gone from the source has its points removed and its row marked deleted;
+      a rename is a delete plus an add;
+    * a failed document is retried when it changes (or with ``retry_failed``);
+    * one bad file never stops the run.
+
+    Example:
+        >>> pipeline = SyncPipeline(ledger=ledger, store=store, encoders=encoders,
+        ...                         parser_factory=lambda: ParsePool(...))
+        >>> report = pipeline.sync(LocalFolderConnector("docs"))
+
+    Args:
+        ledger: The ledger.
+        store: The vector store.
+        encoders: The three encoders.
+        parser_factory: Opens a parser (a context manager), only when something needs parsing.
+        batch_chunks: Chunks gathered across documents before they are encoded together.
+        max_file_bytes: Files larger than this fail as ``too_large`` without being read.
+        retry_failed: Parse failed documents again even when they did not change.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        store: VectorStore,
+        encoders: EncoderSet,
+        parser_factory: ParserFactory,
+        batch_chunks: int = 256,
+        max_file_bytes: int | None = None,
+        retry_failed: bool = False,
+    ) -> None:
+        if batch_chunks <= 0:
+            raise ValueError(f"batch_chunks must be > 0, got {batch_chunks}")
+        self._ledger = ledger
+        self._store = store
+        self._parser_factory = parser_factory
+        self._writer = DocumentWriter(ledger=ledger, store=store, encoders=encoders)
+        self._batch_chunks = batch_chunks
+        self._max_file_bytes = max_file_bytes
+        self._retry_failed = retry_failed
+
+    def sync(self, connector: Connector, *, progress: ProgressListener | None = None) -> SyncReport:
+        """Run one sync of ``connector``'s source and return what it did."""
+        listener = progress or _Silent()
+        started = time.monotonic()
+        source_id = self._ledger.ensure_source(
+            connector.source_key,
+            kind=connector.source_key.split(":", 1)[0],
+            location=connector.source_key,
+        )
+        run_id = self._ledger.start_run(source_id)
+        state = _RunState()
+        try:
+            self._sync(connector, source_id, state, listener)
+            self._store.flush()
+        except BaseException as e:
+            self._ledger.finish_run(run_id, state.counts, status=RunStatus.FAILED, error=repr(e))
+            raise
+        self._ledger.finish_run(run_id, state.counts, status=RunStatus.COMPLETED)
+        return SyncReport(
+            run_id=run_id,
+            source_key=connector.source_key,
+            counts=state.counts,
+            duration_s=time.monotonic() - started,
+            failures=tuple(state.failures),
+        )
+
+    def _sync(
+        self, connector: Connector, source_id: int, state: _RunState, listener: ProgressListener
+    ) -> None:
+        known = {s.key: s for s in self._ledger.document_states(source_id)}
+        trusted = self._trusted_point_ids(source_id)
+        seen: set[str] = set()
+        unlisted_prefixes: list[str] = []
+        jobs: dict[str, tuple[SourceDocument, str]] = {}
+
+        def plan() -> Iterator[ParseJob]:
+            for item in connector.list_documents():
+                seen.add(item.key)
+                state.add(seen=1)
+                if isinstance(item, ListingFailure):
+                    unlisted_prefixes.append(item.key.rstrip("/") + "/")
+                    self._fail(
+                        source_id, item.key, None, None, item.kind, item.message, state, listener
+                    )
+                    continue
+                job = self._plan_document(
+                    item, known.get(item.key), source_id, state, listener, trusted
+                )
+                if job is not None:
+                    jobs[item.key] = (item, job[1])
+                    yield job[0]
+
+        pending: list[_Pending] = []
+        pending_chunks = 0
+        opened: list[AbstractContextManager[DocumentParser]] = []
+        try:
+            parser = _LazyParser(self._parser_factory, opened)
+            for job, outcome in parser.imap(plan()):
+                doc, digest = jobs.pop(job.document_key)
+                if isinstance(outcome, DocumentFailure):
+                    self._fail(
+                        source_id,
+                        doc.key,
+                        doc,
+                        digest,
+                        outcome.kind,
+                        outcome.message,
+                        state,
+                        listener,
+                    )
+                    continue
+                pending.append(_Pending(doc, digest, outcome))
+                pending_chunks += len(outcome.chunks)
+                if pending_chunks >= self._batch_chunks:
+                    self._flush(source_id, pending, known, trusted, state, listener)
+                    pending, pending_chunks = [], 0
+            self._flush(source_id, pending, known, trusted, state, listener)
+        finally:
+            for context in opened:
+                context.__exit__(None, None, None)
+        self._remove_vanished(known, seen, unlisted_prefixes, state, listener)
+
+    def _trusted_point_ids(self, source_id: int) -> set[str] | None:
+        # The store is derived from the ledger. If it holds fewer points than the ledger
+        # lists (a recreated collection, a lost volume), reuse only what is really there.
+        if self._store.count() >= self._ledger.count_chunks():
+            return None
+        log.warning(
+            "the store holds fewer points than the ledger lists; re-indexing what is missing"
+        )
+        return self._store.ids()
+
+    def _plan_document(
+        self,
+        doc: SourceDocument,
+        before: DocumentState | None,
+        source_id: int,
+        state: _RunState,
+        listener: ProgressListener,
+        trusted: set[str] | None,
+    ) -> tuple[ParseJob, str] | None:
+        if self._max_file_bytes is not None and doc.size > self._max_file_bytes:
+            limit_mb = self._max_file_bytes / 2**20
+            message = (
+                f"{doc.key}: file is {doc.size / 2**20:.1f} MiB, over the limit of {limit_mb:.0f} MiB; "
+                "raise TRIBRID_PARSING__MAX_FILE_MB to index it"
+            )
+            if not (before and before.status == DocumentStatus.FAILED and before.size == doc.size):
+                self._fail(
+                    source_id, doc.key, doc, None, FailureKind.TOO_LARGE, message, state, listener
+                )
+            else:
+                state.add(unchanged=1)
+                listener.document_done(doc.key, "unchanged", 0)
+            return None
+        settled = before is not None and (
+            before.status == DocumentStatus.INDEXED
+            or (before.status == DocumentStatus.FAILED and not self._retry_failed)
+        )
+        lost_points = trusted is not None and before is not None and before.chunk_count > 0
+        if (
+            before is not None
+            and settled
+            and not lost_points
+            and (before.size, before.mtime_ns) == (doc.size, doc.mtime_ns)
+        ):
+            state.add(unchanged=1)
+            listener.document_done(doc.key, "unchanged", 0)
+            return None
+        try:
+            digest = doc.content_hash
+        except OSError as e:
+            message = f"{doc.key}: cannot read: {e.strerror or e}; check it exists and is readable"
+            self._fail(
+                source_id, doc.key, doc, None, FailureKind.UNREADABLE, message, state, listener
+            )
+            return None
+        if before is not None and settled and not lost_points and before.content_hash == digest:
+            self._ledger.record_unchanged(before.id, mtime_ns=doc.mtime_ns, size=doc.size)
+            state.add(unchanged=1)
+            listener.document_done(doc.key, "unchanged", 0)
+            return None
+        return ParseJob(source_key=doc.source_key, document_key=doc.key, path=doc.path), digest
+
+    def _flush(
+        self,
+        source_id: int,
+        pending: list[_Pending],
+        known: dict[str, DocumentState],
+        trusted: set[str] | None,
+        state: _RunState,
+        listener: ProgressListener,
+    ) -> None:
+        if not pending:
+            return
+        counts = self._writer.write(
+            source_id,
+            [(p.doc, p.content_hash, p.parsed) for p in pending],
+            existing=known,
+            trusted_ids=trusted,
+        )
+        state.counts = state.counts + counts
+        listener.chunks_embedded(counts.chunks_embedded)
+        for p in pending:
+            listener.document_done(p.doc.key, "indexed", len(p.parsed.chunks))
+
+    def _fail(
+        self,
+        source_id: int,
+        key: str,
+        doc: SourceDocument | None,
+        digest: str | None,
+        kind: str,
+        message: str,
+        state: _RunState,
+        listener: ProgressListener,
+    ) -> None:
+        stale = self._ledger.record_failed(
+            source_id,
+            key,
+            path=key,
+            size=doc.size if doc else 0,
+            mtime_ns=doc.mtime_ns if doc else 0,
+            content_hash=digest,
+            kind=str(kind),
+            message=message,
+        )
+        if stale:
+            self._store.delete(stale)
+        state.add(failed=1, chunks_deleted=len(stale))
+        state.failures.append(SyncFailure(key, str(kind), message))
+        listener.document_done(key, "failed", 0)
+
+    def _remove_vanished(
+        self,
+        known: dict[str, DocumentState],
+        seen: set[str],
+        unlisted_prefixes: list[str],
+        state: _RunState,
+        listener: ProgressListener,
+    ) -> None:
+        for key, before in known.items():
+            if key in seen or before.status == DocumentStatus.DELETED:
+                continue
+            if any(key.startswith(prefix) for prefix in unlisted_prefixes):
+                continue  # its folder could not be listed this time: not evidence of deletion
+            stale = self._ledger.mark_deleted(before.id)
+            if stale:
+                self._store.delete(stale)
+            state.add(deleted=1, chunks_deleted=len(stale))
+            listener.document_done(key, "deleted", 0)
+
+
+class _LazyParser:
+    """Opens the real parser on the first job only, so a sync with nothing to parse
+    never pays for starting parse workers."""
+
+    def __init__(
+        self, factory: ParserFactory, opened: list[AbstractContextManager[DocumentParser]]
+    ) -> None:
+        self._factory = factory
+        self._opened = opened
+
+    def imap(self, jobs: Iterable[ParseJob]) -> Iterator[tuple[ParseJob, ParseOutcome]]:
+        iterator = iter(jobs)
+        first = next(iterator, None)
+        if first is None:
+            return
+        context = self._factory()
+        parser = context.__enter__()
+        self._opened.append(context)
+
+        def chained() -> Iterator[ParseJob]:
+            yield first
+            yield from iterator
+
+        yield from parser.imap(chained())
