@@ -1,0 +1,293 @@
+"""Records and protocol of the ledger, the source of truth of what is indexed.
+
+The ledger knows every document of every source, its state, and the point ids of its
+chunks. The vector store is derived from it: whatever the store holds can be checked
+against, or rebuilt from, the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from tribrid.ingestion.base import DocumentStatus
+
+
+class RunStatus(StrEnum):
+    """Lifecycle of a sync run."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What the ledger knows about one document, enough to decide whether to re-index it.
+
+    Attributes:
+        id: Row id of the document in the ledger.
+        key: Key of the document within its source (its relative path).
+        size: Size in bytes when last seen.
+        mtime_ns: Modification time in nanoseconds when last seen.
+        content_hash: SHA-256 of the file's bytes when last read; ``None`` when it was
+            never read or the document is deleted.
+        status: Where the document is in its lifecycle.
+        error_kind: Why the last attempt failed (a :class:`~tribrid.ingestion.base.FailureKind`
+            value), or ``None``.
+        chunk_count: Number of chunks (points) the ledger holds for the document.
+    """
+
+    id: int
+    key: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: DocumentStatus
+    error_kind: str | None
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk of a document as the ledger records it: the point it became.
+
+    Attributes:
+        point_id: Deterministic id of the point in the store.
+        chunk_index: Position of the chunk within its document, from 0.
+        content_hash: SHA-256 of the chunk's text.
+    """
+
+    point_id: str
+    chunk_index: int
+    content_hash: str
+
+    def __post_init__(self) -> None:
+        if not self.point_id:
+            raise ValueError("ChunkRecord.point_id must not be empty")
+        if self.chunk_index < 0:
+            raise ValueError(
+                f"ChunkRecord.chunk_index must be >= 0, got {self.chunk_index} for {self.point_id}"
+            )
+        if not self.content_hash:
+            raise ValueError(f"ChunkRecord.content_hash must not be empty for {self.point_id}")
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What a sync run did, document by document and chunk by chunk.
+
+    Counts add up: ``total = a + b`` (or ``a.add(b)``) returns a new record, so stages
+    can report partial counts and the run sums them.
+
+    Attributes:
+        seen: Documents listed by the connector.
+        indexed: Documents (re-)indexed.
+        unchanged: Documents skipped because their content did not change.
+        failed: Documents that could not be indexed.
+        deleted: Documents gone from the source and removed from the index.
+        chunks_embedded: Chunks encoded and written to the store.
+        chunks_reused: Chunks whose point was kept because their text did not change.
+        chunks_deleted: Stale points removed from the store.
+    """
+
+    seen: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    deleted: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_deleted: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value in self.as_dict().items():
+            if value < 0:
+                raise ValueError(f"RunCounts.{name} must be >= 0, got {value}")
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name, in declaration order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def add(self, other: RunCounts) -> RunCounts:
+        """Return the sum of these counts and ``other``."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return RunCounts(**{name: mine[name] + theirs[name] for name in mine})
+
+    def __add__(self, other: object) -> RunCounts:
+        if not isinstance(other, RunCounts):
+            return NotImplemented
+        return self.add(other)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One sync run of one source.
+
+    Attributes:
+        id: Row id of the run.
+        source_key: Key of the source that was synced.
+        started_at: When the run started (UTC).
+        finished_at: When it finished (UTC), ``None`` while running or if it never finished.
+        status: ``running``, ``completed`` or ``failed``.
+        counts: What the run did.
+        duration_s: Wall-clock duration in seconds, once finished.
+        error: Why the run failed, if it did.
+    """
+
+    id: int
+    source_key: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: RunStatus
+    counts: RunCounts
+    duration_s: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """A document that could not be indexed, with the reason a person can act on.
+
+    Attributes:
+        source_key: Key of the document's source.
+        key: Key of the document within its source.
+        path: Path of the document when it failed.
+        error_kind: Short machine-readable reason (a ``FailureKind`` value).
+        error_message: What went wrong and what to do about it.
+        updated_at: When the failure was recorded (UTC).
+    """
+
+    source_key: str
+    key: str
+    path: str
+    error_kind: str | None
+    error_message: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A summary of the ledger, for ``tribrid status``.
+
+    Attributes:
+        counts: Number of documents by status; every :class:`DocumentStatus` is present.
+        chunks: Number of chunks (points) recorded.
+        failures: The most recent failed documents, newest first (capped; the total
+            is ``counts["failed"]``).
+        last_run: The most recently started run, if any.
+        sources: Keys of the sources covered by the report, sorted.
+    """
+
+    counts: dict[str, int]
+    chunks: int
+    failures: list[FailureRecord] = field(default_factory=list)
+    last_run: RunRecord | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """What the pipeline needs from a ledger backend.
+
+    Write-ahead rule: the caller upserts new points to the store first, then records
+    them here, then deletes the stale point ids the ledger returns. See
+    :mod:`tribrid.ledger.ledger` for why that order is safe.
+    """
+
+    def close(self) -> None:
+        """Release the database connections."""
+        ...
+
+    def ensure_source(self, key: str, *, kind: str, location: str) -> int:
+        """Create the source row if needed and return its id (idempotent)."""
+        ...
+
+    def start_run(self, source_id: int) -> int:
+        """Record the start of a sync run and return its id."""
+        ...
+
+    def finish_run(
+        self,
+        run_id: int,
+        counts: RunCounts,
+        *,
+        status: str = "completed",
+        error: str | None = None,
+    ) -> None:
+        """Record the end of a sync run with its counts."""
+        ...
+
+    def document_states(self, source_id: int) -> Iterator[DocumentState]:
+        """Stream the state of every document of a source, deleted ones included."""
+        ...
+
+    def get_document(self, source_id: int, key: str) -> DocumentState | None:
+        """The state of one document, or ``None`` if the ledger never saw it."""
+        ...
+
+    def chunks_of(self, document_id: int) -> list[ChunkRecord]:
+        """The chunks recorded for a document, ordered by ``chunk_index``."""
+        ...
+
+    def chunks_of_many(self, document_ids: Sequence[int]) -> dict[int, list[ChunkRecord]]:
+        """The chunks of several documents at once, each list ordered by ``chunk_index``."""
+        ...
+
+    def record_indexed(
+        self,
+        source_id: int,
+        key: str,
+        *,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        content_hash: str,
+        chunks: Sequence[ChunkRecord],
+    ) -> list[str]:
+        """Record a document as indexed with exactly ``chunks``; return the stale point ids."""
+        ...
+
+    def record_failed(
+        self,
+        source_id: int,
+        key: str,
+        *,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        content_hash: str | None,
+        kind: str,
+        message: str,
+    ) -> list[str]:
+        """Record a document as failed; return the point ids it no longer owns."""
+        ...
+
+    def record_unchanged(self, document_id: int, *, mtime_ns: int, size: int) -> None:
+        """Record a new mtime/size for a document whose content did not change."""
+        ...
+
+    def mark_deleted(self, document_id: int) -> list[str]:
+        """Record a document as gone from its source; return its point ids."""
+        ...
+
+    def all_point_ids(self, source_id: int | None = None) -> Iterator[str]:
+        """Stream every point id recorded, for one source or all."""
+        ...
+
+    def count_chunks(self, source_id: int | None = None) -> int:
+        """Number of chunks recorded, for one source or all."""
+        ...
+
+    def status(
+        self, source_key: str | None = None, *, max_failures: int | None = 100
+    ) -> StatusReport:
+        """Summarise the ledger, for one source or all."""
+        ...
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+        ...
