@@ -1,1 +1,35 @@
-"""ledger."""
+"""The ledger: the source of truth of what is indexed (the vector store is derived from it).
+
+Example:
+    >>> from tribrid.ledger import open_ledger
+    >>> with open_ledger("sqlite:////tmp/tribrid-doc/ledger.db") as ledger:
+    ...     ledger.status().counts["failed"]
+    0
+"""
+
+from __future__ import annotations
+
+from tribrid.ledger.base import (
+    ChunkRecord,
+    DocumentState,
+    FailureRecord,
+    Ledger,
+    RunCounts,
+    RunRecord,
+    RunStatus,
+    StatusReport,
+)
+from tribrid.ledger.ledger import SqlLedger, open_ledger
+
+__all__ = [
+    "ChunkRecord",
+    "DocumentState",
+    "FailureRecord",
+    "Ledger",
+    "RunCounts",
+    "RunRecord",
+    "RunStatus",
+    "SqlLedger",
+    "StatusReport",
+    "open_ledger",
+]
