@@ -1,0 +1,21 @@
+"""Small builders shared by the ledger tests."""
+
+from __future__ import annotations
+
+from tribrid.ingestion.base import content_hash, point_id
+from tribrid.ledger import ChunkRecord
+
+
+def chunks_for(source_key: str, document_key: str, *texts: str) -> list[ChunkRecord]:
+    """Chunk records as the pipeline builds them: deterministic ids, positions in order."""
+    return [
+        ChunkRecord(
+            point_id(source_key, document_key, content_hash(text)), index, content_hash(text)
+        )
+        for index, text in enumerate(texts)
+    ]
+
+
+def ids(records: list[ChunkRecord]) -> list[str]:
+    """The point ids of some chunk records, in order."""
+    return [record.point_id for record in records]
