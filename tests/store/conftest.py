@@ -1,0 +1,35 @@
+"""Fixtures of the store tests: every backend, a fresh store, a filled store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from tests.store.support import BACKENDS, StoreOpener, corpus
+from tribrid.store.base import VectorStore
+
+
+@pytest.fixture(params=BACKENDS)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreOpener]:
+    """Opener of one backend: Edge in ``tmp_path``, or an in-memory Qdrant."""
+    client = QdrantClient(location=":memory:") if request.param == "qdrant" else None
+    opener = StoreOpener(request.param, tmp_path, client)
+    yield opener
+    opener.close_all()
+
+
+@pytest.fixture
+def store(open_store: StoreOpener) -> VectorStore:
+    """A fresh, empty store of each backend."""
+    return open_store()
+
+
+@pytest.fixture
+def filled(store: VectorStore) -> VectorStore:
+    """A store holding :func:`corpus`, flushed."""
+    store.upsert(corpus())
+    store.flush()
+    return store

@@ -1,0 +1,223 @@
+"""What only the embedded Qdrant Edge store does: files, locks, and optimizing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import qdrant_edge as qe
+
+from tests.store.support import CORPUS_SIZE, SCHEMA, corpus, corpus_payload, make_point, pid
+from tribrid.errors import SchemaMismatchError, StoreBusyError
+from tribrid.store._common import schema_record
+from tribrid.store.base import BinaryEncoding, Channel, ChannelQuery, StoreQuery
+from tribrid.store.edge import LOCK_FILE, SCHEMA_FILE, EdgeStore
+
+# Opens the store in a child process; exit 3 and the message when it is busy.
+CHILD = textwrap.dedent(
+    f"""
+    import sys, time
+    from pathlib import Path
+    from tribrid.errors import StoreBusyError
+    from tribrid.store.base import CollectionSchema
+    from tribrid.store.edge import EdgeStore
+
+    schema = CollectionSchema(
+        name={SCHEMA.name!r}, dense_size={SCHEMA.dense_size}, dense_model={SCHEMA.dense_model!r},
+        splade_model={SCHEMA.splade_model!r}, bm25_model={SCHEMA.bm25_model!r},
+    )
+    try:
+        store = EdgeStore(Path(sys.argv[1]), schema)
+    except StoreBusyError as e:
+        print(e)
+        sys.exit(3)
+    print("opened", store.count(), flush=True)
+    if len(sys.argv) > 2:
+        time.sleep(float(sys.argv[2]))
+    store.close()
+    """
+)
+
+
+def run_child(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Size, mtime and (for small files) content hash of every file but the lock."""
+    state = {}
+    for file in sorted(folder.rglob("*")):
+        if file.is_file() and file.name != LOCK_FILE:
+            stat = file.stat()
+            digest = hashlib.sha256(file.read_bytes()).hexdigest() if stat.st_size < 1 << 20 else ""
+            state[str(file.relative_to(folder))] = (stat.st_size, stat.st_mtime_ns, digest)
+    return state
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def test_points_survive_close_and_reopen(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(corpus())  # no flush: close must make them durable
+    with EdgeStore(folder, SCHEMA) as store:
+        assert store.count() == CORPUS_SIZE
+        assert store.retrieve([pid(7)])[0].payload == corpus_payload(7)
+        target = corpus()[7]
+        hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.DENSE, target.dense),)))
+        assert hits[0].id == pid(7)
+        store.delete([pid(7)])
+        store.flush()
+    with EdgeStore(folder, SCHEMA) as store:
+        assert store.count() == CORPUS_SIZE - 1
+        assert store.count({"source_key": "src-0"}) == 4
+
+
+def test_second_process_gets_store_busy_until_close(folder: Path) -> None:
+    store = EdgeStore(folder, SCHEMA)
+    store.upsert(corpus())
+    busy = run_child(folder)
+    assert busy.returncode == 3, busy.stderr
+    assert str(folder) in busy.stdout
+    assert f"pid {os.getpid()}" in busy.stdout
+    assert "stop the other tribrid process" in busy.stdout
+    assert "Qdrant server backend" in busy.stdout
+    store.close()
+    free = run_child(folder)
+    assert free.returncode == 0, free.stderr
+    assert free.stdout.strip() == f"opened {CORPUS_SIZE}"
+
+
+def test_second_open_in_the_same_process_is_refused(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA):
+        with pytest.raises(StoreBusyError, match="already open in this process"):
+            EdgeStore(folder, SCHEMA)
+        with pytest.raises(StoreBusyError):
+            EdgeStore(folder, SCHEMA, recreate=True)  # and it deletes nothing
+    with EdgeStore(folder, SCHEMA) as store:
+        assert store.count() == 0
+
+
+def test_a_dropped_store_releases_its_lock(folder: Path) -> None:
+    store = EdgeStore(folder, SCHEMA)
+    store.upsert(corpus())
+    del store  # never closed: the finalizer closes the shard and drops the lock
+    with EdgeStore(folder, SCHEMA) as again:
+        assert again.count() == CORPUS_SIZE
+
+
+def test_lock_is_released_when_the_holder_dies(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(corpus())
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(folder), "60"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == f"opened {CORPUS_SIZE}"
+        with pytest.raises(StoreBusyError, match=f"pid {child.pid}"):
+            EdgeStore(folder, SCHEMA)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    with EdgeStore(folder, SCHEMA) as store:
+        assert store.count() == CORPUS_SIZE
+
+
+def test_a_mismatch_touches_no_file(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(corpus())
+        store.flush()
+    before = snapshot(folder)
+    with pytest.raises(SchemaMismatchError, match=str(folder)):
+        EdgeStore(folder, replace(SCHEMA, dense_size=4, splade_model="other"))
+    assert snapshot(folder) == before
+
+
+def test_a_folder_without_schema_record_is_refused(folder: Path) -> None:
+    EdgeStore(folder, SCHEMA).close()
+    (folder / SCHEMA_FILE).unlink()
+    with pytest.raises(SchemaMismatchError, match="no schema record"):
+        EdgeStore(folder, SCHEMA)
+
+
+def test_the_shard_config_is_checked_not_only_the_record(folder: Path) -> None:
+    # A shard whose record looks right but whose bm25 vector lacks the IDF modifier
+    # and whose dense vector has no binary quantization.
+    config = qe.EdgeConfig(
+        vectors={"dense": qe.EdgeVectorParams(size=SCHEMA.dense_size, distance=qe.Distance.Cosine)},
+        sparse_vectors={"splade": qe.EdgeSparseVectorParams(), "bm25": qe.EdgeSparseVectorParams()},
+    )
+    qe.EdgeShard.create(str(folder), config).close()
+    (folder / SCHEMA_FILE).write_text(json.dumps(schema_record(SCHEMA)))
+    with pytest.raises(SchemaMismatchError) as caught:
+        EdgeStore(folder, SCHEMA)
+    assert "no IDF modifier on its 'bm25' vector" in str(caught.value)
+    assert "no binary quantization" in str(caught.value)
+
+
+def test_recreate_leaves_foreign_files_alone(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(corpus())
+    (folder / "notes.txt").write_text("mine")
+    with EdgeStore(folder, SCHEMA, recreate=True) as store:
+        assert store.count() == 0
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_flush_builds_the_multi_bit_codes(folder: Path) -> None:
+    """Before optimizing, Edge's appendable segment encodes 2-bit codes without vector
+    statistics, and they rank like 1-bit codes; flush must optimize small stores too."""
+    n_points, n_queries, dim = 2000, 40, 384
+    rng = np.random.default_rng(42)
+    vectors = rng.standard_normal((n_points, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.standard_normal((n_queries, dim)).astype(np.float32)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    schema = replace(SCHEMA, dense_size=dim, binary_encoding=BinaryEncoding.TWO_BITS)
+
+    def codes_recall(store: EdgeStore) -> float:
+        found = 0
+        for q, truth in zip(queries, exact, strict=True):
+            query = StoreQuery(
+                channels=(ChannelQuery(Channel.BINARY, q.tolist()),),
+                limit=10,
+                oversampling=1.0,
+                with_payload=False,
+            )
+            found += len({h.id for h in store.query(query)} & {pid(int(i)) for i in truth})
+        return found / (10 * n_queries)
+
+    with EdgeStore(folder, schema) as store:
+        store.upsert([make_point(i, v) for i, v in enumerate(vectors)])
+        before = codes_recall(store)
+        store.flush()
+        after = codes_recall(store)
+    print(
+        f"\nedge 2bit codes recall@10 without rescoring: before flush {before:.3f}, after {after:.3f}"
+    )
+    assert after > before + 0.08
+
+
+def test_edge_still_cannot_match_booleans() -> None:
+    """Canary: qdrant-edge-py 0.9 turns MatchValue(True) into the integer 1.
+
+    That is why filters refuse booleans on every backend; when this fails, Edge has
+    fixed it and the restriction in tribrid.store._common can go.
+    """
+    assert type(qe.MatchValue(True).value) is int

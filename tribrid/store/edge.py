@@ -1,0 +1,644 @@
+"""The embedded backend: one Qdrant Edge shard in a local folder.
+
+Qdrant Edge has no collections and no collection metadata, so the folder *is* the
+collection and the schema it was built with lives next to the shard in
+``tribrid-schema.json``. Edge lets one process open a shard at a time; tribrid takes
+its own lock first (``tribrid.lock``) so that a second opener gets a clear
+:class:`~tribrid.errors.StoreBusyError` before anything on disk is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import qdrant_edge as qe
+
+from tribrid.encoders.base import SparseVector
+from tribrid.errors import StoreBusyError, StoreError
+from tribrid.store._common import (
+    AnyOf,
+    Between,
+    Condition,
+    Equals,
+    canonical_id,
+    check_point,
+    check_query,
+    effective_schema,
+    encodings_from_qdrant,
+    mismatch_error,
+    parse_filter,
+    record_problems,
+    rrf_weights,
+    schema_record,
+)
+from tribrid.store.base import (
+    BM25,
+    DENSE,
+    INDEXED_PAYLOAD_KEYS,
+    SPLADE,
+    BinaryEncoding,
+    Channel,
+    ChannelQuery,
+    CollectionSchema,
+    Fusion,
+    Hit,
+    MetadataFilter,
+    Point,
+    QueryEncoding,
+    StoreQuery,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_FILE = "tribrid-schema.json"
+LOCK_FILE = "tribrid.lock"
+# What Qdrant Edge writes into a shard folder; only these are removed on re-create, so
+# pointing the store at a folder holding other files never deletes them.
+_EDGE_ENTRIES = ("edge_config.json", "segments", "wal")
+# Edge builds indexes and proper quantized codes only for segments above this size (KB).
+# Its default (about 10 MB) leaves small collections in the appendable segment, whose
+# codes are encoded without vector statistics: 1.5- and 2-bit codes then rank like
+# 1-bit ones. 1 KB makes ``optimize()`` index anything but a toy collection.
+INDEXING_THRESHOLD_KB = 1
+_SCROLL_PAGE = 1000
+
+_FIX = (
+    "use another data dir, or re-create it with `tribrid ingest --recreate` "
+    "(which deletes its points)"
+)
+_BUSY_FIX = (
+    "Qdrant Edge lets one process open a store at a time: stop the other tribrid "
+    "process (or wait for it to finish), or use the Qdrant server backend "
+    "(TRIBRID_STORE__BACKEND=qdrant) to share an index between processes"
+)
+
+_EDGE_BINARY = {
+    BinaryEncoding.ONE_BIT: qe.BinaryQuantizationEncoding.OneBit,
+    BinaryEncoding.ONE_AND_HALF_BITS: qe.BinaryQuantizationEncoding.OneAndHalfBits,
+    BinaryEncoding.TWO_BITS: qe.BinaryQuantizationEncoding.TwoBits,
+}
+_EDGE_QUERY = {
+    QueryEncoding.DEFAULT: qe.BinaryQuantizationQueryEncoding.Default,
+    QueryEncoding.BINARY: qe.BinaryQuantizationQueryEncoding.Binary,
+    QueryEncoding.SCALAR4: qe.BinaryQuantizationQueryEncoding.Scalar4Bits,
+    QueryEncoding.SCALAR8: qe.BinaryQuantizationQueryEncoding.Scalar8Bits,
+}
+
+
+class _FolderLock:
+    """An exclusive ``flock`` on ``<folder>/tribrid.lock``.
+
+    The kernel drops the lock when the process dies, and ``flock`` treats two opens of
+    the file in one process as two owners, so a second store in the same process is
+    refused too. The holder writes its pid into the file for the error message.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._path = folder / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise StoreBusyError(_busy_message(self._path.parent, holder)) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _busy_message(folder: Path, holder: int | None) -> str:
+    if holder == os.getpid():
+        who = "this process (close the other EdgeStore first)"
+    elif holder is not None:
+        who = f"another process (pid {holder})"
+    else:
+        who = "another process"
+    return f"the embedded store at {folder} is already open in {who}; {_BUSY_FIX}"
+
+
+def _finalize(shard: qe.EdgeShard, lock: _FolderLock) -> None:
+    """Close a store that was garbage-collected or left open at exit."""
+    with contextlib.suppress(Exception):
+        shard.close()
+    lock.release()
+
+
+class EdgeStore:
+    """A tribrid collection in an embedded Qdrant Edge shard.
+
+    Writes are visible to searches at once; :meth:`flush` makes them durable and runs
+    Edge's optimizers, which build the HNSW and payload indexes and the binary codes
+    with their vector statistics. Call it at the end of an ingestion run.
+
+    Args:
+        path: Folder of the shard (created if missing).
+        schema: What the collection must hold; checked against the folder on open.
+        recreate: Delete the existing shard and start empty.
+
+    Raises:
+        StoreBusyError: Another process, or another store in this process, has the
+            folder open.
+        SchemaMismatchError: The folder holds a shard built for another schema.
+        StoreError: Qdrant Edge failed to open or create the shard.
+
+    Example:
+        ::
+
+            with EdgeStore(Path(".tribrid/store"), schema) as store:
+                store.upsert(points)
+                store.flush()
+                hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.BM25, vec),)))
+    """
+
+    def __init__(self, path: Path, schema: CollectionSchema, *, recreate: bool = False) -> None:
+        self._path = Path(path).expanduser().absolute()
+        self._where = f"collection {schema.name!r} at {self._path}"
+        try:
+            self._path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the store folder {self._path}: {e}") from e
+        self._lock = _FolderLock(self._path)
+        try:
+            self._lock.acquire()
+        except OSError as e:
+            raise StoreError(f"cannot lock the store folder {self._path}: {e}") from e
+        try:
+            if recreate:
+                self._wipe()
+            self._shard: qe.EdgeShard | None
+            self._shard, self._schema = self._open_or_create(schema)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._finalizer = weakref.finalize(self, _finalize, self._shard, self._lock)
+
+    # -- opening -------------------------------------------------------------------
+
+    def _wipe(self) -> None:
+        for name in (*_EDGE_ENTRIES, SCHEMA_FILE):
+            entry = self._path / name
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            elif entry.exists():
+                entry.unlink()
+
+    def _open_or_create(self, schema: CollectionSchema) -> tuple[qe.EdgeShard, CollectionSchema]:
+        if not (self._path / "edge_config.json").exists():
+            return self._create(schema), schema
+        effective = self._validate(schema)
+        try:
+            shard = qe.EdgeShard.load(str(self._path))
+        except Exception as e:
+            raise self._open_error(e) from e
+        try:
+            self._probe(shard, schema.dense_size)
+            self._ensure_indexes(shard)
+        except BaseException:
+            shard.close()
+            raise
+        return shard, effective
+
+    def _create(self, schema: CollectionSchema) -> qe.EdgeShard:
+        # The record goes first: a crash before the shard exists leaves a folder that
+        # the next open treats as new, never a shard without a record.
+        self._write_record(schema)
+        try:
+            shard = qe.EdgeShard.create(str(self._path), _edge_config(schema))
+        except Exception as e:
+            raise StoreError(
+                f"cannot create the Qdrant Edge shard at {self._path}: {e}; if a create was "
+                "interrupted, re-create it with `tribrid ingest --recreate`"
+            ) from e
+        try:
+            self._ensure_indexes(shard)
+        except BaseException:
+            shard.close()
+            raise
+        return shard
+
+    def _write_record(self, schema: CollectionSchema) -> None:
+        target = self._path / SCHEMA_FILE
+        tmp = target.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(schema_record(schema), indent=2) + "\n")
+            os.replace(tmp, target)
+        except OSError as e:
+            raise StoreError(f"cannot write the schema record {target}: {e}") from e
+
+    def _validate(self, schema: CollectionSchema) -> CollectionSchema:
+        """Compare the stored record and the shard's own config with ``schema``."""
+        record_path = self._path / SCHEMA_FILE
+        try:
+            record = json.loads(record_path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            raise mismatch_error(
+                self._where,
+                [f"has no schema record ({SCHEMA_FILE}), so it was not made by tribrid"],
+                _FIX,
+            ) from None
+        except (OSError, ValueError) as e:
+            raise mismatch_error(
+                self._where, [f"has an unreadable schema record {record_path} ({e})"], _FIX
+            ) from e
+        problems = record_problems(record, schema)
+        stored_name = record.get("collection")
+        if stored_name != schema.name:
+            problems.insert(
+                0,
+                f"was created as collection {stored_name!r} "
+                "(an embedded store holds one collection)",
+            )
+        config = self._read_edge_config()
+        stored_binary, stored_query = None, None
+        if config is not None:
+            for problem in _config_problems(config, schema):
+                if problem not in problems:
+                    problems.append(problem)
+            quantization = _dense_quantization(config)
+            stored_binary, stored_query = encodings_from_qdrant(
+                quantization.get("encoding"), quantization.get("query_encoding")
+            )
+        if problems:
+            raise mismatch_error(self._where, problems, _FIX)
+        return effective_schema(schema, stored_binary, stored_query, self._where)
+
+    def _read_edge_config(self) -> dict[str, Any] | None:
+        # Edge's own persisted config; if a future Edge changes its shape, the probe
+        # queries after loading still catch wrong sizes and missing vectors.
+        try:
+            config = json.loads((self._path / "edge_config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) else None
+
+    def _probe(self, shard: qe.EdgeShard, dense_size: int) -> None:
+        """Search each named vector once, so Edge itself confirms sizes and names."""
+        unit = [1.0] + [0.0] * (dense_size - 1)
+        probes: list[tuple[str, list[float] | qe.SparseVector]] = [
+            (DENSE, unit),
+            (SPLADE, qe.SparseVector([0], [1.0])),
+            (BM25, qe.SparseVector([0], [1.0])),
+        ]
+        for name, vector in probes:
+            try:
+                shard.query(
+                    qe.QueryRequest(
+                        limit=1,
+                        query=qe.Query.Nearest(vector, using=name),
+                        params=_params(Channel.DENSE, 1.0) if name == DENSE else None,
+                        with_payload=False,
+                    )
+                )
+            except Exception as e:
+                raise mismatch_error(
+                    self._where, [f"rejects a query on its {name!r} vector ({e})"], _FIX
+                ) from e
+
+    def _ensure_indexes(self, shard: qe.EdgeShard) -> None:
+        try:
+            existing = set(shard.info().payload_schema)
+            for key in INDEXED_PAYLOAD_KEYS:
+                if key not in existing:
+                    shard.update(
+                        qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword)
+                    )
+        except Exception as e:
+            raise StoreError(f"cannot index payload keys of {self._where}: {e}") from e
+
+    def _open_error(self, e: Exception) -> StoreError:
+        if "WouldBlock" in str(e):
+            # Someone opened the shard without tribrid's lock (a non-tribrid program).
+            return StoreBusyError(_busy_message(self._path, None))
+        return StoreError(f"cannot open the Qdrant Edge shard at {self._path}: {e}")
+
+    # -- the protocol --------------------------------------------------------------
+
+    @property
+    def schema(self) -> CollectionSchema:
+        """The schema the store was opened with, with the quantization it really has."""
+        return self._schema
+
+    @property
+    def path(self) -> Path:
+        """Folder of the shard."""
+        return self._path
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or overwrite points; the same points twice leave one copy."""
+        if not points:
+            return
+        size = self._schema.dense_size
+        edge_points = [
+            qe.Point(
+                id=check_point(p, size),
+                vector={
+                    DENSE: [float(x) for x in p.dense],
+                    SPLADE: _sparse(p.splade),
+                    BM25: _sparse(p.bm25),
+                },
+                payload=dict(p.payload),
+            )
+            for p in points
+        ]
+        with self._calling(f"upsert {len(points)} points"):
+            self._open_shard().update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def set_payload(self, point_id: str, payload: Mapping[str, Any]) -> None:
+        """Merge ``payload`` into the payload of an existing point.
+
+        Raises:
+            StoreError: The point does not exist.
+        """
+        pid = canonical_id(point_id)
+        with self._calling(f"set the payload of point {pid}"):
+            self._open_shard().update(qe.UpdateOperation.set_payload([pid], dict(payload)))
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        """Delete points by id; ids that do not exist are ignored."""
+        if not point_ids:
+            return
+        ids: list[qe.PointId] = [canonical_id(i) for i in point_ids]
+        with self._calling(f"delete {len(ids)} points"):
+            self._open_shard().update(qe.UpdateOperation.delete_points(ids))
+
+    def delete_by_filter(self, filter: MetadataFilter) -> None:
+        """Delete every point whose payload matches ``filter``.
+
+        Raises:
+            ValueError: ``filter`` is empty; to delete everything, re-create the store.
+        """
+        edge_filter = _edge_filter(filter)
+        if edge_filter is None:
+            raise ValueError(
+                "delete_by_filter needs a non-empty filter; to delete everything, "
+                "re-create the store"
+            )
+        with self._calling("delete points by filter"):
+            self._open_shard().update(qe.UpdateOperation.delete_points_by_filter(edge_filter))
+
+    def query(self, query: StoreQuery) -> list[Hit]:
+        """Search one channel, or several fused with RRF or DBSF.
+
+        The ``dense`` channel searches the float vectors (quantization ignored); the
+        ``binary`` channel searches the binary codes, takes ``oversampling`` times the
+        limit, and rescores those with the float vectors. With several channels each
+        one prefetches ``prefetch_limit`` candidates under the filter and Edge fuses
+        them; RRF gives a hit at 0-based rank ``r`` of a channel with weight ``w`` the
+        score ``1 / ((r + 1) / w + rrf_k - 1)``. DBSF ignores channel weights.
+        """
+        check_query(query, self._schema.dense_size)
+        edge_filter = _edge_filter(query.filter)
+        if len(query.channels) == 1:
+            cq = query.channels[0]
+            request = qe.QueryRequest(
+                limit=query.limit,
+                query=_nearest(cq),
+                filter=edge_filter,
+                params=_params(cq.channel, query.oversampling),
+                with_payload=query.with_payload,
+            )
+        else:
+            fusion: qe.Fusion.Rrf | qe.Fusion.Dbsf = (
+                qe.Fusion.Rrf(k=query.rrf_k, weights=rrf_weights(query))
+                if query.fusion is Fusion.RRF
+                else qe.Fusion.Dbsf()
+            )
+            request = qe.QueryRequest(
+                limit=query.limit,
+                prefetches=[
+                    qe.Prefetch(
+                        limit=query.prefetch_limit,
+                        query=_nearest(cq),
+                        params=_params(cq.channel, query.oversampling),
+                        filter=edge_filter,
+                    )
+                    for cq in query.channels
+                ],
+                query=fusion,  # type: ignore[arg-type]  # the stub omits Fusion's variants
+                with_payload=query.with_payload,
+            )
+        with self._calling("query"):
+            scored = self._open_shard().query(request)
+        return [
+            Hit(id=str(sp.id), score=float(sp.score), payload=dict(sp.payload or {}))
+            for sp in scored
+        ]
+
+    def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        """Fetch points by id (score 0); missing ids are skipped."""
+        if not point_ids:
+            return []
+        ids: list[qe.PointId] = [canonical_id(i) for i in point_ids]
+        with self._calling("retrieve points"):
+            records = self._open_shard().retrieve(ids, True, False)
+        return [Hit(id=str(r.id), score=0.0, payload=dict(r.payload or {})) for r in records]
+
+    def count(self, filter: MetadataFilter | None = None) -> int:
+        """Number of points, optionally only those matching ``filter``."""
+        request = qe.CountRequest(exact=True, filter=_edge_filter(filter))
+        with self._calling("count points"):
+            return self._open_shard().count(request)
+
+    def ids(self, filter: MetadataFilter | None = None) -> set[str]:
+        """Ids of all points (optionally only matching ``filter``), paging through them."""
+        edge_filter = _edge_filter(filter)
+        found: set[str] = set()
+        offset: qe.PointId | None = None
+        with self._calling("list point ids"):
+            while True:
+                records, offset = self._open_shard().scroll(
+                    qe.ScrollRequest(
+                        offset=offset,
+                        limit=_SCROLL_PAGE,
+                        filter=edge_filter,
+                        with_payload=False,
+                        with_vector=False,
+                    )
+                )
+                found.update(str(r.id) for r in records)
+                if offset is None:
+                    return found
+
+    def flush(self) -> None:
+        """Make writes durable, then optimize: build indexes and the binary codes.
+
+        Optimizing costs about a second per few thousand 384-d points; call this at the
+        end of a run rather than after every batch.
+        """
+        with self._calling("flush and optimize"):
+            shard = self._open_shard()
+            shard.flush()
+            shard.optimize()
+
+    def close(self) -> None:
+        """Flush and close the shard and release the folder lock. Safe to call twice."""
+        shard, self._shard = self._shard, None
+        if shard is None:
+            return
+        self._finalizer.detach()
+        try:
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+        except Exception as e:
+            raise StoreError(f"closing {self._where} failed: {e}") from e
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._shard is None else "open"
+        return f"EdgeStore({str(self._path)!r}, collection={self._schema.name!r}, {state})"
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _open_shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise StoreError(f"{self._where} is closed; open a new EdgeStore")
+        return self._shard
+
+    @contextlib.contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"{what} failed on {self._where}: {e}") from e
+
+
+def _edge_config(schema: CollectionSchema) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={
+            DENSE: qe.EdgeVectorParams(
+                size=schema.dense_size,
+                distance=qe.Distance.Cosine,
+                quantization_config=qe.BinaryQuantizationConfig(
+                    memory=qe.Memory.Pinned,
+                    encoding=_EDGE_BINARY[schema.binary_encoding],
+                    query_encoding=_EDGE_QUERY[schema.query_encoding],
+                ),
+            )
+        },
+        sparse_vectors={
+            SPLADE: qe.EdgeSparseVectorParams(),
+            BM25: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf),
+        },
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+    )
+
+
+def _config_problems(config: Mapping[str, Any], schema: CollectionSchema) -> list[str]:
+    """Differences between Edge's persisted shard config and what tribrid needs."""
+    problems = []
+    vectors = config.get("vectors") or {}
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    if not isinstance(dense, dict):
+        problems.append(f"has no {DENSE!r} vector")
+    else:
+        if dense.get("size") != schema.dense_size:
+            problems.append(
+                f"has dense size {dense.get('size')} but the dense model gives {schema.dense_size}"
+            )
+        if dense.get("distance") != "Cosine":
+            problems.append(f"compares {DENSE!r} vectors by {dense.get('distance')}, not Cosine")
+        if not _dense_quantization(config):
+            problems.append(f"has no binary quantization on its {DENSE!r} vector")
+    sparse = config.get("sparse_vectors") or {}
+    for name in (SPLADE, BM25):
+        if not isinstance(sparse, dict) or not isinstance(sparse.get(name), dict):
+            problems.append(f"has no {name!r} sparse vector")
+    bm25 = sparse.get(BM25) if isinstance(sparse, dict) else None
+    if isinstance(bm25, dict) and bm25.get("modifier") != "idf":
+        problems.append(f"has no IDF modifier on its {BM25!r} vector")
+    return problems
+
+
+def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
+    vectors = config.get("vectors")
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    quantization = dense.get("quantization_config") if isinstance(dense, dict) else None
+    binary = quantization.get("binary") if isinstance(quantization, dict) else None
+    return binary if isinstance(binary, dict) else {}
+
+
+def _sparse(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _nearest(cq: ChannelQuery) -> qe.Query:
+    vector = cq.vector
+    named: list[float] | qe.SparseVector = (
+        _sparse(vector) if isinstance(vector, SparseVector) else [float(x) for x in vector]
+    )
+    return qe.Query.Nearest(named, using=cq.channel.vector_name)
+
+
+def _params(channel: Channel, oversampling: float) -> qe.SearchParams | None:
+    if channel is Channel.DENSE:
+        # Without this Edge searches the binary codes for plain dense queries too.
+        return qe.SearchParams(quantization=qe.QuantizationSearchParams(ignore=True))
+    if channel is Channel.BINARY:
+        return qe.SearchParams(
+            quantization=qe.QuantizationSearchParams(
+                ignore=False, rescore=True, oversampling=oversampling
+            )
+        )
+    return None
+
+
+def _edge_filter(filter: MetadataFilter | None) -> qe.Filter | None:
+    conditions = parse_filter(filter)
+    if not conditions:
+        return None
+    must: list[Any] = [_edge_condition(c) for c in conditions]
+    return qe.Filter(must=must)
+
+
+def _edge_condition(condition: Condition) -> qe.FieldCondition:
+    match condition:
+        case Equals(key=key, value=value):
+            return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+        case AnyOf(key=key, values=values):
+            return qe.FieldCondition(
+                key=key, match=qe.MatchAny(cast(list[str] | list[int], list(values)))
+            )
+        case Between(key=key, gt=gt, gte=gte, lt=lt, lte=lte):
+            return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=gte, gt=gt, lte=lte, lt=lt))
+    raise AssertionError(f"unhandled condition {condition!r}")
