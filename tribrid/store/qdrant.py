@@ -1,0 +1,545 @@
+"""The server backend: one collection on a Qdrant server, through ``qdrant-client``.
+
+Use it when several processes (CLI runs, Celery workers, a retriever service) share one
+index. The schema the collection was built with is kept in the collection's own
+metadata (``metadata["tribrid"]``, Qdrant ≥ 1.16) and checked on every open.
+``url=":memory:"`` runs qdrant-client's in-process engine, which is meant for tests: it
+ignores quantization and payload indexes and searches exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from tribrid.encoders.base import SparseVector
+from tribrid.errors import MissingDependencyError, StoreError
+from tribrid.store._common import (
+    QDRANT_BINARY_ENCODING,
+    QDRANT_QUERY_ENCODING,
+    AnyOf,
+    Between,
+    Condition,
+    Equals,
+    canonical_id,
+    check_point,
+    check_query,
+    effective_schema,
+    encodings_from_qdrant,
+    mismatch_error,
+    parse_filter,
+    record_problems,
+    rrf_weights,
+    schema_record,
+)
+from tribrid.store.base import (
+    BM25,
+    DENSE,
+    INDEXED_PAYLOAD_KEYS,
+    SPLADE,
+    Channel,
+    ChannelQuery,
+    CollectionSchema,
+    Fusion,
+    Hit,
+    MetadataFilter,
+    Point,
+    StoreQuery,
+)
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient, models
+
+DEFAULT_URL = "http://localhost:6333"
+METADATA_KEY = "tribrid"
+_UPSERT_BATCH = 256
+_SCROLL_PAGE = 1000
+
+_FIX = (
+    "use another collection (TRIBRID_STORE__COLLECTION), or re-create it with "
+    "`tribrid ingest --recreate` (which deletes its points)"
+)
+
+
+def _import_client() -> None:
+    try:
+        import qdrant_client  # noqa: F401  # lazily: it takes about two seconds to import
+    except ImportError as e:
+        raise MissingDependencyError(
+            "the Qdrant server backend needs qdrant-client; install it with "
+            "`pip install 'qdrant-client>=1.16'` (or reinstall tribrid)"
+        ) from e
+
+
+class QdrantServerStore:
+    """A tribrid collection on a Qdrant server.
+
+    Args:
+        schema: What the collection must hold; created from it if missing, checked
+            against its metadata otherwise.
+        url: ``http(s)://host:6333`` (default ``http://localhost:6333``), or
+            ``":memory:"`` for qdrant-client's in-process engine.
+        api_key: API key of the server, if it needs one.
+        timeout: Request timeout in seconds.
+        recreate: Delete the collection first and start empty.
+        client: An existing ``QdrantClient`` to use instead of connecting; the store
+            does not close it.
+
+    Raises:
+        MissingDependencyError: qdrant-client is not installed.
+        StoreError: The server cannot be reached or refused an operation.
+        SchemaMismatchError: The collection was built for another schema.
+
+    Example:
+        ::
+
+            with QdrantServerStore(schema, url="http://localhost:6333") as store:
+                store.upsert(points)
+                hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.DENSE, vec),)))
+    """
+
+    def __init__(
+        self,
+        schema: CollectionSchema,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+        client: QdrantClient | None = None,
+    ) -> None:
+        _import_client()
+        from qdrant_client import QdrantClient
+
+        self._name = schema.name
+        self._owns_client = client is None
+        if client is not None:
+            self._url = url or "the given client"
+            self._client: QdrantClient | None = client
+        else:
+            self._url = url or DEFAULT_URL
+            seconds = max(1, math.ceil(timeout))
+            if self._url == ":memory:":
+                client = QdrantClient(location=":memory:")
+            else:
+                # The compatibility check would only warn on an unreachable server; the
+                # first request below reports that as a StoreError instead.
+                client = QdrantClient(
+                    url=self._url, api_key=api_key, timeout=seconds, check_compatibility=False
+                )
+            self._client = client
+        self._where = f"collection {schema.name!r} on {self._url}"
+        self._local = _is_local(client)
+        try:
+            self._schema = self._open_or_create(client, schema, recreate)
+        except BaseException:
+            self._close_client()
+            raise
+
+    # -- opening -------------------------------------------------------------------
+
+    def _open_or_create(
+        self, client: QdrantClient, schema: CollectionSchema, recreate: bool
+    ) -> CollectionSchema:
+        with self._calling("check the collection", connecting=True):
+            exists = client.collection_exists(schema.name)
+        if exists and recreate:
+            with self._calling("delete the collection"):
+                client.delete_collection(schema.name)
+            exists = False
+        if not exists:
+            try:
+                self._create(client, schema)
+            except StoreError:
+                # Another process may have created it in between; then validate theirs.
+                with self._calling("check the collection"):
+                    raced = client.collection_exists(schema.name)
+                if not raced:
+                    raise
+            else:
+                return schema
+        return self._validate(client, schema)
+
+    def _create(self, client: QdrantClient, schema: CollectionSchema) -> None:
+        from qdrant_client import models
+
+        with self._calling("create the collection"):
+            client.create_collection(
+                schema.name,
+                vectors_config={
+                    DENSE: models.VectorParams(
+                        size=schema.dense_size,
+                        distance=models.Distance.COSINE,
+                        quantization_config=models.BinaryQuantization(
+                            binary=models.BinaryQuantizationConfig(
+                                always_ram=True,
+                                encoding=models.BinaryQuantizationEncoding(
+                                    QDRANT_BINARY_ENCODING[schema.binary_encoding]
+                                ),
+                                query_encoding=models.BinaryQuantizationQueryEncoding(
+                                    QDRANT_QUERY_ENCODING[schema.query_encoding]
+                                ),
+                            )
+                        ),
+                    )
+                },
+                sparse_vectors_config={
+                    SPLADE: models.SparseVectorParams(),
+                    BM25: models.SparseVectorParams(modifier=models.Modifier.IDF),
+                },
+                metadata={METADATA_KEY: schema_record(schema)},
+            )
+        if not self._local:
+            self._ensure_indexes(client, set())
+
+    def _ensure_indexes(self, client: QdrantClient, existing: set[str]) -> None:
+        from qdrant_client import models
+
+        with self._calling("index payload keys"):
+            for key in INDEXED_PAYLOAD_KEYS:
+                if key not in existing:
+                    client.create_payload_index(
+                        self._name, key, models.PayloadSchemaType.KEYWORD, wait=True
+                    )
+
+    def _validate(self, client: QdrantClient, schema: CollectionSchema) -> CollectionSchema:
+        with self._calling("read the collection"):
+            info = client.get_collection(schema.name)
+        record = (info.config.metadata or {}).get(METADATA_KEY)
+        if not isinstance(record, dict):
+            raise mismatch_error(
+                self._where,
+                [f"has no {METADATA_KEY!r} metadata, so it was not made by tribrid"],
+                _FIX,
+            )
+        problems = record_problems(record, schema)
+        for problem in _config_problems(info.config.params, schema):
+            if problem not in problems:
+                problems.append(problem)
+        if problems:
+            raise mismatch_error(self._where, problems, _FIX)
+        if not self._local:
+            self._ensure_indexes(client, set(info.payload_schema))
+        binary = _dense_binary(info.config.params)
+        stored_binary, stored_query = encodings_from_qdrant(
+            binary.encoding.value if binary and binary.encoding else None,
+            binary.query_encoding.value if binary and binary.query_encoding else None,
+        )
+        return effective_schema(schema, stored_binary, stored_query, self._where)
+
+    # -- the protocol --------------------------------------------------------------
+
+    @property
+    def schema(self) -> CollectionSchema:
+        """The schema the store was opened with, with the quantization it really has."""
+        return self._schema
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or overwrite points, in batches; the same points twice leave one copy."""
+        from qdrant_client import models
+
+        size = self._schema.dense_size
+        structs = [
+            models.PointStruct(
+                id=check_point(p, size),
+                vector={
+                    DENSE: [float(x) for x in p.dense],
+                    SPLADE: _sparse(p.splade),
+                    BM25: _sparse(p.bm25),
+                },
+                payload=dict(p.payload),
+            )
+            for p in points
+        ]
+        client = self._open_client()
+        for start in range(0, len(structs), _UPSERT_BATCH):
+            batch = structs[start : start + _UPSERT_BATCH]
+            with self._calling(f"upsert {len(batch)} points"):
+                client.upsert(self._name, batch, wait=True)
+
+    def set_payload(self, point_id: str, payload: Mapping[str, Any]) -> None:
+        """Merge ``payload`` into the payload of an existing point.
+
+        Raises:
+            StoreError: The point does not exist.
+        """
+        pid = canonical_id(point_id)
+        with self._calling(f"set the payload of point {pid}"):
+            self._open_client().set_payload(self._name, dict(payload), points=[pid], wait=True)
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        """Delete points by id; ids that do not exist are ignored."""
+        if not point_ids:
+            return
+        from qdrant_client import models
+
+        ids: list[models.ExtendedPointId] = [canonical_id(i) for i in point_ids]
+        with self._calling(f"delete {len(ids)} points"):
+            self._open_client().delete(
+                self._name, points_selector=models.PointIdsList(points=ids), wait=True
+            )
+
+    def delete_by_filter(self, filter: MetadataFilter) -> None:
+        """Delete every point whose payload matches ``filter``.
+
+        Raises:
+            ValueError: ``filter`` is empty; to delete everything, re-create the store.
+        """
+        from qdrant_client import models
+
+        qfilter = _client_filter(filter)
+        if qfilter is None:
+            raise ValueError(
+                "delete_by_filter needs a non-empty filter; to delete everything, "
+                "re-create the store"
+            )
+        with self._calling("delete points by filter"):
+            self._open_client().delete(
+                self._name, points_selector=models.FilterSelector(filter=qfilter), wait=True
+            )
+
+    def query(self, query: StoreQuery) -> list[Hit]:
+        """Search one channel, or several fused on the server with RRF or DBSF.
+
+        Same semantics as :meth:`tribrid.store.edge.EdgeStore.query`: ``dense`` ignores
+        quantization, ``binary`` searches the codes with oversampling and rescoring,
+        several channels are prefetched under the filter and fused (weighted RRF, or
+        DBSF which ignores weights).
+        """
+        from qdrant_client import models
+
+        check_query(query, self._schema.dense_size)
+        qfilter = _client_filter(query.filter)
+        client = self._open_client()
+        with self._calling("query"):
+            if len(query.channels) == 1:
+                cq = query.channels[0]
+                response = client.query_points(
+                    self._name,
+                    query=_query_vector(cq),
+                    using=cq.channel.vector_name,
+                    query_filter=qfilter,
+                    search_params=self._params(cq.channel, query.oversampling),
+                    limit=query.limit,
+                    with_payload=query.with_payload,
+                )
+            else:
+                fusion: models.RrfQuery | models.FusionQuery = (
+                    models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=rrf_weights(query)))
+                    if query.fusion is Fusion.RRF
+                    else models.FusionQuery(fusion=models.Fusion.DBSF)
+                )
+                response = client.query_points(
+                    self._name,
+                    prefetch=[
+                        models.Prefetch(
+                            query=_query_vector(cq),
+                            using=cq.channel.vector_name,
+                            filter=qfilter,
+                            params=self._params(cq.channel, query.oversampling),
+                            limit=query.prefetch_limit,
+                        )
+                        for cq in query.channels
+                    ],
+                    query=fusion,
+                    limit=query.limit,
+                    with_payload=query.with_payload,
+                )
+        return [
+            Hit(id=str(sp.id), score=float(sp.score), payload=dict(sp.payload or {}))
+            for sp in response.points
+        ]
+
+    def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        """Fetch points by id (score 0); missing ids are skipped."""
+        if not point_ids:
+            return []
+        ids = [canonical_id(i) for i in point_ids]
+        with self._calling("retrieve points"):
+            records = self._open_client().retrieve(
+                self._name, ids, with_payload=True, with_vectors=False
+            )
+        return [Hit(id=str(r.id), score=0.0, payload=dict(r.payload or {})) for r in records]
+
+    def count(self, filter: MetadataFilter | None = None) -> int:
+        """Number of points, optionally only those matching ``filter``."""
+        qfilter = _client_filter(filter)
+        with self._calling("count points"):
+            return self._open_client().count(self._name, count_filter=qfilter, exact=True).count
+
+    def ids(self, filter: MetadataFilter | None = None) -> set[str]:
+        """Ids of all points (optionally only matching ``filter``), paging through them."""
+        qfilter = _client_filter(filter)
+        client = self._open_client()
+        found: set[str] = set()
+        offset: models.ExtendedPointId | None = None
+        with self._calling("list point ids"):
+            while True:
+                records, next_offset = client.scroll(
+                    self._name,
+                    scroll_filter=qfilter,
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=False,
+                    with_vectors=False,
+                )
+                found.update(str(r.id) for r in records)
+                if next_offset is None:
+                    return found
+                offset = next_offset
+
+    def flush(self) -> None:
+        """Nothing to do: writes wait for the server, which indexes in the background."""
+        self._open_client()
+
+    def close(self) -> None:
+        """Close the connection (unless the client was passed in). Safe to call twice."""
+        self._close_client()
+
+    def __enter__(self) -> QdrantServerStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._client is None else "open"
+        return f"QdrantServerStore({self._url!r}, collection={self._name!r}, {state})"
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _params(self, channel: Channel, oversampling: float) -> models.SearchParams | None:
+        # The in-process engine searches exactly and warns about any search params.
+        return None if self._local else _params(channel, oversampling)
+
+    def _open_client(self) -> QdrantClient:
+        if self._client is None:
+            raise StoreError(f"{self._where} is closed; open a new QdrantServerStore")
+        return self._client
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    @contextlib.contextmanager
+    def _calling(self, what: str, *, connecting: bool = False) -> Iterator[None]:
+        from qdrant_client.http.exceptions import ResponseHandlingException
+
+        try:
+            yield
+        except StoreError:
+            raise
+        except ResponseHandlingException as e:
+            # Raised when no HTTP response came back at all: refused, timed out, DNS.
+            raise StoreError(
+                f"cannot reach the Qdrant server at {self._url} to {what} "
+                f"({e.source!r}); check the server is up and the URL is right"
+            ) from e
+        except Exception as e:
+            hint = "; check the server is up and the URL and API key are right"
+            raise StoreError(
+                f"{what} failed on {self._where}: {e}{hint if connecting else ''}"
+            ) from e
+
+
+def _is_local(client: QdrantClient) -> bool:
+    """Whether ``client`` runs qdrant-client's in-process engine.
+
+    That engine has no payload indexes or quantization and warns when asked for them,
+    so the store leaves them out there.
+    """
+    options = client.init_options
+    return options.get("location") == ":memory:" or options.get("path") is not None
+
+
+def _config_problems(params: models.CollectionParams, schema: CollectionSchema) -> list[str]:
+    """Differences between the collection's vector config and what tribrid needs."""
+    from qdrant_client import models
+
+    problems = []
+    vectors = params.vectors if isinstance(params.vectors, dict) else {}
+    dense = vectors.get(DENSE)
+    if dense is None:
+        problems.append(f"has no {DENSE!r} vector")
+    else:
+        if dense.size != schema.dense_size:
+            problems.append(
+                f"has dense size {dense.size} but the dense model gives {schema.dense_size}"
+            )
+        if dense.distance != models.Distance.COSINE:
+            problems.append(f"compares {DENSE!r} vectors by {dense.distance.value}, not Cosine")
+        if _dense_binary(params) is None:
+            problems.append(f"has no binary quantization on its {DENSE!r} vector")
+    sparse = params.sparse_vectors or {}
+    for name in (SPLADE, BM25):
+        if name not in sparse:
+            problems.append(f"has no {name!r} sparse vector")
+    bm25 = sparse.get(BM25)
+    if bm25 is not None and bm25.modifier != models.Modifier.IDF:
+        problems.append(f"has no IDF modifier on its {BM25!r} vector")
+    return problems
+
+
+def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationConfig | None:
+    from qdrant_client import models
+
+    vectors = params.vectors if isinstance(params.vectors, dict) else {}
+    dense = vectors.get(DENSE)
+    quantization = dense.quantization_config if dense is not None else None
+    return quantization.binary if isinstance(quantization, models.BinaryQuantization) else None
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    from qdrant_client import models
+
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _query_vector(cq: ChannelQuery) -> list[float] | models.SparseVector:
+    vector = cq.vector
+    return _sparse(vector) if isinstance(vector, SparseVector) else [float(x) for x in vector]
+
+
+def _params(channel: Channel, oversampling: float) -> models.SearchParams | None:
+    from qdrant_client import models
+
+    if channel is Channel.DENSE:
+        return models.SearchParams(quantization=models.QuantizationSearchParams(ignore=True))
+    if channel is Channel.BINARY:
+        return models.SearchParams(
+            quantization=models.QuantizationSearchParams(
+                ignore=False, rescore=True, oversampling=oversampling
+            )
+        )
+    return None
+
+
+def _client_filter(filter: MetadataFilter | None) -> models.Filter | None:
+    from qdrant_client import models
+
+    conditions = parse_filter(filter)
+    if not conditions:
+        return None
+    must: list[models.Condition] = [_client_condition(c) for c in conditions]
+    return models.Filter(must=must)
+
+
+def _client_condition(condition: Condition) -> models.FieldCondition:
+    from qdrant_client import models
+
+    match condition:
+        case Equals(key=key, value=value):
+            return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        case AnyOf(key=key, values=values):
+            return models.FieldCondition(
+                key=key, match=models.MatchAny(any=cast(list[str] | list[int], list(values)))
+            )
+        case Between(key=key, gt=gt, gte=gte, lt=lt, lte=lte):
+            return models.FieldCondition(
+                key=key, range=models.Range(gt=gt, gte=gte, lt=lt, lte=lte)
+            )
+    raise AssertionError(f"unhandled condition {condition!r}")
