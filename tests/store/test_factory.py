@@ -1,0 +1,48 @@
+"""The backend registry and ``open_store``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.store.support import SCHEMA, corpus
+from tribrid.store import STORES, EdgeStore, QdrantServerStore, open_store
+from tribrid.store.base import VectorStore
+
+
+def test_registry_names_both_backends() -> None:
+    assert {"edge": EdgeStore, "qdrant": QdrantServerStore} == STORES
+
+
+def test_unknown_backend_lists_the_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown store backend 'chroma'.*'edge', 'qdrant'"):
+        open_store("chroma", SCHEMA)
+
+
+def test_edge_needs_a_path() -> None:
+    with pytest.raises(ValueError, match="needs a path"):
+        open_store("edge", SCHEMA)
+
+
+def test_opens_each_backend(tmp_path: Path) -> None:
+    edge = open_store("edge", SCHEMA, path=tmp_path / "store")
+    server = open_store("qdrant", SCHEMA, url=":memory:")
+    try:
+        assert isinstance(edge, EdgeStore)
+        assert isinstance(server, QdrantServerStore)
+        assert isinstance(edge, VectorStore)
+        assert isinstance(server, VectorStore)
+        assert edge.schema == server.schema == SCHEMA
+    finally:
+        edge.close()
+        server.close()
+
+
+def test_recreate_is_passed_through(tmp_path: Path) -> None:
+    store = open_store("edge", SCHEMA, path=tmp_path)
+    store.upsert(corpus())
+    store.close()
+    store = open_store("edge", SCHEMA, path=tmp_path, recreate=True)
+    assert store.count() == 0
+    store.close()
