@@ -1,0 +1,163 @@
+"""chunk_elements: ids, order, titles and pages, on real unstructured elements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from unstructured.documents.elements import ElementMetadata, NarrativeText, Text, Title
+
+from tribrid.errors import ConfigError
+from tribrid.ingestion.base import content_hash, point_id
+from tribrid.ingestion.chunking import chunk_elements
+from tribrid.ingestion.parsing import partition_document
+
+
+def _on_page(element: Text, page: int | None, filetype: str | None = "application/pdf") -> Text:
+    element.metadata = ElementMetadata(page_number=page, filetype=filetype)
+    return element
+
+
+def _sentence(n: int) -> str:
+    return f"Sentence number {n} says something about berths and cranes in the harbour. "
+
+
+def test_point_ids_are_stable_across_runs(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# Pier\n\n" + "".join(_sentence(i) for i in range(60)) + "\n")
+
+    first = chunk_elements(
+        partition_document(path, document_key="notes.md"), source_key="s", document_key="notes.md"
+    )
+    second = chunk_elements(
+        partition_document(path, document_key="notes.md"), source_key="s", document_key="notes.md"
+    )
+
+    assert len(first) > 1
+    assert [c.point_id for c in first] == [c.point_id for c in second]
+    for chunk in first:
+        assert chunk.content_hash == content_hash(chunk.text)
+        assert chunk.point_id == point_id("s", "notes.md", chunk.content_hash, 0)
+
+
+def test_ids_depend_on_source_and_document() -> None:
+    elements = [Title("Pier"), NarrativeText(_sentence(1))]
+
+    a = chunk_elements(elements, source_key="s", document_key="a.md")
+    b = chunk_elements(elements, source_key="s", document_key="b.md")
+    c = chunk_elements(elements, source_key="t", document_key="a.md")
+
+    assert len({a[0].point_id, b[0].point_id, c[0].point_id}) == 3
+
+
+def test_identical_texts_in_one_document_get_distinct_ids(tmp_path: Path) -> None:
+    path = tmp_path / "repeats.md"
+    section = "# Disclaimer\n\nThis page intentionally repeats the same legal boilerplate.\n\n"
+    path.write_text(section * 3)
+    elements = partition_document(path, document_key="repeats.md")
+
+    chunks = chunk_elements(
+        elements, source_key="s", document_key="repeats.md", combine_text_under_n_chars=0
+    )
+
+    assert len(chunks) == 3
+    assert len({c.text for c in chunks}) == 1
+    assert len({c.point_id for c in chunks}) == 3
+    digest = chunks[0].content_hash
+    assert [c.point_id for c in chunks] == [
+        point_id("s", "repeats.md", digest, n) for n in range(3)
+    ]
+
+
+def test_indexes_run_from_zero_and_blank_chunks_are_dropped() -> None:
+    elements = [
+        Title("Pier"),
+        NarrativeText(_sentence(1)),
+        Text("   \n  "),
+        Title("Cranes"),
+        NarrativeText(_sentence(2)),
+    ]
+
+    chunks = chunk_elements(
+        elements, source_key="s", document_key="a.txt", combine_text_under_n_chars=0
+    )
+
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert all(c.text.strip() for c in chunks)
+
+
+def test_title_is_the_section_a_chunk_starts_in() -> None:
+    elements = [
+        NarrativeText("Preface text before any heading appears in the document at all."),
+        Title("Northern pier"),
+        *[NarrativeText(_sentence(i)) for i in range(30)],
+        Title("Southern pier"),
+        NarrativeText(_sentence(99)),
+    ]
+
+    chunks = chunk_elements(
+        elements,
+        source_key="s",
+        document_key="a.txt",
+        max_characters=400,
+        new_after_n_chars=300,
+        combine_text_under_n_chars=0,
+    )
+
+    titles = [c.metadata["title"] for c in chunks]
+    assert titles[0] is None
+    assert titles[-1] == "Southern pier"
+    northern = [c for c in chunks if c.metadata["title"] == "Northern pier"]
+    assert len(northern) > 1, "a long section's later chunks keep its title"
+    assert not northern[1].text.startswith("Northern pier")
+
+
+def test_page_numbers_come_from_every_element_of_the_chunk() -> None:
+    elements = [
+        _on_page(Title("Pier"), 3),
+        _on_page(NarrativeText(_sentence(1)), 3),
+        _on_page(NarrativeText(_sentence(2)), 4),
+        _on_page(NarrativeText(_sentence(3)), 2),
+    ]
+
+    (chunk,) = chunk_elements(elements, source_key="s", document_key="a.pdf")
+
+    assert chunk.metadata["page_numbers"] == [2, 3, 4]
+    assert chunk.metadata["page"] == 2
+    assert chunk.metadata["filetype"] == "application/pdf"
+
+
+def test_unknown_pages_and_type_fall_back() -> None:
+    elements = [_on_page(NarrativeText(_sentence(1)), None, filetype=None)]
+
+    (chunk,) = chunk_elements(elements, source_key="s", document_key="dir/Notes.TXT")
+
+    assert chunk.metadata["page_numbers"] == []
+    assert chunk.metadata["page"] is None
+    assert chunk.metadata["filetype"] == "txt"
+    assert chunk.metadata["filename"] == "Notes.TXT"
+    assert chunk.metadata["path"] == "dir/Notes.TXT"
+    json.dumps(dict(chunk.metadata))
+
+
+def test_long_text_is_split_within_max_characters() -> None:
+    elements = [NarrativeText("".join(_sentence(i) for i in range(100)))]
+
+    chunks = chunk_elements(
+        elements, source_key="s", document_key="a.txt", max_characters=500, overlap=50
+    )
+
+    assert len(chunks) > 5
+    assert all(len(c.text) <= 500 for c in chunks)
+
+
+def test_contradictory_options_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="overlap"):
+        chunk_elements(
+            [NarrativeText(_sentence(1))],
+            source_key="s",
+            document_key="a.txt",
+            max_characters=100,
+            overlap=100,
+        )
