@@ -127,6 +127,21 @@ def ingest(
         )
 
 
+def _snippet(text: str, query: str, width: int = 220) -> str:
+    """The window of ``text`` that holds the most query words, so a hit shows why it hit."""
+    words = " ".join(text.split()).split(" ")
+    wanted = {w.lower().strip(".,;:!?()") for w in query.split() if len(w) > 2}
+    best, best_hits = 0, -1
+    for start in range(len(words)):
+        window = " ".join(words[start:])[:width].lower()
+        hits = sum(w in window for w in wanted)
+        if hits >= best_hits and hits > 0 or best_hits < 0:
+            best, best_hits = start, hits  # the latest such start: the hits open the window
+    best = max(0, best - 4) if best_hits > 0 else 0
+    snippet = " ".join(words[best:])[:width]
+    return ("… " if best else "") + snippet + ("…" if len(" ".join(words[best:])) > width else "")
+
+
 @cli.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
@@ -155,11 +170,11 @@ def search(
         return
     table = Table(title=f"{mode.value}: {query}", show_lines=True)
     table.add_column("#", justify="right")
-    table.add_column("path")
-    table.add_column("score", justify="right")
-    table.add_column("snippet", overflow="fold")
+    table.add_column("path", overflow="fold", min_width=12, ratio=2)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("snippet", overflow="fold", ratio=5)
     for rank, r in enumerate(results, 1):
-        snippet = " ".join(r.text.split())[:220]
+        snippet = _snippet(r.text, query)
         where = r.path + (f" p.{r.page}" if r.page else "")
         table.add_row(str(rank), where, f"{r.score:.4f}", snippet)
     console.print(table)

@@ -101,3 +101,11 @@ def test_unknown_model_says_what_to_set(tmp_path: object) -> None:
     encoder = SentenceTransformerEncoder("/nonexistent/model-folder-xyz")
     with pytest.raises(EncoderError, match="TRIBRID_MODELS__DENSE"):
         encoder.warm_up()
+
+
+def test_declared_dimension_matches_the_loaded_model() -> None:
+    fresh = SentenceTransformerEncoder(max_seq_length=128)  # another cache key: not loaded yet
+    declared = fresh.dimension
+    assert fresh._model is None  # answered from the folder's JSON, without torch
+    fresh.warm_up()
+    assert declared == int(fresh._model.get_embedding_dimension()) == 384

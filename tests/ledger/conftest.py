@@ -1,72 +1,15 @@
-"""Database fixtures for the ledger tests: one SQLite file per test, one PostgreSQL
-database per session (reset before every test and dropped at the end).
-
-PostgreSQL is expected at ``TRIBRID_TEST_POSTGRES`` (a libpq URL of a superuser on the
-``postgres`` database; default ``postgresql://postgres@127.0.0.1:5432/postgres``). If it
-is not reachable the PostgreSQL tests fail with a message; deselect them with
-``-m "not postgres"`` on a machine without it.
+"""Database fixtures for the ledger tests: one SQLite file per test, and the session's
+PostgreSQL database (``postgres_url``, from ``tests/conftest.py``) reset before each test.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from sqlalchemy.engine import make_url
 
 from tribrid.ledger import SqlLedger
-
-ADMIN_URL = os.environ.get("TRIBRID_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _connect(dbname: str | None = None) -> psycopg.Connection[tuple[Any, ...]]:
-    conninfo = make_conninfo(ADMIN_URL, dbname=dbname) if dbname else ADMIN_URL
-    return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh, uniquely named PostgreSQL database for this session, dropped at the end."""
-    name = f"tribrid_test_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        admin = _connect()
-    except psycopg.OperationalError as e:
-        unreachable = str(e).strip().splitlines()[0]
-    else:
-        unreachable = ""
-    if unreachable:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {ADMIN_URL} ({unreachable}); start it, point "
-            "TRIBRID_TEST_POSTGRES at a server, or deselect these tests with -m 'not postgres'",
-            pytrace=False,
-        )
-    try:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield name
-    finally:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        admin.close()
-
-
-@pytest.fixture
-def postgres_url(postgres_database: str) -> str:
-    """SQLAlchemy URL of the session database, emptied before the test."""
-    with _connect(postgres_database) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    admin = make_url(ADMIN_URL)
-    url = admin.set(drivername="postgresql+psycopg", database=postgres_database)
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 
 from tribrid.encoders._torch import configure_threads, load_model
 from tribrid.encoders.base import DenseMatrix
-from tribrid.encoders.models import DEFAULT, resolve_model
+from tribrid.encoders.models import DEFAULT, declared_dimension, resolve_model
 
 
 class SentenceTransformerEncoder:
@@ -65,7 +65,11 @@ class SentenceTransformerEncoder:
 
     @property
     def dimension(self) -> int:
-        """Length of the vectors (loads the model)."""
+        """Length of the vectors: as the model folder declares it, else by loading it."""
+        if self._model is None:
+            declared = declared_dimension(self._resolved.location)
+            if declared is not None:
+                return declared
         self.warm_up()
         return int(self._model.get_embedding_dimension())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,33 @@ def _local_identity(folder: Path) -> str:
         if candidate.is_file():
             digest.update(candidate.read_bytes())
     return f"{folder.name}@{digest.hexdigest()[:12]}"
+
+
+def declared_dimension(location: str) -> int | None:
+    """The output size a sentence-transformers folder declares, read without loading it.
+
+    Reading two small JSON files lets a command fail fast (a busy or mismatched store)
+    before paying seconds for torch and the model. Returns ``None`` when the folder does
+    not say, and the model must be loaded to find out.
+    """
+    folder = Path(location)
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return None
+    try:
+        modules = json.loads(modules_file.read_text())
+        size: int | None = None
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            config_file = folder / module.get("path", "") / "config.json"
+            if kind not in ("Pooling", "Dense") or not config_file.is_file():
+                continue
+            config = json.loads(config_file.read_text())
+            key = "word_embedding_dimension" if kind == "Pooling" else "out_features"
+            size = int(config[key])
+        return size
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def resolve_model(reference: str, *, kind: str) -> ResolvedModel:

@@ -1,0 +1,133 @@
+"""The ``tribrid`` command as a user runs it: a real process, real models, real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tribrid.app import build_encoders, build_store
+from tribrid.cli import cli
+from tribrid.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "docs"
+TRIBRID = Path(sys.executable).with_name("tribrid")
+
+
+def run(*args: str, data_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``tribrid`` command in its own process."""
+    env = {**os.environ, "TRIBRID_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [str(TRIBRID), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli") / "docs"
+    shutil.copytree(EXAMPLES, root)
+    data_dir = root.parent / "data"
+    result = run("ingest", str(root), "--json", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["counts"]["indexed"] == 6 and report["counts"]["failed"] == 0
+    return root, data_dir
+
+
+def test_ingest_again_reports_everything_unchanged(indexed: tuple[Path, Path]) -> None:
+    root, data_dir = indexed
+    result = run("ingest", str(root), "--json", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert (counts["unchanged"], counts["indexed"], counts["chunks_embedded"]) == (6, 0, 0)
+    table = run("ingest", str(root), data_dir=data_dir)
+    assert table.returncode == 0, table.stderr
+    for column in ("indexed", "unchanged", "failed", "deleted", "chunks/s"):
+        assert column in table.stdout
+
+
+def invoke(*args: str, data_dir: Path) -> Result:
+    """Run the CLI in this process (models stay loaded between calls)."""
+    result = CliRunner().invoke(cli, [*args, "--data-dir", str(data_dir)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def test_search_json_in_every_mode(indexed: tuple[Path, Path]) -> None:
+    _, data_dir = indexed
+    for mode in ("hybrid", "dense", "splade", "bm25", "binary"):
+        result = invoke(
+            "search",
+            "reciprocal rank fusion constant k",
+            "--mode",
+            mode,
+            "-k",
+            "2",
+            "--json",
+            data_dir=data_dir,
+        )
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.stdout)
+        assert len(rows) == 2
+        assert rows[0]["path"] == "rank-fusion.md", (mode, rows)
+        assert rows[0]["score"] >= rows[1]["score"]
+
+
+def test_search_table_shows_path_score_and_snippet(indexed: tuple[Path, Path]) -> None:
+    _, data_dir = indexed
+    result = invoke("search", "blossom-end rot", "-k", "1", data_dir=data_dir)
+    assert result.exit_code == 0, result.output
+    assert "tomato-growing.rst" in result.stdout and "calcium" in result.stdout
+
+
+def test_status_json_counts_and_runs(indexed: tuple[Path, Path]) -> None:
+    _, data_dir = indexed
+    result = invoke("status", "--json", data_dir=data_dir)
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["counts"]["indexed"] == 6 and status["counts"]["failed"] == 0
+    assert status["chunks"] > 0 and status["failures"] == []
+
+
+def test_status_lists_failed_files_with_reasons(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "empty.txt").write_text("")
+    (root / "note.md").write_text("# Note\n\nA short note about lighthouses.")
+    assert invoke("ingest", str(root), data_dir=tmp_path / "d").exit_code == 0
+    result = invoke("status", data_dir=tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    assert "empty.txt" in result.stdout and "empty" in result.stdout
+
+
+def test_usage_errors_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    result = run("ingest", str(tmp_path / "missing"), data_dir=tmp_path / "d")
+    assert result.returncode != 0
+    assert "missing is not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run("search", "x", "--mode", "nonsense", data_dir=tmp_path / "d")
+    assert result.returncode != 0 and "nonsense" in result.stderr
+
+
+def test_busy_store_names_the_path_and_fails_fast(indexed: tuple[Path, Path]) -> None:
+    _, data_dir = indexed
+    settings = Settings(data_dir=data_dir)
+    holder = build_store(settings, build_encoders(settings))  # this process holds the store
+    try:
+        result = run("search", "anything", data_dir=data_dir)
+        assert result.returncode == 1
+        assert (
+            str((data_dir / "store").resolve()) in result.stderr
+            or str(data_dir / "store") in result.stderr
+        )
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        holder.close()
+    assert run("status", data_dir=data_dir).returncode == 0
