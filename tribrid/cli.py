@@ -129,17 +129,16 @@ def ingest(
 
 def _snippet(text: str, query: str, width: int = 220) -> str:
     """The window of ``text`` that holds the most query words, so a hit shows why it hit."""
-    words = " ".join(text.split()).split(" ")
+    words = text.split()
     wanted = {w.lower().strip(".,;:!?()") for w in query.split() if len(w) > 2}
-    best, best_hits = 0, -1
+    best, best_hits = 0, 0
     for start in range(len(words)):
-        window = " ".join(words[start:])[:width].lower()
-        hits = sum(w in window for w in wanted)
-        if hits >= best_hits and hits > 0 or best_hits < 0:
+        hits = sum(w in " ".join(words[start:])[:width].lower() for w in wanted)
+        if hits and hits >= best_hits:
             best, best_hits = start, hits  # the latest such start: the hits open the window
-    best = max(0, best - 4) if best_hits > 0 else 0
-    snippet = " ".join(words[best:])[:width]
-    return ("… " if best else "") + snippet + ("…" if len(" ".join(words[best:])) > width else "")
+    best = max(0, best - 4)  # a few words of context before the first hit
+    rest = " ".join(words[best:])
+    return ("… " if best else "") + rest[:width] + ("…" if len(rest) > width else "")
 
 
 @cli.command()
