@@ -120,7 +120,7 @@ class DocumentWriter:
         ledger: Where documents and chunks are recorded.
         store: Where points are written.
         encoders: The three encoders.
-        upsert_batch: Points per store upsert call.
+        upsert_batch: Chunks encoded and upserted together.
     """
 
     def __init__(
@@ -138,6 +138,7 @@ class DocumentWriter:
         *,
         existing: dict[str, DocumentState],
         trusted_ids: set[str] | None = None,
+        on_encoded: Callable[[int], None] | None = None,
     ) -> RunCounts:
         """Write a batch of parsed documents and record them in the ledger.
 
@@ -147,6 +148,7 @@ class DocumentWriter:
             existing: Ledger state of documents seen before, by key.
             trusted_ids: When given, only these existing point ids are reused; any other
                 chunk is re-encoded (used when the store lost points the ledger lists).
+            on_encoded: Called with the number of chunks after each slice is written.
 
         Returns:
             The chunk and document counts of the batch.
@@ -170,20 +172,25 @@ class DocumentWriter:
                 if before.chunk_index != chunk.index:
                     # Same text, new position: the vectors stay, the payload follows.
                     self._store.set_payload(chunk.point_id, chunk.payload())
-        if to_encode:
-            encoded = self._encoders.encode_documents([c.text for c in to_encode])
-            points = [
-                Point(
-                    id=chunk.point_id,
-                    dense=encoded.dense[i].tolist(),
-                    splade=encoded.splade[i],
-                    bm25=encoded.bm25[i],
-                    payload=chunk.payload(),
-                )
-                for i, chunk in enumerate(to_encode)
-            ]
-            for start in range(0, len(points), self._upsert_batch):
-                self._store.upsert(points[start : start + self._upsert_batch])
+        # Encoded and written a slice at a time: memory stays flat and progress moves
+        # even when one long document brings thousands of chunks.
+        for start in range(0, len(to_encode), self._upsert_batch):
+            part = to_encode[start : start + self._upsert_batch]
+            encoded = self._encoders.encode_documents([c.text for c in part])
+            self._store.upsert(
+                [
+                    Point(
+                        id=chunk.point_id,
+                        dense=encoded.dense[i].tolist(),
+                        splade=encoded.splade[i],
+                        bm25=encoded.bm25[i],
+                        payload=chunk.payload(),
+                    )
+                    for i, chunk in enumerate(part)
+                ]
+            )
+            if on_encoded is not None:
+                on_encoded(len(part))
         stale_total = 0
         for doc, digest, parsed in batch:
             stale = self._ledger.record_indexed(
@@ -427,9 +434,9 @@ class SyncPipeline:
             [(p.doc, p.content_hash, p.parsed) for p in pending],
             existing=known,
             trusted_ids=trusted,
+            on_encoded=listener.chunks_embedded,
         )
         state.counts = state.counts + counts
-        listener.chunks_embedded(counts.chunks_embedded)
         for p in pending:
             listener.document_done(p.doc.key, "indexed", len(p.parsed.chunks))
 
