@@ -4,19 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from unstructured.documents.elements import ElementMetadata, NarrativeText, Text, Title
 
 from tribrid.errors import ConfigError
 from tribrid.ingestion.base import content_hash, point_id
 from tribrid.ingestion.chunking import chunk_elements
-from tribrid.ingestion.parsing import partition_document
+from tribrid.ingestion.parsing import partition_document, prepare_unstructured
 
 
-def _on_page(element: Text, page: int | None, filetype: str | None = "application/pdf") -> Text:
-    element.metadata = ElementMetadata(page_number=page, filetype=filetype)
+def _element(kind: str, text: str, page: int | None = None, filetype: str | None = None) -> Any:
+    """A real unstructured element, imported only after its telemetry has been switched off."""
+    prepare_unstructured()
+    from unstructured.documents import elements
+
+    element = getattr(elements, kind)(text)
+    if page is not None or filetype is not None:
+        element.metadata = elements.ElementMetadata(page_number=page, filetype=filetype)
     return element
+
+
+def _title(text: str, page: int | None = None, filetype: str | None = None) -> Any:
+    return _element("Title", text, page, filetype)
+
+
+def _para(text: str, page: int | None = None, filetype: str | None = None) -> Any:
+    return _element("NarrativeText", text, page, filetype)
+
+
+def _blank(text: str) -> Any:
+    return _element("Text", text)
 
 
 def _sentence(n: int) -> str:
@@ -42,7 +60,7 @@ def test_point_ids_are_stable_across_runs(tmp_path: Path) -> None:
 
 
 def test_ids_depend_on_source_and_document() -> None:
-    elements = [Title("Pier"), NarrativeText(_sentence(1))]
+    elements = [_title("Pier"), _para(_sentence(1))]
 
     a = chunk_elements(elements, source_key="s", document_key="a.md")
     b = chunk_elements(elements, source_key="s", document_key="b.md")
@@ -72,11 +90,11 @@ def test_identical_texts_in_one_document_get_distinct_ids(tmp_path: Path) -> Non
 
 def test_indexes_run_from_zero_and_blank_chunks_are_dropped() -> None:
     elements = [
-        Title("Pier"),
-        NarrativeText(_sentence(1)),
-        Text("   \n  "),
-        Title("Cranes"),
-        NarrativeText(_sentence(2)),
+        _title("Pier"),
+        _para(_sentence(1)),
+        _blank("   \n  "),
+        _title("Cranes"),
+        _para(_sentence(2)),
     ]
 
     chunks = chunk_elements(
@@ -89,11 +107,11 @@ def test_indexes_run_from_zero_and_blank_chunks_are_dropped() -> None:
 
 def test_title_is_the_section_a_chunk_starts_in() -> None:
     elements = [
-        NarrativeText("Preface text before any heading appears in the document at all."),
-        Title("Northern pier"),
-        *[NarrativeText(_sentence(i)) for i in range(30)],
-        Title("Southern pier"),
-        NarrativeText(_sentence(99)),
+        _para("Preface text before any heading appears in the document at all."),
+        _title("Northern pier"),
+        *[_para(_sentence(i)) for i in range(30)],
+        _title("Southern pier"),
+        _para(_sentence(99)),
     ]
 
     chunks = chunk_elements(
@@ -114,11 +132,12 @@ def test_title_is_the_section_a_chunk_starts_in() -> None:
 
 
 def test_page_numbers_come_from_every_element_of_the_chunk() -> None:
+    pdf = "application/pdf"
     elements = [
-        _on_page(Title("Pier"), 3),
-        _on_page(NarrativeText(_sentence(1)), 3),
-        _on_page(NarrativeText(_sentence(2)), 4),
-        _on_page(NarrativeText(_sentence(3)), 2),
+        _title("Pier", 3, pdf),
+        _para(_sentence(1), 3, pdf),
+        _para(_sentence(2), 4, pdf),
+        _para(_sentence(3), 2, pdf),
     ]
 
     (chunk,) = chunk_elements(elements, source_key="s", document_key="a.pdf")
@@ -129,7 +148,7 @@ def test_page_numbers_come_from_every_element_of_the_chunk() -> None:
 
 
 def test_unknown_pages_and_type_fall_back() -> None:
-    elements = [_on_page(NarrativeText(_sentence(1)), None, filetype=None)]
+    elements = [_para(_sentence(1))]
 
     (chunk,) = chunk_elements(elements, source_key="s", document_key="dir/Notes.TXT")
 
@@ -142,7 +161,7 @@ def test_unknown_pages_and_type_fall_back() -> None:
 
 
 def test_long_text_is_split_within_max_characters() -> None:
-    elements = [NarrativeText("".join(_sentence(i) for i in range(100)))]
+    elements = [_para("".join(_sentence(i) for i in range(100)))]
 
     chunks = chunk_elements(
         elements, source_key="s", document_key="a.txt", max_characters=500, overlap=50
@@ -155,7 +174,7 @@ def test_long_text_is_split_within_max_characters() -> None:
 def test_contradictory_options_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="overlap"):
         chunk_elements(
-            [NarrativeText(_sentence(1))],
+            [_para(_sentence(1))],
             source_key="s",
             document_key="a.txt",
             max_characters=100,
