@@ -225,6 +225,10 @@ def test_options_from_settings() -> None:
     assert ParsePool.from_settings(ParsingSettings(workers=3), ChunkingSettings()).workers == 3
 
 
-def test_unsupported_strategy_is_refused_up_front() -> None:
+def test_unusable_options_are_refused_up_front() -> None:
     with pytest.raises(ConfigError, match="TRIBRID_PARSING__PDF_STRATEGY"):
         ParseOptions(strategy="hi_res")
+    with pytest.raises(ConfigError, match="TRIBRID_PARSING__MEMORY_LIMIT_MB"):
+        ParseOptions(memory_limit_mb=512)
+    with pytest.raises(ConfigError, match="TRIBRID_CHUNKING__OVERLAP"):
+        ParseOptions(max_characters=100, overlap=100)

@@ -62,6 +62,8 @@ _HEADER: Final = struct.Struct("!Q")
 _STDERR_TAIL_BYTES: Final = 4096
 _SHUTDOWN_GRACE_S: Final = 5.0
 _MAX_STARTUP_FAILURES: Final = 3
+# A worker maps ~1 GB of address space once unstructured and its libraries are loaded.
+_MIN_MEMORY_LIMIT_MB: Final = 1024
 
 #: Environment of every worker, on top of the parent's. One thread per worker: the pool
 #: size is the parallelism. Fewer malloc arenas keep the address space (RLIMIT_AS) honest.
@@ -137,10 +139,11 @@ class ParseOptions:
                 f"parsing limits must be positive, got max_file_mb={self.max_file_mb}, "
                 f"max_pages={self.max_pages}"
             )
-        if self.memory_limit_mb is not None and self.memory_limit_mb < 256:
+        if self.memory_limit_mb is not None and self.memory_limit_mb < _MIN_MEMORY_LIMIT_MB:
             raise ConfigError(
-                f"parsing memory_limit_mb={self.memory_limit_mb} is too small to start a "
-                "parser; use at least 1024 (TRIBRID_PARSING__MEMORY_LIMIT_MB)"
+                f"parsing memory_limit_mb={self.memory_limit_mb} is too small: a parser needs "
+                f"about {_MIN_MEMORY_LIMIT_MB} MB of address space just to start; set "
+                "TRIBRID_PARSING__MEMORY_LIMIT_MB to 2048 or more"
             )
         if not 0 <= self.overlap < self.max_characters:
             raise ConfigError(
