@@ -198,7 +198,8 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     if report.last_run is not None:
         run = report.last_run
         took = f"{run.duration_s:.1f} s" if run.duration_s is not None else "running"
-        console.print(f"last run #{run.id} ({run.status}, {took}): {run.counts.as_dict()}")
+        done = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in run.counts.as_dict().items() if v)
+        console.print(f"last run #{run.id} ({run.status}, {took}): {done or 'nothing to do'}")
     if report.failures:
         failures = Table(title="failed files", show_lines=False)
         failures.add_column("path", overflow="fold")

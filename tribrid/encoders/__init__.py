@@ -52,6 +52,11 @@ class EncoderSet:
     splade: SparseEncoder
     bm25: SparseEncoder
 
+    def warm_up(self) -> None:
+        """Load every model now rather than on the first encode."""
+        for encoder in (self.dense, self.splade, self.bm25):
+            encoder.warm_up()
+
     def encode_documents(self, texts: Sequence[str]) -> EncodedBatch:
         """Encode passages with all three encoders."""
         return EncodedBatch(

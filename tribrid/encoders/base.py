@@ -51,6 +51,10 @@ class SparseVector:
 class DenseEncoder(Protocol):
     """Turns texts into L2-normalised dense vectors of a fixed dimension."""
 
+    def warm_up(self) -> None:
+        """Load the model now (idempotent); encoding calls it anyway."""
+        ...
+
     @property
     def model_name(self) -> str:
         """Identity of the model, recorded in the collection schema."""
@@ -73,6 +77,10 @@ class DenseEncoder(Protocol):
 @runtime_checkable
 class SparseEncoder(Protocol):
     """Turns texts into sparse vectors (SPLADE weights or BM25 term frequencies)."""
+
+    def warm_up(self) -> None:
+        """Load the model now (idempotent); encoding calls it anyway."""
+        ...
 
     @property
     def model_name(self) -> str:

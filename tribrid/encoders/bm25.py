@@ -49,6 +49,9 @@ class Bm25Encoder:
         except ValueError as e:
             raise ValueError(f"invalid BM25 settings (TRIBRID_BM25__*): {e}") from e
 
+    def warm_up(self) -> None:
+        """Nothing to load: BM25 has no model."""
+
     @property
     def model_name(self) -> str:
         """Identity of the scheme and its parameters."""

@@ -18,6 +18,7 @@ Celery task can run any one of them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -269,6 +270,7 @@ class SyncPipeline:
         self._ledger = ledger
         self._store = store
         self._parser_factory = parser_factory
+        self._encoders = encoders
         self._writer = DocumentWriter(ledger=ledger, store=store, encoders=encoders)
         self._batch_chunks = batch_chunks
         self._max_file_bytes = max_file_bytes
@@ -330,7 +332,7 @@ class SyncPipeline:
         pending_chunks = 0
         opened: list[AbstractContextManager[DocumentParser]] = []
         try:
-            parser = _LazyParser(self._parser_factory, opened)
+            parser = _LazyParser(self._parser_factory, opened, on_open=self._warm_up_in_background)
             for job, outcome in parser.imap(plan()):
                 doc, digest = jobs.pop(job.document_key)
                 if isinstance(outcome, DocumentFailure):
@@ -355,6 +357,17 @@ class SyncPipeline:
             for context in opened:
                 context.__exit__(None, None, None)
         self._remove_vanished(known, seen, unlisted_prefixes, state, listener)
+
+    def _warm_up_in_background(self) -> None:
+        # Loading torch and the models takes seconds; doing it while the parse workers
+        # start and parse the first files hides most of it. Errors resurface on first use.
+        def load() -> None:
+            try:
+                self._encoders.warm_up()
+            except Exception:  # re-raised where the models are first used
+                log.debug("background model load failed", exc_info=True)
+
+        threading.Thread(target=load, name="tribrid-warm-up", daemon=True).start()
 
     def _trusted_point_ids(self, source_id: int) -> set[str] | None:
         # The store is derived from the ledger. If it holds fewer points than the ledger
@@ -492,10 +505,15 @@ class _LazyParser:
     never pays for starting parse workers."""
 
     def __init__(
-        self, factory: ParserFactory, opened: list[AbstractContextManager[DocumentParser]]
+        self,
+        factory: ParserFactory,
+        opened: list[AbstractContextManager[DocumentParser]],
+        *,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self._factory = factory
         self._opened = opened
+        self._on_open = on_open
 
     def imap(self, jobs: Iterable[ParseJob]) -> Iterator[tuple[ParseJob, ParseOutcome]]:
         iterator = iter(jobs)
@@ -505,6 +523,8 @@ class _LazyParser:
         context = self._factory()
         parser = context.__enter__()
         self._opened.append(context)
+        if self._on_open is not None:
+            self._on_open()
 
         def chained() -> Iterator[ParseJob]:
             yield first
