@@ -6,6 +6,7 @@ import os
 import threading
 from typing import Any
 
+from tribrid.encoders.models import resolve_model
 from tribrid.errors import EncoderError, MissingDependencyError
 
 _lock = threading.Lock()
@@ -56,3 +57,46 @@ def load_model(cls_name: str, location: str, *, device: str, max_seq_length: int
         model.eval()
         _cache[key] = model
         return model
+
+
+class SentenceTransformersModel:
+    """What the dense and the SPLADE encoder share: a lazily loaded, process-wide model.
+
+    Subclasses set ``_kind`` (``"dense"`` or ``"splade"``) and ``_class_name`` (the
+    sentence-transformers class that loads it).
+    """
+
+    _kind: str
+    _class_name: str
+
+    def __init__(
+        self,
+        model: str = "default",
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_seq_length: int | None = 256,
+        torch_threads: int | None = None,
+    ) -> None:
+        self._resolved = resolve_model(model, kind=self._kind)
+        self._device = device
+        self._batch_size = batch_size
+        self._max_seq_length = max_seq_length
+        self._threads = torch_threads
+        self._model: Any = None
+
+    @property
+    def model_name(self) -> str:
+        """Stable identity of the model."""
+        return self._resolved.identity
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first encode."""
+        if self._model is None:
+            configure_threads(self._threads)
+            self._model = load_model(
+                self._class_name,
+                self._resolved.location,
+                device=self._device,
+                max_seq_length=self._max_seq_length,
+            )

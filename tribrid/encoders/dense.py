@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from tribrid.encoders._torch import configure_threads, load_model
+from tribrid.encoders._torch import SentenceTransformersModel
 from tribrid.encoders.base import DenseMatrix
-from tribrid.encoders.models import DEFAULT, declared_dimension, resolve_model
+from tribrid.encoders.models import declared_dimension
 
 
-class SentenceTransformerEncoder:
+class SentenceTransformerEncoder(SentenceTransformersModel):
     """Dense passage and query vectors from a sentence-transformers model.
 
     Construction is cheap; the model loads on first use (or :meth:`warm_up`) and is
@@ -31,37 +30,8 @@ class SentenceTransformerEncoder:
         torch_threads: Cap on torch's threads in this process.
     """
 
-    def __init__(
-        self,
-        model: str = DEFAULT,
-        *,
-        device: str = "cpu",
-        batch_size: int = 32,
-        max_seq_length: int | None = 256,
-        torch_threads: int | None = None,
-    ) -> None:
-        self._resolved = resolve_model(model, kind="dense")
-        self._device = device
-        self._batch_size = batch_size
-        self._max_seq_length = max_seq_length
-        self._threads = torch_threads
-        self._model: Any = None
-
-    @property
-    def model_name(self) -> str:
-        """Stable identity of the model."""
-        return self._resolved.identity
-
-    def warm_up(self) -> None:
-        """Load the model now rather than on the first encode."""
-        if self._model is None:
-            configure_threads(self._threads)
-            self._model = load_model(
-                "SentenceTransformer",
-                self._resolved.location,
-                device=self._device,
-                max_seq_length=self._max_seq_length,
-            )
+    _kind = "dense"
+    _class_name = "SentenceTransformer"
 
     @property
     def dimension(self) -> int:

@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from tribrid.encoders._torch import configure_threads, load_model
+from tribrid.encoders._torch import SentenceTransformersModel
 from tribrid.encoders.base import SparseVector
-from tribrid.encoders.models import DEFAULT, resolve_model
 
 
 def _rows_to_sparse(tensor: Any, rows: int) -> list[SparseVector]:
@@ -33,7 +32,7 @@ def _rows_to_sparse(tensor: Any, rows: int) -> list[SparseVector]:
     return out
 
 
-class SpladeEncoder:
+class SpladeEncoder(SentenceTransformersModel):
     """SPLADE term weights for passages and queries.
 
     Example:
@@ -50,37 +49,8 @@ class SpladeEncoder:
         torch_threads: Cap on torch's threads in this process.
     """
 
-    def __init__(
-        self,
-        model: str = DEFAULT,
-        *,
-        device: str = "cpu",
-        batch_size: int = 32,
-        max_seq_length: int | None = 256,
-        torch_threads: int | None = None,
-    ) -> None:
-        self._resolved = resolve_model(model, kind="splade")
-        self._device = device
-        self._batch_size = batch_size
-        self._max_seq_length = max_seq_length
-        self._threads = torch_threads
-        self._model: Any = None
-
-    @property
-    def model_name(self) -> str:
-        """Stable identity of the model."""
-        return self._resolved.identity
-
-    def warm_up(self) -> None:
-        """Load the model now rather than on the first encode."""
-        if self._model is None:
-            configure_threads(self._threads)
-            self._model = load_model(
-                "SparseEncoder",
-                self._resolved.location,
-                device=self._device,
-                max_seq_length=self._max_seq_length,
-            )
+    _kind = "splade"
+    _class_name = "SparseEncoder"
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """Encode passages, one sparse vector each."""
