@@ -307,6 +307,7 @@ class SyncPipeline:
     ) -> None:
         known = {s.key: s for s in self._ledger.document_states(source_id)}
         trusted = self._trusted_point_ids(source_id)
+        damaged = self._damaged_documents(known, trusted) if trusted is not None else set()
         seen: set[str] = set()
         unlisted_prefixes: list[str] = []
         jobs: dict[str, tuple[SourceDocument, str]] = {}
@@ -322,7 +323,7 @@ class SyncPipeline:
                     )
                     continue
                 job = self._plan_document(
-                    item, known.get(item.key), source_id, state, listener, trusted
+                    item, known.get(item.key), source_id, state, listener, item.key in damaged
                 )
                 if job is not None:
                     jobs[item.key] = (item, job[1])
@@ -357,6 +358,7 @@ class SyncPipeline:
             for context in opened:
                 context.__exit__(None, None, None)
         self._remove_vanished(known, seen, unlisted_prefixes, state, listener)
+        self._remove_orphans(source_id, connector.source_key, state)
 
     def _warm_up_in_background(self) -> None:
         # Loading torch and the models takes seconds; doing it while the parse workers
@@ -379,6 +381,20 @@ class SyncPipeline:
         )
         return self._store.ids()
 
+    def _damaged_documents(self, known: dict[str, DocumentState], present: set[str]) -> set[str]:
+        """Keys of the documents with at least one point missing from the store."""
+        by_id = {s.id: key for key, s in known.items() if s.chunk_count > 0}
+        ids = list(by_id)
+        damaged: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            chunks = self._ledger.chunks_of_many(ids[start : start + 1000])
+            damaged.update(
+                by_id[doc_id]
+                for doc_id, records in chunks.items()
+                if any(r.point_id not in present for r in records)
+            )
+        return damaged
+
     def _plan_document(
         self,
         doc: SourceDocument,
@@ -386,7 +402,7 @@ class SyncPipeline:
         source_id: int,
         state: _RunState,
         listener: ProgressListener,
-        trusted: set[str] | None,
+        lost_points: bool,
     ) -> tuple[ParseJob, str] | None:
         if self._max_file_bytes is not None and doc.size > self._max_file_bytes:
             limit_mb = self._max_file_bytes / 2**20
@@ -406,7 +422,6 @@ class SyncPipeline:
             before.status == DocumentStatus.INDEXED
             or (before.status == DocumentStatus.FAILED and not self._retry_failed)
         )
-        lost_points = trusted is not None and before is not None and before.chunk_count > 0
         if (
             before is not None
             and settled
@@ -479,6 +494,21 @@ class SyncPipeline:
         state.add(failed=1, chunks_deleted=len(stale))
         state.failures.append(SyncFailure(key, str(kind), message))
         listener.document_done(key, "failed", 0)
+
+    def _remove_orphans(self, source_id: int, source_key: str, state: _RunState) -> None:
+        # Points the ledger does not list (a run killed between its upsert and its ledger
+        # commit, for a file since deleted) are found by a cheap count first, and only
+        # then by comparing ids.
+        if self._store.count() == self._ledger.count_chunks():
+            return
+        listed = set(self._ledger.all_point_ids(source_id))
+        orphans = sorted(self._store.ids({"source_key": source_key}) - listed)
+        if orphans:
+            log.warning(
+                "removing %d points of %s that the ledger does not list", len(orphans), source_key
+            )
+            self._store.delete(orphans)
+            state.add(chunks_deleted=len(orphans))
 
     def _remove_vanished(
         self,
