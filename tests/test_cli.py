@@ -116,6 +116,16 @@ def test_usage_errors_exit_non_zero_with_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0 and "nonsense" in result.stderr
 
 
+def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "TRIBRID_DATA_DIR": str(tmp_path), "TRIBRID_STORE__BACKEND": "mongo"}
+    result = subprocess.run(
+        [str(TRIBRID), "status"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 2
+    assert "TRIBRID_STORE__BACKEND" in result.stderr and "'edge' or 'qdrant'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_busy_store_names_the_path_and_fails_fast(indexed: tuple[Path, Path]) -> None:
     _, data_dir = indexed
     settings = Settings(data_dir=data_dir)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -218,3 +219,18 @@ def main() -> None:
     except TribridError as e:
         err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
+    except ValidationError as e:
+        err_console.print(
+            f"[red]error:[/red] {_settings_problem(e)}", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(2) from None
+
+
+def _settings_problem(error: ValidationError) -> str:
+    """One line naming each bad setting, its environment variable and what it must be."""
+    problems = []
+    for item in error.errors():
+        path = [str(p) for p in item["loc"]]
+        env = "TRIBRID_" + "__".join(p.upper() for p in path)
+        problems.append(f"setting {'.'.join(path)} ({env}): {item['msg']}")
+    return "; ".join(problems)
