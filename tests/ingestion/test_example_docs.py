@@ -1,9 +1,10 @@
 """The shared corpus of 118 real, messy documents, through the public API.
 
 Every file must end indexed or failed with a specific reason, one bad file must never
-stop the run, and a second identical run must embed nothing. The 619-page PDF is held
-back by a page limit here (it takes minutes to embed on two cores); the benchmark
-``benchmarks/example_docs.py`` ingests it with the default limits.
+stop the run, and a second identical run must embed nothing. To keep the suite within
+minutes on two cores, the 619-page PDF is held back by a page limit (a tested failure in
+itself) and the two largest HTML files (700 of the corpus' chunks) are excluded; the
+benchmark ``benchmarks/example_docs.py`` ingests everything with the default settings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import pytest
 
 import tribrid
 from tribrid.ingestion.base import FailureKind
-from tribrid.settings import ParsingSettings, Settings
+from tribrid.settings import ConnectorSettings, ParsingSettings, Settings
+
+HELD_BACK = ["example-10k.html", "fake-html-pre.htm"]
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "example-docs"
 
@@ -28,8 +31,16 @@ pytestmark = [
 def test_every_example_doc_ends_indexed_or_failed_with_a_reason(tmp_path: Path) -> None:
     root = tmp_path / "docs"
     shutil.copytree(CORPUS, root, symlinks=True)
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    settings = Settings(data_dir=tmp_path / "data", parsing=ParsingSettings(max_pages=100))
+    files = sorted(
+        rel
+        for rel in (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        if rel not in HELD_BACK
+    )
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        parsing=ParsingSettings(max_pages=100),
+        connector=ConnectorSettings(exclude=HELD_BACK),
+    )
 
     first = tribrid.ingest(root, settings=settings)
     status = tribrid.status(settings=settings)
