@@ -1,0 +1,119 @@
+"""Fixtures of the retriever tests: the real encoders, and a small corpus on both backends.
+
+The models load once per session. The corpus is stored the way ``tribrid ingest`` stores
+chunks (payload from :meth:`Chunk.payload`), in an embedded Qdrant Edge store and in
+qdrant-client's in-memory engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tribrid.app import build_encoders, collection_schema
+from tribrid.encoders import EncoderSet
+from tribrid.ingestion.base import Chunk, content_hash, point_id
+from tribrid.settings import Settings
+from tribrid.store import EdgeStore, QdrantServerStore
+from tribrid.store.base import Point, VectorStore
+
+BACKENDS = ("edge", "memory")
+
+CORPUS: list[tuple[str, str, int | None]] = [
+    ("fusion.md", "Reciprocal rank fusion adds 1/(k + rank) over the rankings it fuses.", None),
+    ("fusion.md", "Distribution-based score fusion rescales scores by mean and 3 sigma.", None),
+    ("quant.md", "Binary quantization keeps one or two bits per dimension of each vector.", None),
+    ("pump.pdf", "The ZX-9000 pump needs a new gasket every 500 operating hours.", 1),
+    ("pump.pdf", "Before servicing the pump, close both valves and drain the housing.", 2),
+    ("pump.pdf", "Warranty claims for the pump require the service log.", 3),
+    ("bm25.md", "BM25 scores a document by term frequency and inverse document frequency.", None),
+    ("splade.md", "SPLADE expands a text into learned sparse term weights.", None),
+    ("cooking.txt", "Simmer the tomato sauce for twenty minutes and season with basil.", None),
+    ("garden.txt", "Water the tomato plants in the morning, never at noon.", None),
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # LangChain's standard suites define async tests without an asyncio marker.
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.add_marker(pytest.mark.asyncio)
+
+
+@pytest.fixture(scope="session")
+def encoders() -> EncoderSet:
+    """The default encoders (MiniLM, splade-tiny, BM25), loaded once."""
+    encoders = build_encoders(Settings())
+    encoders.warm_up()
+    return encoders
+
+
+def corpus_points(encoders: EncoderSet) -> list[Point]:
+    """:data:`CORPUS` as points, with the payload the ingestion pipeline writes."""
+    chunks = []
+    index: dict[str, int] = {}
+    for path, text, page in CORPUS:
+        i = index[path] = index.get(path, -1) + 1
+        digest = content_hash(text)
+        metadata = {"path": path, "filetype": path.rsplit(".", 1)[1]}
+        if page is not None:
+            metadata["page"] = page
+        chunks.append(
+            Chunk(
+                point_id=point_id("test", path, digest),
+                source_key="test",
+                document_key=path,
+                index=i,
+                text=text,
+                content_hash=digest,
+                metadata=metadata,
+            )
+        )
+    encoded = encoders.encode_documents([c.text for c in chunks])
+    return [
+        Point(
+            id=c.point_id,
+            dense=encoded.dense[i].tolist(),
+            splade=encoded.splade[i],
+            bm25=encoded.bm25[i],
+            payload=c.payload(),
+        )
+        for i, c in enumerate(chunks)
+    ]
+
+
+def open_backend(backend: str, encoders: EncoderSet, folder: Path) -> VectorStore:
+    """An empty store of ``backend`` (``edge`` or ``memory``) for these encoders."""
+    schema = collection_schema(Settings(), encoders)
+    if backend == "edge":
+        return EdgeStore(folder, schema)
+    return QdrantServerStore(schema, url=":memory:")
+
+
+@pytest.fixture(scope="session")
+def corpus_stores(
+    encoders: EncoderSet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, VectorStore]]:
+    """The corpus on both backends, built once."""
+    points = corpus_points(encoders)
+    stores = {}
+    for backend in BACKENDS:
+        store = open_backend(backend, encoders, tmp_path_factory.mktemp(f"corpus-{backend}"))
+        store.upsert(points)
+        store.flush()
+        stores[backend] = store
+    yield stores
+    for store in stores.values():
+        store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def corpus_store(
+    request: pytest.FixtureRequest, corpus_stores: dict[str, VectorStore]
+) -> VectorStore:
+    """The corpus store of each backend."""
+    return corpus_stores[request.param]

@@ -1,0 +1,388 @@
+"""The LangChain retriever: hybrid search over a tribrid store, with tunable fusion.
+
+Each channel (dense, binary, SPLADE, BM25) is searched on its own for ``prefetch_k``
+candidates under the filter, and the rankings are fused on the client (see
+:mod:`tribrid.retrievers.fusion`). Fusing on the client is what lets every returned
+document carry each channel's score and rank, lets the weights mean the same thing for
+every method, and makes convex combination possible at all; measured on the embedded
+store it costs about as much as the store's own fusion (the candidate lists are small
+and payloads are fetched only for the final ``k``). ``store_fusion=True`` sends one
+prefetch-and-fuse query to the store instead, for RRF and unweighted DBSF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from tribrid.encoders import EncoderSet
+from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse
+from tribrid.store.base import (
+    Channel,
+    ChannelQuery,
+    Fusion,
+    Hit,
+    StoreQuery,
+    VectorStore,
+)
+
+DEFAULT_CHANNELS: dict[Channel, float] = {
+    Channel.DENSE: 1.0,
+    Channel.SPLADE: 1.0,
+    Channel.BM25: 1.0,
+}
+# Payload key holding the id a LangChain caller gave a point (see TribridVectorStore).
+LANGCHAIN_ID_KEY = "langchain_id"
+TEXT_KEY = "text"
+# What a call may override through ``invoke(query, k=..., filter=...)``.
+CALL_OPTIONS = (
+    "k",
+    "filter",
+    "score_threshold",
+    "channels",
+    "fusion",
+    "rrf_k",
+    "normalization",
+    "prefetch_k",
+    "oversampling",
+    "store_fusion",
+)
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """One fused result, before it becomes a :class:`~langchain_core.documents.Document`.
+
+    Attributes:
+        id: Point id in the store.
+        score: Fused score.
+        payload: The point's payload (text and metadata).
+        channel_scores: Each channel's own score, for the channels that returned it.
+        channel_ranks: Each channel's 1-based rank, for the channels that returned it.
+    """
+
+    id: str
+    score: float
+    payload: Mapping[str, Any]
+    channel_scores: dict[str, float] = field(default_factory=dict)
+    channel_ranks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def document_id(self) -> str:
+        """The id LangChain sees: the caller's id for texts added through LangChain."""
+        given = self.payload.get(LANGCHAIN_ID_KEY)
+        return str(given) if given is not None else self.id
+
+
+class HybridRetriever(BaseRetriever):
+    """Hybrid search over a tribrid store: dense, binary, SPLADE and BM25, fused.
+
+    Every document has ``page_content`` = the chunk text, ``id`` = the point id (or the
+    id given to :class:`~tribrid.vectorstore.TribridVectorStore`), and ``metadata`` =
+    the payload (``path``, ``chunk_index``, ``page`` …) plus ``score`` (fused),
+    ``channel_scores`` and ``channel_ranks`` (per channel, for channels that found it).
+
+    Any field except ``store`` and ``encoders`` can be overridden per call:
+    ``retriever.invoke("query", k=3, filter={"filetype": "text/markdown"})``.
+
+    Attributes:
+        store: An open tribrid store (``EdgeStore`` or ``QdrantServerStore``).
+        encoders: The encoders the index was built with.
+        channels: Channels to search and their weights: a mapping such as
+            ``{"dense": 1, "bm25": 0.5}``, or a list of names (weight 1). A weight of 0
+            leaves the channel out. ``binary`` searches the binary-quantized codes,
+            oversampled and rescored.
+        fusion: ``rrf`` (reciprocal rank fusion), ``dbsf`` (Qdrant's distribution-based
+            score fusion, weighted) or ``convex`` (weighted sum of per-channel
+            normalised scores).
+        rrf_k: The RRF constant: ``score = Σ w / (rrf_k + rank)``.
+        normalization: For ``convex``: ``minmax`` (fused score in [0, 1]) or ``zscore``.
+        prefetch_k: Candidates per channel before fusion; default ``max(100, 10·k)``.
+        k: Number of documents to return.
+        filter: Payload filter: ``{"key": value}`` equality, ``{"key": [a, b]}`` any-of,
+            ``{"key": {"gte": 1, "lt": 5}}`` range; all entries must hold.
+        score_threshold: Drop documents whose fused score is below this. Refused with
+            ``rrf``, whose scores depend only on ranks and have no absolute meaning.
+        oversampling: For ``binary``: candidates from the codes per result, before
+            rescoring with the float vectors.
+        store_fusion: Let the store fuse (one prefetch query) instead of the client.
+            Only for ``rrf`` and for ``dbsf`` with equal weights; documents then carry no
+            per-channel scores, and weighted RRF follows Qdrant's formula.
+
+    Example:
+        ::
+
+            retriever = HybridRetriever(
+                store=store, encoders=encoders, channels={"dense": 1, "bm25": 0.5}, k=5
+            )
+            docs = retriever.invoke("binary quantization recall")
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    store: Any
+    encoders: EncoderSet
+    channels: dict[Channel, float] = Field(default_factory=lambda: dict(DEFAULT_CHANNELS))
+    fusion: FusionMethod = FusionMethod.RRF
+    rrf_k: int = Field(default=60, ge=0)
+    normalization: Normalization = Normalization.MINMAX
+    prefetch_k: int | None = Field(default=None, ge=1)
+    k: int = Field(default=10, ge=1)
+    filter: dict[str, Any] | None = None
+    score_threshold: float | None = None
+    oversampling: float = Field(default=8.0, ge=1.0)
+    store_fusion: bool = False
+
+    _owned_store: bool = PrivateAttr(default=False)
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: Any) -> Any:
+        if not isinstance(value, VectorStore):
+            raise ValueError(
+                f"store must be a tribrid store (EdgeStore or QdrantServerStore), got "
+                f"{type(value).__name__}; open one with tribrid.store.open_store"
+            )
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _parse_channels(cls, value: Any) -> dict[Channel, float]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, Mapping):
+            value = dict.fromkeys(value, 1.0)
+        parsed: dict[Channel, float] = {}
+        for name, weight in value.items():
+            try:
+                channel = Channel(name)
+            except ValueError as e:
+                raise ValueError(
+                    f"unknown channel {name!r}; valid channels: {[c.value for c in Channel]}"
+                ) from e
+            w = float(weight)
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"channel {channel.value!r} has weight {weight}; need >= 0")
+            parsed[channel] = w
+        if not any(parsed.values()):
+            raise ValueError(
+                "no channel to search: give at least one of dense, binary, splade, bm25 "
+                "a weight above 0"
+            )
+        return parsed
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _check_filter(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(
+                f"filter must be a dict such as {{'path': 'a.md', 'page': {{'gte': 2}}}}, "
+                f"got {type(value).__name__}; raw Qdrant filter objects are not supported "
+                "by tribrid stores yet"
+            )
+        return dict(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> HybridRetriever:
+        if self.score_threshold is not None and self.fusion is FusionMethod.RRF:
+            raise ValueError(
+                "score_threshold cannot be used with fusion='rrf': RRF scores depend only "
+                "on ranks and have no absolute meaning; use fusion='convex' (scores in "
+                "[0, 1] with minmax) or 'dbsf', or drop the threshold"
+            )
+        if self.store_fusion:
+            if self.fusion is FusionMethod.CONVEX:
+                raise ValueError(
+                    "store_fusion=True supports fusion 'rrf' and 'dbsf' only; Qdrant has "
+                    "no convex fusion, so leave store_fusion off for 'convex'"
+                )
+            weights = {w for w in self.channels.values() if w > 0}
+            if self.fusion is FusionMethod.DBSF and weights != {1.0}:
+                raise ValueError(
+                    "store_fusion=True with fusion='dbsf' needs all channel weights 1 "
+                    "(Qdrant's DBSF takes no weights); leave store_fusion off to weight DBSF"
+                )
+        return self
+
+    # -- LangChain -----------------------------------------------------------------
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        return [to_document(chunk) for chunk in self.search(query, **kwargs)]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        # Encoding is CPU-bound and both stores answer synchronously; a worker thread
+        # keeps the event loop free.
+        chunks = await asyncio.to_thread(self.search, query, **kwargs)
+        return [to_document(chunk) for chunk in chunks]
+
+    # -- search --------------------------------------------------------------------
+
+    def with_options(self, **options: Any) -> HybridRetriever:
+        """A copy with some fields changed, validated (``store`` and ``encoders`` shared).
+
+        Raises:
+            ValueError: An option is unknown or invalid.
+        """
+        unknown = set(options) - set(CALL_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown retriever option(s) {sorted(unknown)}; valid options: {list(CALL_OPTIONS)}"
+            )
+        if not options:
+            return self
+        fields = {name: getattr(self, name) for name in (*CALL_OPTIONS, "tags", "metadata")}
+        # The default prefetch follows k unless it was set.
+        return HybridRetriever(store=self.store, encoders=self.encoders, **{**fields, **options})
+
+    def search(self, query: str, **options: Any) -> list[RetrievedChunk]:
+        """Search and fuse, returning chunks with their fused and per-channel scores.
+
+        Args:
+            query: The query text.
+            **options: Per-call overrides of the fields in :data:`CALL_OPTIONS`.
+        """
+        params = self.with_options(**options)
+        return params._search(query)
+
+    def _search(self, query: str) -> list[RetrievedChunk]:
+        active = {c: w for c, w in self.channels.items() if w > 0}
+        queries = self._encode(query, active)
+        prefetch = self.prefetch_k or max(100, 10 * self.k)
+        if self.store_fusion and len(queries) > 1:
+            return self._store_fused(queries, prefetch)
+        if self.fusion is FusionMethod.RRF and len(queries) == 1:
+            # One channel under RRF: the fused order is that channel's, so k suffice.
+            prefetch = self.k
+        ranked: dict[str, list[tuple[str, float]]] = {}
+        for cq in queries:
+            hits = self.store.query(
+                StoreQuery(
+                    channels=(cq,),
+                    limit=prefetch,
+                    filter=self.filter,
+                    oversampling=self.oversampling,
+                    with_payload=False,
+                )
+            )
+            ranked[cq.channel.value] = [(h.id, h.score) for h in hits]
+        fused = fuse(
+            self.fusion,
+            ranked,
+            weights={c.value: w for c, w in active.items()},
+            rrf_k=self.rrf_k,
+            normalization=self.normalization,
+        )
+        if self.score_threshold is not None:
+            fused = [(i, s) for i, s in fused if s >= self.score_threshold]
+        top = fused[: self.k]
+        payloads = {hit.id: hit.payload for hit in self.store.retrieve([i for i, _ in top])}
+        details = _channel_details(ranked)
+        return [
+            RetrievedChunk(
+                id=point_id,
+                score=score,
+                payload=payloads[point_id],
+                channel_scores=details[point_id][0],
+                channel_ranks=details[point_id][1],
+            )
+            for point_id, score in top
+            if point_id in payloads  # deleted between the search and the fetch
+        ]
+
+    def _store_fused(self, queries: Sequence[ChannelQuery], prefetch: int) -> list[RetrievedChunk]:
+        hits: list[Hit] = self.store.query(
+            StoreQuery(
+                channels=tuple(queries),
+                limit=self.k,
+                prefetch_limit=prefetch,
+                fusion=Fusion.RRF if self.fusion is FusionMethod.RRF else Fusion.DBSF,
+                # Qdrant's RRF scores rank r (from 1) as 1 / (r + k - 1); k + 1 makes
+                # unweighted scores equal to the client's 1 / (k + r).
+                rrf_k=self.rrf_k + 1,
+                filter=self.filter,
+                oversampling=self.oversampling,
+            )
+        )
+        return [
+            RetrievedChunk(id=h.id, score=h.score, payload=h.payload)
+            for h in hits
+            if self.score_threshold is None or h.score >= self.score_threshold
+        ]
+
+    def _encode(self, query: str, active: Mapping[Channel, float]) -> list[ChannelQuery]:
+        dense: list[float] | None = None
+        if Channel.DENSE in active or Channel.BINARY in active:
+            dense = [float(x) for x in self.encoders.dense.encode_query(query)]
+        queries = []
+        for channel, weight in active.items():
+            if channel in (Channel.DENSE, Channel.BINARY):
+                assert dense is not None
+                queries.append(ChannelQuery(channel, dense, weight))
+            elif channel is Channel.SPLADE:
+                queries.append(
+                    ChannelQuery(channel, self.encoders.splade.encode_query(query), weight)
+                )
+            else:
+                queries.append(
+                    ChannelQuery(channel, self.encoders.bm25.encode_query(query), weight)
+                )
+        return queries
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store if this retriever opened it (see :func:`tribrid.as_retriever`)."""
+        if self._owned_store:
+            self._owned_store = False
+            self.store.close()
+
+    def __enter__(self) -> HybridRetriever:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _channel_details(
+    ranked: Mapping[str, Sequence[tuple[str, float]]],
+) -> dict[str, tuple[dict[str, float], dict[str, int]]]:
+    details: dict[str, tuple[dict[str, float], dict[str, int]]] = {}
+    for channel, hits in ranked.items():
+        for rank, (point_id, score) in enumerate(hits, start=1):
+            scores, ranks = details.setdefault(point_id, ({}, {}))
+            if channel not in ranks:
+                scores[channel] = score
+                ranks[channel] = rank
+    return details
+
+
+def to_document(chunk: RetrievedChunk) -> Document:
+    """The LangChain document of a retrieved chunk, with its scores in the metadata."""
+    metadata = {k: v for k, v in chunk.payload.items() if k != TEXT_KEY}
+    metadata["score"] = chunk.score
+    if chunk.channel_ranks:
+        metadata["channel_scores"] = dict(chunk.channel_scores)
+        metadata["channel_ranks"] = dict(chunk.channel_ranks)
+    return Document(
+        page_content=str(chunk.payload.get(TEXT_KEY, "")),
+        id=chunk.document_id,
+        metadata=metadata,
+    )
+
+
+__all__ = ["CALL_OPTIONS", "HybridRetriever", "RetrievedChunk", "to_document"]
