@@ -98,6 +98,30 @@ class DatabaseSettings(BaseModel):
     url: str | None = None  # e.g. postgresql+psycopg://user@127.0.0.1:5432/tribrid
 
 
+class CelerySettings(BaseModel):
+    """Background ingestion with Celery workers (see :mod:`tribrid.ingestion.worker`).
+
+    With no ``broker_url`` the broker is kombu's filesystem transport under
+    ``<data_dir>/broker``: no server needed on one machine.
+    """
+
+    broker_url: str | None = None  # e.g. redis://127.0.0.1:6379/0, amqp://guest@127.0.0.1//
+    result_backend: str | None = None  # results are not needed: progress lives in the ledger
+    queue: str = "tribrid"  # parse and encode work, and syncs
+    write_queue: str = "tribrid.write"  # store writes, when one process owns the store (edge)
+    visibility_timeout_s: float = Field(default=3600.0, gt=0)  # redis/filesystem redelivery
+    batch_documents: int = Field(default=32, ge=1, le=10_000)  # documents per task at most
+    batch_chunks: int | None = Field(default=None, ge=1)  # estimated chunks per task
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff_s: float = Field(default=2.0, gt=0)  # first retry delay, then doubling
+    retry_backoff_max_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(default=900.0, gt=0)  # how long a document stays claimed
+    max_attempts: int = Field(default=3, ge=1)  # worker deaths on one file before quarantine
+    concurrency: int | None = Field(default=None, ge=1)  # default: one per core
+    max_tasks_per_child: int | None = Field(default=200, ge=1)
+    max_memory_per_child_mb: int | None = Field(default=4096, ge=64)
+
+
 class Settings(BaseSettings):
     """All of tribrid's configuration.
 
@@ -122,6 +146,7 @@ class Settings(BaseSettings):
     parsing: ParsingSettings = Field(default_factory=ParsingSettings)
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
 
     @field_validator("data_dir")
     @classmethod
@@ -132,6 +157,16 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The ledger URL, defaulting to SQLite inside the data directory."""
         return self.database.url or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker, defaulting to kombu's filesystem transport in the data dir."""
+        return self.celery.broker_url or "filesystem://"
+
+    @property
+    def broker_path(self) -> Path:
+        """Folder of the filesystem broker (used when no broker URL is set)."""
+        return self.data_dir / "broker"
 
     @property
     def store_path(self) -> Path:

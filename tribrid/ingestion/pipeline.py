@@ -20,14 +20,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
 from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import (
+    Chunk,
     DocumentFailure,
     DocumentStatus,
     FailureKind,
@@ -111,6 +113,257 @@ class _RunState:
         self.counts = self.counts + RunCounts(**kwargs)
 
 
+#: Failure kinds that say nothing about the file (the store or the models were at fault):
+#: the next sync retries such a document even when the file did not change.
+RETRYABLE_FAILURES: frozenset[str] = frozenset(
+    {FailureKind.STORE_FAILED, FailureKind.ENCODE_FAILED}
+)
+
+
+class PlanAction(StrEnum):
+    """What a sync does with one listed document."""
+
+    UNCHANGED = "unchanged"  # nothing
+    TOUCH = "touch"  # same bytes, new mtime or size: record those only
+    FAIL = "fail"  # fails without being parsed (too large, unreadable)
+    PARSE = "parse"  # parse, encode and write it
+
+
+@dataclass(frozen=True)
+class DocumentPlan:
+    """The decision :func:`plan_document` takes for one document.
+
+    Attributes:
+        action: What to do.
+        content_hash: SHA-256 of the file's bytes, when it was read.
+        kind: The failure kind, for ``FAIL``.
+        message: The failure message, for ``FAIL``.
+    """
+
+    action: PlanAction
+    content_hash: str | None = None
+    kind: str | None = None
+    message: str | None = None
+
+
+def plan_document(
+    doc: SourceDocument,
+    before: DocumentState | None,
+    *,
+    max_file_bytes: int | None = None,
+    retry_failed: bool = False,
+    lost_points: bool = False,
+) -> DocumentPlan:
+    """Decide what a sync does with a listed document, given what the ledger knows.
+
+    The rules of :class:`SyncPipeline`, as a plain function (background syncs use it too):
+    same size and mtime as an indexed or failed document → unchanged; otherwise the bytes
+    are hashed and the same hash → touch only; anything else is parsed. A document that
+    failed for a reason in :data:`RETRYABLE_FAILURES`, or any failed document with
+    ``retry_failed``, is parsed again even when unchanged; so is an indexed document
+    whose points went missing (``lost_points``).
+
+    The file is read (hashed) only when its size or mtime changed.
+    """
+    if max_file_bytes is not None and doc.size > max_file_bytes:
+        if before and before.status == DocumentStatus.FAILED and before.size == doc.size:
+            return DocumentPlan(PlanAction.UNCHANGED)
+        limit_mb = max_file_bytes / 2**20
+        message = (
+            f"{doc.key}: file is {doc.size / 2**20:.1f} MiB, over the limit of {limit_mb:.0f} MiB; "
+            "raise TRIBRID_PARSING__MAX_FILE_MB to index it"
+        )
+        return DocumentPlan(PlanAction.FAIL, kind=FailureKind.TOO_LARGE, message=message)
+    settled = before is not None and (
+        before.status == DocumentStatus.INDEXED
+        or (
+            before.status == DocumentStatus.FAILED
+            and not retry_failed
+            and before.error_kind not in RETRYABLE_FAILURES
+        )
+    )
+    if (
+        before is not None
+        and settled
+        and not lost_points
+        and (before.size, before.mtime_ns) == (doc.size, doc.mtime_ns)
+    ):
+        return DocumentPlan(PlanAction.UNCHANGED)
+    try:
+        digest = doc.content_hash
+    except OSError as e:
+        message = f"{doc.key}: cannot read: {e.strerror or e}; check it exists and is readable"
+        return DocumentPlan(PlanAction.FAIL, kind=FailureKind.UNREADABLE, message=message)
+    if before is not None and settled and not lost_points and before.content_hash == digest:
+        return DocumentPlan(PlanAction.TOUCH, content_hash=digest)
+    return DocumentPlan(PlanAction.PARSE, content_hash=digest)
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What the ledger records for one parsed document once its points are written."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    chunks: tuple[ChunkRecord, ...]
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """A batch of parsed documents, encoded and ready to write (see :func:`encode_batch`).
+
+    Attributes:
+        source_id: Ledger id of the source.
+        points: The new points (chunks whose id the ledger did not list), encoded.
+        payload_updates: ``(point id, payload)`` of kept points whose position changed.
+        documents: What to record in the ledger, once the points are written.
+        reused: Chunks whose existing point was kept.
+    """
+
+    source_id: int
+    points: tuple[Point, ...]
+    payload_updates: tuple[tuple[str, Mapping[str, Any]], ...]
+    documents: tuple[DocumentRecord, ...]
+    reused: int
+
+
+def _known_point_ids(
+    ledger: Ledger,
+    batch: Sequence[tuple[SourceDocument, str, ParsedDocument]],
+    existing: dict[str, DocumentState],
+    trusted_ids: set[str] | None,
+) -> dict[str, ChunkRecord]:
+    doc_ids = [existing[doc.key].id for doc, _, _ in batch if doc.key in existing]
+    if not doc_ids:
+        return {}
+    by_doc = ledger.chunks_of_many(doc_ids)
+    known = {rec.point_id: rec for records in by_doc.values() for rec in records}
+    if trusted_ids is not None:
+        known = {pid: rec for pid, rec in known.items() if pid in trusted_ids}
+    return known
+
+
+def _split_chunks(
+    batch: Sequence[tuple[SourceDocument, str, ParsedDocument]], known_ids: dict[str, ChunkRecord]
+) -> tuple[list[Chunk], list[tuple[str, Mapping[str, Any]]], int]:
+    """The chunks to encode, the payloads to refresh, and how many points are kept."""
+    to_encode = [
+        chunk
+        for _, _, parsed in batch
+        for chunk in parsed.chunks
+        if chunk.point_id not in known_ids
+    ]
+    moved: list[tuple[str, Mapping[str, Any]]] = []
+    reused = 0
+    for _, _, parsed in batch:
+        for chunk in parsed.chunks:
+            before = known_ids.get(chunk.point_id)
+            if before is None:
+                continue
+            reused += 1
+            if before.chunk_index != chunk.index:
+                # Same text, new position: the vectors stay, the payload follows.
+                moved.append((chunk.point_id, chunk.payload()))
+    return to_encode, moved, reused
+
+
+def _encode(encoders: EncoderSet, chunks: Sequence[Chunk]) -> list[Point]:
+    encoded = encoders.encode_documents([c.text for c in chunks])
+    return [
+        Point(
+            id=chunk.point_id,
+            dense=encoded.dense[i].tolist(),
+            splade=encoded.splade[i],
+            bm25=encoded.bm25[i],
+            payload=chunk.payload(),
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+def _record_documents(
+    ledger: Ledger, store: VectorStore, source_id: int, documents: Iterable[DocumentRecord]
+) -> int:
+    stale_total = 0
+    for record in documents:
+        stale = ledger.record_indexed(
+            source_id,
+            record.key,
+            path=record.key,
+            size=record.size,
+            mtime_ns=record.mtime_ns,
+            content_hash=record.content_hash,
+            chunks=record.chunks,
+        )
+        if stale:
+            store.delete(stale)
+            stale_total += len(stale)
+    return stale_total
+
+
+def _document_records(
+    batch: Sequence[tuple[SourceDocument, str, ParsedDocument]],
+) -> list[DocumentRecord]:
+    return [
+        DocumentRecord(
+            key=doc.key,
+            size=doc.size,
+            mtime_ns=doc.mtime_ns,
+            content_hash=digest,
+            chunks=tuple(ChunkRecord(c.point_id, c.index, c.content_hash) for c in parsed.chunks),
+        )
+        for doc, digest, parsed in batch
+    ]
+
+
+def encode_batch(
+    ledger: Ledger,
+    encoders: EncoderSet,
+    source_id: int,
+    batch: Sequence[tuple[SourceDocument, str, ParsedDocument]],
+    *,
+    existing: dict[str, DocumentState],
+) -> WriteBatch:
+    """Encode the new chunks of a batch without touching the store (first half of a write).
+
+    Reads the ledger to reuse the points of chunks whose text did not change. The
+    result goes to :func:`commit_batch`, in this process or in the one that owns the
+    store.
+    """
+    known_ids = _known_point_ids(ledger, batch, existing, None)
+    to_encode, moved, reused = _split_chunks(batch, known_ids)
+    points = _encode(encoders, to_encode) if to_encode else []
+    return WriteBatch(
+        source_id=source_id,
+        points=tuple(points),
+        payload_updates=tuple(moved),
+        documents=tuple(_document_records(batch)),
+        reused=reused,
+    )
+
+
+def commit_batch(
+    ledger: Ledger, store: VectorStore, batch: WriteBatch, *, upsert_batch: int = 256
+) -> RunCounts:
+    """Write an encoded batch: points first, then the ledger, then stale points out.
+
+    Idempotent: committing the same batch twice leaves the same store and ledger.
+    """
+    for point_id, payload in batch.payload_updates:
+        store.set_payload(point_id, payload)
+    for start in range(0, len(batch.points), upsert_batch):
+        store.upsert(batch.points[start : start + upsert_batch])
+    stale = _record_documents(ledger, store, batch.source_id, batch.documents)
+    return RunCounts(
+        indexed=len(batch.documents),
+        chunks_embedded=len(batch.points),
+        chunks_reused=batch.reused,
+        chunks_deleted=stale,
+    )
+
+
 class DocumentWriter:
     """Encodes the new chunks of a batch of parsed documents and writes them.
 
@@ -154,75 +407,26 @@ class DocumentWriter:
         Returns:
             The chunk and document counts of the batch.
         """
-        known_ids = self._known_point_ids(batch, existing)
-        if trusted_ids is not None:
-            known_ids = {pid: rec for pid, rec in known_ids.items() if pid in trusted_ids}
-        to_encode = [
-            chunk
-            for _, _, parsed in batch
-            for chunk in parsed.chunks
-            if chunk.point_id not in known_ids
-        ]
-        reused = 0
-        for _, _, parsed in batch:
-            for chunk in parsed.chunks:
-                before = known_ids.get(chunk.point_id)
-                if before is None:
-                    continue
-                reused += 1
-                if before.chunk_index != chunk.index:
-                    # Same text, new position: the vectors stay, the payload follows.
-                    self._store.set_payload(chunk.point_id, chunk.payload())
+        known_ids = _known_point_ids(self._ledger, batch, existing, trusted_ids)
+        to_encode, moved, reused = _split_chunks(batch, known_ids)
+        for point_id, payload in moved:
+            self._store.set_payload(point_id, payload)
         # Encoded and written a slice at a time: memory stays flat and progress moves
         # even when one long document brings thousands of chunks.
         for start in range(0, len(to_encode), self._upsert_batch):
             part = to_encode[start : start + self._upsert_batch]
-            encoded = self._encoders.encode_documents([c.text for c in part])
-            self._store.upsert(
-                [
-                    Point(
-                        id=chunk.point_id,
-                        dense=encoded.dense[i].tolist(),
-                        splade=encoded.splade[i],
-                        bm25=encoded.bm25[i],
-                        payload=chunk.payload(),
-                    )
-                    for i, chunk in enumerate(part)
-                ]
-            )
+            self._store.upsert(_encode(self._encoders, part))
             if on_encoded is not None:
                 on_encoded(len(part))
-        stale_total = 0
-        for doc, digest, parsed in batch:
-            stale = self._ledger.record_indexed(
-                source_id,
-                doc.key,
-                path=doc.key,
-                size=doc.size,
-                mtime_ns=doc.mtime_ns,
-                content_hash=digest,
-                chunks=[ChunkRecord(c.point_id, c.index, c.content_hash) for c in parsed.chunks],
-            )
-            if stale:
-                self._store.delete(stale)
-                stale_total += len(stale)
+        stale_total = _record_documents(
+            self._ledger, self._store, source_id, _document_records(batch)
+        )
         return RunCounts(
             indexed=len(batch),
             chunks_embedded=len(to_encode),
             chunks_reused=reused,
             chunks_deleted=stale_total,
         )
-
-    def _known_point_ids(
-        self,
-        batch: Sequence[tuple[SourceDocument, str, ParsedDocument]],
-        existing: dict[str, DocumentState],
-    ) -> dict[str, ChunkRecord]:
-        doc_ids = [existing[doc.key].id for doc, _, _ in batch if doc.key in existing]
-        if not doc_ids:
-            return {}
-        by_doc = self._ledger.chunks_of_many(doc_ids)
-        return {rec.point_id: rec for records in by_doc.values() for rec in records}
 
 
 class SyncPipeline:
@@ -404,47 +608,27 @@ class SyncPipeline:
         listener: ProgressListener,
         lost_points: bool,
     ) -> tuple[ParseJob, str] | None:
-        if self._max_file_bytes is not None and doc.size > self._max_file_bytes:
-            limit_mb = self._max_file_bytes / 2**20
-            message = (
-                f"{doc.key}: file is {doc.size / 2**20:.1f} MiB, over the limit of {limit_mb:.0f} MiB; "
-                "raise TRIBRID_PARSING__MAX_FILE_MB to index it"
-            )
-            if not (before and before.status == DocumentStatus.FAILED and before.size == doc.size):
-                self._fail(
-                    source_id, doc.key, doc, None, FailureKind.TOO_LARGE, message, state, listener
-                )
-            else:
-                state.add(unchanged=1)
-                listener.document_done(doc.key, "unchanged", 0)
-            return None
-        settled = before is not None and (
-            before.status == DocumentStatus.INDEXED
-            or (before.status == DocumentStatus.FAILED and not self._retry_failed)
+        plan = plan_document(
+            doc,
+            before,
+            max_file_bytes=self._max_file_bytes,
+            retry_failed=self._retry_failed,
+            lost_points=lost_points,
         )
-        if (
-            before is not None
-            and settled
-            and not lost_points
-            and (before.size, before.mtime_ns) == (doc.size, doc.mtime_ns)
-        ):
-            state.add(unchanged=1)
-            listener.document_done(doc.key, "unchanged", 0)
+        if plan.action == PlanAction.PARSE:
+            assert plan.content_hash is not None
+            job = ParseJob(source_key=doc.source_key, document_key=doc.key, path=doc.path)
+            return job, plan.content_hash
+        if plan.action == PlanAction.FAIL:
+            assert plan.kind is not None and plan.message is not None
+            self._fail(source_id, doc.key, doc, None, plan.kind, plan.message, state, listener)
             return None
-        try:
-            digest = doc.content_hash
-        except OSError as e:
-            message = f"{doc.key}: cannot read: {e.strerror or e}; check it exists and is readable"
-            self._fail(
-                source_id, doc.key, doc, None, FailureKind.UNREADABLE, message, state, listener
-            )
-            return None
-        if before is not None and settled and not lost_points and before.content_hash == digest:
+        if plan.action == PlanAction.TOUCH:
+            assert before is not None
             self._ledger.record_unchanged(before.id, mtime_ns=doc.mtime_ns, size=doc.size)
-            state.add(unchanged=1)
-            listener.document_done(doc.key, "unchanged", 0)
-            return None
-        return ParseJob(source_key=doc.source_key, document_key=doc.key, path=doc.path), digest
+        state.add(unchanged=1)
+        listener.document_done(doc.key, "unchanged", 0)
+        return None
 
     def _flush(
         self,

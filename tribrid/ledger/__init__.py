@@ -15,9 +15,11 @@ from tribrid.ledger.base import (
     FailureRecord,
     Ledger,
     RunCounts,
+    RunProgress,
     RunRecord,
     RunStatus,
     StatusReport,
+    WorkItem,
 )
 from tribrid.ledger.ledger import SqlLedger, open_ledger
 
@@ -27,9 +29,11 @@ __all__ = [
     "FailureRecord",
     "Ledger",
     "RunCounts",
+    "RunProgress",
     "RunRecord",
     "RunStatus",
     "SqlLedger",
     "StatusReport",
+    "WorkItem",
     "open_ledger",
 ]

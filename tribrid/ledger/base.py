@@ -189,6 +189,95 @@ class StatusReport:
     sources: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """A document as a background task sees it when it re-reads the ledger.
+
+    Attributes:
+        id: Row id of the document.
+        source_id: Row id of its source.
+        source_key: Key of its source.
+        source_location: Where the source is (for a local folder, ``local:<root>``).
+        key: Key of the document within its source.
+        path: Path of the document when it was last recorded.
+        status: Where the document is in its lifecycle; only ``pending`` is work to do.
+        size: Size in bytes when last recorded.
+        mtime_ns: Modification time when last recorded.
+        run_id: The run that last queued the document.
+        lease_owner: Who holds the document right now, if anyone.
+        lease_expires_at: Until when (UTC).
+        open_attempts: Parse attempts begun and never finished: each one is a worker that
+            died while parsing this file.
+    """
+
+    id: int
+    source_id: int
+    source_key: str
+    source_location: str
+    key: str
+    path: str
+    status: DocumentStatus
+    size: int
+    mtime_ns: int
+    run_id: int | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    open_attempts: int
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Live progress of one run, from the ledger (``tribrid status --run``).
+
+    Attributes:
+        run: The run and the counts its tasks have added so far.
+        queued: Documents of the run waiting for a worker.
+        in_progress: Documents of the run a worker holds a lease on.
+        indexed: Documents of the run indexed.
+        failed: Documents of the run that failed while processed.
+        deleted: Documents of the run found gone when a worker got to them.
+        listed: Whether the listing is done and every document queued.
+    """
+
+    run: RunRecord
+    queued: int
+    in_progress: int
+    indexed: int
+    failed: int
+    deleted: int
+    listed: bool
+
+    @property
+    def done(self) -> int:
+        """Documents of the run that reached an outcome."""
+        return self.indexed + self.failed + self.deleted
+
+    @property
+    def remaining(self) -> int:
+        """Documents of the run still to do."""
+        return self.queued + self.in_progress
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run is over (completed or failed)."""
+        return self.run.status != RunStatus.RUNNING
+
+    def rate(self, now: datetime) -> float:
+        """Documents per second since the run started."""
+        end = self.run.finished_at or now
+        elapsed = (end - self.run.started_at).total_seconds()
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def eta_s(self, now: datetime) -> float | None:
+        """Seconds until every queued document is done at the current rate, if known."""
+        if self.finished:
+            return 0.0
+        rate = self.rate(now)
+        if not self.listed or rate <= 0:
+            return None
+        return self.remaining / rate
+
+
 @runtime_checkable
 class Ledger(Protocol):
     """What the pipeline needs from a ledger backend.

@@ -31,8 +31,9 @@ Example:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -45,11 +46,13 @@ from sqlalchemy import (
     Engine,
     Executable,
     Row,
+    and_,
     create_engine,
     delete,
     event,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -69,9 +72,11 @@ from tribrid.ledger.base import (
     DocumentState,
     FailureRecord,
     RunCounts,
+    RunProgress,
     RunRecord,
     RunStatus,
     StatusReport,
+    WorkItem,
 )
 from tribrid.ledger.models import ChunkRow, DocumentRow, RunRow, SourceRow, utcnow
 
@@ -155,6 +160,11 @@ def _to_run(run: RunRow, source_key: str) -> RunRecord:
         duration_s=run.duration_s,
         error=run.error,
     )
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (``CursorResult.rowcount``)."""
+    return int(result.rowcount)
 
 
 def _batches(items: Sequence[_T], size: int = _IN_BATCH) -> Iterator[Sequence[_T]]:
@@ -854,6 +864,264 @@ class SqlLedger:
                 .limit(limit)
             )
             return [_to_run(run, key) for run, key in rows]
+
+    # -- background runs: queueing, leases, progress --------------------------------
+
+    def queue_documents(
+        self, source_id: int, run_id: int, documents: Sequence[tuple[str, str, int, int]]
+    ) -> list[int]:
+        """Mark documents as work to do for ``run_id``, in one transaction.
+
+        A new document gets a ``pending`` row; a known one becomes ``pending`` and keeps
+        its chunks (its points stay searchable until a worker replaces them) and what was
+        recorded of its file until a worker records what it parsed.
+
+        Args:
+            documents: ``(key, path, size, mtime_ns)`` of every document to queue.
+
+        Returns:
+            The documents' row ids, in the order given.
+        """
+        ids: list[int] = []
+        with self._write(f"queue {len(documents)} documents for run {run_id}") as session:
+            for key, path, size, mtime_ns in documents:
+                document = self._lock_document(
+                    session, source_id, key, path=path, size=size, mtime_ns=mtime_ns
+                )
+                document.status = DocumentStatus.PENDING.value
+                document.run_id = run_id
+                document.updated_at = utcnow()
+                ids.append(document.id)
+        return ids
+
+    def work_items(self, document_ids: Sequence[int]) -> list[WorkItem]:
+        """The current state of documents, for a task that was handed their ids.
+
+        Unknown ids are left out; the rest come back in the order given.
+        """
+        found: dict[int, WorkItem] = {}
+        with self._read("read documents to work on") as session:
+            for batch in _batches(list(dict.fromkeys(document_ids))):
+                rows = session.execute(
+                    select(DocumentRow, SourceRow.key, SourceRow.location)
+                    .join(SourceRow)
+                    .where(DocumentRow.id.in_(batch))
+                )
+                for document, source_key, location in rows:
+                    found[document.id] = WorkItem(
+                        id=document.id,
+                        source_id=document.source_id,
+                        source_key=source_key,
+                        source_location=location,
+                        key=document.key,
+                        path=document.path,
+                        status=DocumentStatus(document.status),
+                        size=document.size,
+                        mtime_ns=document.mtime_ns,
+                        run_id=document.run_id,
+                        lease_owner=document.lease_owner,
+                        lease_expires_at=document.lease_expires_at,
+                        open_attempts=document.open_attempts,
+                    )
+        return [found[i] for i in document_ids if i in found]
+
+    def acquire_leases(
+        self,
+        document_ids: Sequence[int],
+        owner: str,
+        ttl_s: float,
+        *,
+        take_over: Collection[str] = (),
+    ) -> list[int]:
+        """Claim pending documents for ``owner`` until ``ttl_s`` from now.
+
+        Each claim is one conditional ``UPDATE``: it succeeds only if the document is
+        pending and its lease is free, expired, already ``owner``'s, or held by one of
+        ``take_over`` (owners known to be dead). Two workers can never both succeed.
+
+        Returns:
+            The ids claimed, in the order given.
+        """
+        if not owner:
+            raise ValueError("a lease needs an owner")
+        now = utcnow()
+        expires = now + timedelta(seconds=ttl_s)
+        free = or_(
+            DocumentRow.lease_owner.is_(None),
+            DocumentRow.lease_expires_at < now,
+            DocumentRow.lease_owner == owner,
+        )
+        if take_over:
+            free = or_(free, DocumentRow.lease_owner.in_(list(take_over)))
+        acquired: list[int] = []
+        with self._write(f"lease {len(document_ids)} documents") as session:
+            for document_id in document_ids:
+                result = session.execute(
+                    update(DocumentRow)
+                    .where(
+                        DocumentRow.id == document_id,
+                        DocumentRow.status == DocumentStatus.PENDING.value,
+                        free,
+                    )
+                    .values(lease_owner=owner, lease_expires_at=expires)
+                    .execution_options(synchronize_session=False)
+                )
+                if _rowcount(result) == 1:
+                    acquired.append(document_id)
+        return acquired
+
+    def renew_leases(self, document_ids: Sequence[int], owner: str, ttl_s: float) -> int:
+        """Extend ``owner``'s leases to ``ttl_s`` from now; returns how many it still holds."""
+        expires = utcnow() + timedelta(seconds=ttl_s)
+        with self._write("renew leases") as session:
+            renewed = 0
+            for batch in _batches(list(document_ids)):
+                result = session.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id.in_(batch), DocumentRow.lease_owner == owner)
+                    .values(lease_expires_at=expires)
+                    .execution_options(synchronize_session=False)
+                )
+                renewed += _rowcount(result)
+            return renewed
+
+    def release_leases(self, document_ids: Sequence[int], owner: str) -> None:
+        """Give up ``owner``'s leases on these documents (others' leases are left alone)."""
+        with self._write("release leases") as session:
+            for batch in _batches(list(document_ids)):
+                session.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id.in_(batch), DocumentRow.lease_owner == owner)
+                    .values(lease_owner=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def begin_attempt(self, document_id: int) -> int:
+        """Record that a parse of the document begins; returns the unfinished attempts.
+
+        Called before parsing and paired with :meth:`end_attempt`: a worker that dies on
+        the file leaves the count raised, so the count says how many workers it killed.
+        """
+        with self._write(f"begin an attempt on document {document_id}") as session:
+            document = self._document_by_id(session, document_id)
+            document.open_attempts += 1
+            return document.open_attempts
+
+    def end_attempt(self, document_id: int) -> None:
+        """Record that the parse of the document finished, whatever its outcome."""
+        with self._write(f"end an attempt on document {document_id}") as session:
+            session.execute(
+                update(DocumentRow)
+                .where(DocumentRow.id == document_id)
+                .values(open_attempts=0)
+                .execution_options(synchronize_session=False)
+            )
+
+    def add_run_counts(self, run_id: int, counts: RunCounts, *, listed: bool = False) -> None:
+        """Add to a run's counts (several workers do, concurrently).
+
+        Args:
+            listed: Also record that the listing is done and every document is queued.
+        """
+        values: dict[str, Any] = {
+            name: getattr(RunRow, name) + value for name, value in counts.as_dict().items() if value
+        }
+        if listed:
+            values["listed_at"] = utcnow()
+        if not values:
+            return
+        with self._write(f"count the work of run {run_id}") as session:
+            session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    def complete_run_if_done(self, run_id: int) -> bool:
+        """Complete a background run whose listing is done and has nothing pending.
+
+        Leases left on its finished documents are cleared. Safe to call from every
+        worker after every batch: exactly one call completes the run.
+
+        Returns:
+            Whether this call completed the run.
+        """
+        with self._write(f"complete run {run_id}") as session:
+            run = session.get(RunRow, run_id, with_for_update=True)
+            if run is None or run.status != RunStatus.RUNNING.value or run.listed_at is None:
+                return False
+            pending = session.execute(
+                select(func.count())
+                .select_from(DocumentRow)
+                .where(
+                    DocumentRow.run_id == run_id,
+                    DocumentRow.status == DocumentStatus.PENDING.value,
+                )
+            ).scalar_one()
+            if pending:
+                return False
+            session.execute(
+                update(DocumentRow)
+                .where(DocumentRow.run_id == run_id, DocumentRow.lease_owner.is_not(None))
+                .values(lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            now = utcnow()
+            run.status = RunStatus.COMPLETED.value
+            run.finished_at = now
+            run.duration_s = (now - run.started_at).total_seconds()
+            return True
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        """Record that a background run stopped (its listing failed); counts are kept."""
+        with self._write(f"fail run {run_id}") as session:
+            run = session.get(RunRow, run_id, with_for_update=True)
+            if run is None or run.status != RunStatus.RUNNING.value:
+                return
+            now = utcnow()
+            run.status = RunStatus.FAILED.value
+            run.error = _truncate(error)
+            run.finished_at = now
+            run.duration_s = (now - run.started_at).total_seconds()
+
+    def run_progress(self, run_id: int) -> RunProgress:
+        """Where a run stands: queued, in progress, indexed, failed, from one snapshot.
+
+        Raises:
+            LedgerError: There is no such run.
+        """
+        now = utcnow()
+        with self._read(f"read the progress of run {run_id}") as session:
+            row = session.execute(
+                select(RunRow, SourceRow.key).join(SourceRow).where(RunRow.id == run_id)
+            ).one_or_none()
+            if row is None:
+                raise LedgerError(
+                    f"ledger {self._url} has no run {run_id}; `tribrid status` lists the last run"
+                )
+            run, source_key = row
+            leased = and_(DocumentRow.lease_owner.is_not(None), DocumentRow.lease_expires_at >= now)
+            by_state: dict[tuple[str, bool], int] = {}
+            for status, is_leased, count in session.execute(
+                select(DocumentRow.status, leased, func.count())
+                .where(DocumentRow.run_id == run_id)
+                .group_by(DocumentRow.status, leased)
+            ):
+                by_state[(status, bool(is_leased))] = count
+
+            def total(status: DocumentStatus) -> int:
+                return sum(v for (s, _), v in by_state.items() if s == status.value)
+
+            return RunProgress(
+                run=_to_run(run, source_key),
+                queued=by_state.get((DocumentStatus.PENDING.value, False), 0),
+                in_progress=by_state.get((DocumentStatus.PENDING.value, True), 0),
+                indexed=total(DocumentStatus.INDEXED),
+                failed=total(DocumentStatus.FAILED),
+                deleted=total(DocumentStatus.DELETED),
+                listed=run.listed_at is not None,
+            )
 
 
 def open_ledger(url: str | None = None, *, echo: bool = False) -> SqlLedger:

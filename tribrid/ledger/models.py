@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -110,6 +111,7 @@ class DocumentRow(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "key"),
         Index(None, "source_id", "status"),
+        Index(None, "run_id", "status"),
         CheckConstraint(_one_of("status", DOCUMENT_STATUSES), name="status"),
     )
 
@@ -131,6 +133,10 @@ class DocumentRow(Base):
     # Reserved for distributed workers: who holds the document, and until when.
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Background runs (revision 0002): the run that last queued the document, and the
+    # parse attempts begun but never finished (each one a worker that died on the file).
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    open_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class ChunkRow(Base):
@@ -170,3 +176,5 @@ class RunRow(Base):
     chunks_deleted: Mapped[int] = mapped_column(Integer, default=0)
     duration_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # Background runs (revision 0002): when the listing was done and every document queued.
+    listed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
