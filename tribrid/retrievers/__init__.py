@@ -1,19 +1,24 @@
-"""LangChain integration: the hybrid retriever and its fusion math.
+"""LangChain integration: the hybrid retriever, the vector store, and fusion math.
 
 Example:
-    >>> from tribrid.retrievers import HybridRetriever  # doctest: +SKIP
+    >>> from tribrid.retrievers import HybridRetriever, TribridVectorStore  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
 from tribrid.retrievers.fusion import FusionMethod, Normalization, convex, dbsf, fuse, rrf
 from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk
+from tribrid.retrievers.vectorstore import TribridVectorStore
 
 __all__ = [
+    "EmbeddingsDenseEncoder",
+    "EncoderEmbeddings",
     "FusionMethod",
     "HybridRetriever",
     "Normalization",
     "RetrievedChunk",
+    "TribridVectorStore",
     "convex",
     "dbsf",
     "fuse",

@@ -1,0 +1,429 @@
+"""The LangChain vector store: add, search, delete and fetch texts in a tribrid store.
+
+Texts added here are encoded by the same three encoders as ``tribrid ingest`` uses and
+get deterministic point ids: ``point_id("langchain:<collection>", <id>)``, where ``<id>``
+is the caller's id, or the SHA-256 of the text when none is given. Adding the same text
+twice therefore leaves one point, and re-adding a given id replaces its point.
+
+Searches are the hybrid retriever's (RRF of dense, SPLADE and BM25 by default), so a
+vector store built over an index that ``tribrid ingest`` made returns its chunks too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+from tribrid.encoders import EncoderSet
+from tribrid.ingestion.base import content_hash, point_id
+from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
+from tribrid.retrievers.hybrid import (
+    LANGCHAIN_ID_KEY,
+    TEXT_KEY,
+    HybridRetriever,
+    RetrievedChunk,
+)
+from tribrid.settings import Settings
+from tribrid.store.base import Channel, ChannelQuery, Hit, MetadataFilter, Point, StoreQuery
+from tribrid.store.base import VectorStore as TribridStore
+
+# Payload keys tribrid writes for every text; metadata may not use them.
+RESERVED_KEYS = frozenset(
+    {TEXT_KEY, LANGCHAIN_ID_KEY, "source_key", "document_key", "chunk_index", "content_hash"}
+)
+DEFAULT_COLLECTION = "langchain"
+_ADD_BATCH = 64
+
+
+class TribridVectorStore(VectorStore):
+    """A LangChain ``VectorStore`` over a tribrid store, searched with hybrid fusion.
+
+    Args:
+        store: An open tribrid store.
+        encoders: The encoders the store's collection was built with.
+        retriever_options: Defaults for searches and :meth:`as_retriever`: any
+            :class:`~tribrid.retrievers.hybrid.HybridRetriever` option, e.g.
+            ``{"fusion": "dbsf", "channels": {"dense": 1, "bm25": 1}}``.
+        owns_store: Close ``store`` in :meth:`close` (set by :meth:`open`).
+
+    Example:
+        ::
+
+            vs = TribridVectorStore.from_texts(["alpha", "beta"], path="/tmp/vs")
+            vs.similarity_search("alpha", k=1)
+            retriever = vs.as_retriever(search_kwargs={"k": 5, "fusion": "dbsf"})
+    """
+
+    def __init__(
+        self,
+        store: TribridStore,
+        encoders: EncoderSet,
+        *,
+        retriever_options: Mapping[str, Any] | None = None,
+        owns_store: bool = False,
+    ) -> None:
+        self.store = store
+        self.encoders = encoders
+        self.source_key = f"langchain:{store.schema.name}"
+        self._retriever = HybridRetriever(
+            store=store, encoders=encoders, **dict(retriever_options or {})
+        )
+        self._owns_store = owns_store
+
+    # -- construction --------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        path: str | Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        embedding: Embeddings | None = None,
+        encoders: EncoderSet | None = None,
+        settings: Settings | None = None,
+        recreate: bool = False,
+        **retriever_options: Any,
+    ) -> TribridVectorStore:
+        """Open (or create) a collection and wrap it.
+
+        Args:
+            path: Folder of an embedded store (Qdrant Edge). One process at a time.
+            url: A Qdrant server URL, or ``":memory:"`` (the default without ``path``).
+            api_key: API key of the Qdrant server.
+            collection: Collection name.
+            embedding: LangChain embeddings to use for the dense (and binary) channel
+                instead of tribrid's dense model; SPLADE and BM25 stay tribrid's.
+            encoders: The encoders; default: those of ``settings``.
+            settings: Model and quantization settings (default: from the environment).
+            recreate: Delete the collection's points first.
+            **retriever_options: Search defaults, as for ``retriever_options``.
+
+        Raises:
+            ValueError: Both ``path`` and ``url`` were given.
+        """
+        from tribrid.app import build_encoders, collection_schema
+        from tribrid.store import open_store
+
+        if path is not None and url is not None:
+            raise ValueError("give either path (embedded store) or url (Qdrant server), not both")
+        cfg = settings or Settings()
+        chosen = encoders or build_encoders(cfg)
+        if embedding is not None:
+            chosen = replace(chosen, dense=EmbeddingsDenseEncoder(embedding))
+        schema = replace(collection_schema(cfg, chosen), name=collection)
+        store = open_store(
+            "edge" if path is not None else "qdrant",
+            schema,
+            path=Path(path) if path is not None else None,
+            url=url or ":memory:",
+            api_key=api_key,
+            recreate=recreate,
+        )
+        try:
+            return cls(store, chosen, retriever_options=retriever_options, owns_store=True)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> TribridVectorStore:
+        """Open a store with :meth:`open` (``kwargs``) and add ``texts`` to it.
+
+        ``embedding`` is optional: without it the dense channel uses tribrid's model.
+        """
+        vs = cls.open(embedding=embedding, **kwargs)
+        vs.add_texts(texts, metadatas, ids=ids)
+        return vs
+
+    @classmethod
+    def from_documents(
+        cls, documents: list[Document], embedding: Embeddings | None = None, **kwargs: Any
+    ) -> TribridVectorStore:
+        """Open a store with :meth:`open` (``kwargs``) and add ``documents`` (their ids kept)."""
+        if "ids" not in kwargs and any(d.id for d in documents):
+            kwargs["ids"] = [d.id for d in documents]
+        return cls.from_texts(
+            [d.page_content for d in documents],
+            embedding,
+            [dict(d.metadata) for d in documents],
+            **kwargs,
+        )
+
+    @property
+    def embeddings(self) -> Embeddings:
+        """The dense channel's model as LangChain ``Embeddings``."""
+        dense = self.encoders.dense
+        if isinstance(dense, EmbeddingsDenseEncoder):
+            return dense.embeddings
+        return EncoderEmbeddings(dense)
+
+    # -- writing -------------------------------------------------------------------
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Encode and upsert texts; returns their ids (given, or the text's SHA-256).
+
+        Raises:
+            ValueError: Lengths differ, or metadata uses a key tribrid reserves.
+        """
+        texts = list(texts)
+        metadatas = metadatas if metadatas is not None else [{} for _ in texts]
+        given: Sequence[str | None] = ids if ids is not None else [None] * len(texts)
+        if not len(texts) == len(metadatas) == len(given):
+            raise ValueError(
+                f"add_texts got {len(texts)} texts, {len(metadatas)} metadatas and "
+                f"{len(given)} ids; give one of each per text"
+            )
+        out: list[str] = []
+        for start in range(0, len(texts), _ADD_BATCH):
+            batch = texts[start : start + _ADD_BATCH]
+            encoded = self.encoders.encode_documents(batch)
+            points = []
+            for row, text in enumerate(batch):
+                metadata = metadatas[start + row] or {}
+                clash = RESERVED_KEYS.intersection(metadata)
+                if clash:
+                    raise ValueError(
+                        f"metadata keys {sorted(clash)} are reserved by tribrid (it stores "
+                        "the text and its keys under them); rename them"
+                    )
+                digest = content_hash(text)
+                external = given[start + row] or digest
+                points.append(
+                    Point(
+                        id=self._point_id(external),
+                        dense=encoded.dense[row].tolist(),
+                        splade=encoded.splade[row],
+                        bm25=encoded.bm25[row],
+                        payload={
+                            **metadata,
+                            TEXT_KEY: text,
+                            LANGCHAIN_ID_KEY: external,
+                            "source_key": self.source_key,
+                            "document_key": external,
+                            "chunk_index": 0,
+                            "content_hash": digest,
+                        },
+                    )
+                )
+                out.append(external)
+            self.store.upsert(points)
+        return out
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete texts by id; ids that do not exist are ignored.
+
+        With ``ids=None``, deletes every text added through LangChain to this
+        collection (chunks from ``tribrid ingest`` stay).
+        """
+        if ids is None:
+            self.store.delete_by_filter({"source_key": self.source_key})
+            return True
+        self.store.delete(self._candidates(ids))
+        return True
+
+    def flush(self) -> None:
+        """Make writes durable and optimise the index (embedded store: builds the codes)."""
+        self.store.flush()
+
+    # -- reading -------------------------------------------------------------------
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """The documents with these ids (LangChain ids or point ids), in no order."""
+        return [
+            self._document(hit.id, hit.payload)
+            for hit in self.store.retrieve(self._candidates(ids))
+        ]
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: MetadataFilter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Hybrid search; ``kwargs`` override retriever options (``fusion``, ``channels`` …)."""
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: MetadataFilter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Hybrid search with the fused score of each document."""
+        chunks = self._retriever.search(query, k=k, filter=filter, **kwargs)
+        return [(self._chunk_document(c), c.score) for c in chunks]
+
+    def similarity_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        filter: MetadataFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Dense-channel search with a ready query vector."""
+        return [self._document(h.id, h.payload) for h in self._dense_hits(embedding, k, filter)]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        # Relevance is the dense channel's cosine similarity mapped from [-1, 1] to
+        # [0, 1], the only score here with a fixed scale; fused scores depend on the
+        # fusion and the candidates.
+        vector = [float(x) for x in self.encoders.dense.encode_query(query)]
+        hits = self._dense_hits(vector, k, kwargs.get("filter"))
+        return [(self._document(h.id, h.payload), (1.0 + h.score) / 2.0) for h in hits]
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: MetadataFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Maximal marginal relevance over the dense channel's ``fetch_k`` best."""
+        vector = [float(x) for x in self.encoders.dense.encode_query(query)]
+        return self.max_marginal_relevance_search_by_vector(
+            vector, k, fetch_k, lambda_mult, filter=filter
+        )
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: MetadataFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """MMR from a query vector. The candidates are re-encoded (stores return no vectors)."""
+        hits = self._dense_hits(embedding, max(fetch_k, k), filter)
+        if not hits:
+            return []
+        texts = [str(h.payload.get(TEXT_KEY, "")) for h in hits]
+        vectors = self.encoders.dense.encode_documents(texts)
+        chosen = maximal_marginal_relevance(
+            np.asarray(embedding, dtype=np.float32), list(vectors), lambda_mult=lambda_mult, k=k
+        )
+        return [self._document(hits[i].id, hits[i].payload) for i in chosen]
+
+    def as_retriever(self, **kwargs: Any) -> BaseRetriever:  # type: ignore[override]
+        """A :class:`HybridRetriever` over this store (or LangChain's, for ``mmr``).
+
+        Args:
+            **kwargs: ``search_type``: ``similarity`` or ``hybrid`` (the default hybrid
+                search), ``similarity_score_threshold`` (needs ``score_threshold``;
+                fusion defaults to ``convex``, whose min-max scores lie in [0, 1]), or
+                ``mmr`` (LangChain's retriever over :meth:`max_marginal_relevance_search`).
+                ``search_kwargs``: any ``HybridRetriever`` option (``k``, ``filter``,
+                ``channels``, ``fusion`` …). ``tags`` and ``metadata`` as for any
+                retriever.
+
+        Raises:
+            ValueError: Unknown ``search_type``, or invalid options.
+        """
+        search_type = kwargs.pop("search_type", "similarity")
+        search_kwargs = dict(kwargs.pop("search_kwargs", None) or {})
+        if search_type == "mmr":
+            return super().as_retriever(search_type="mmr", search_kwargs=search_kwargs, **kwargs)
+        if search_type not in ("similarity", "hybrid", "similarity_score_threshold"):
+            raise ValueError(
+                f"unknown search_type {search_type!r}; valid types: "
+                "['similarity', 'hybrid', 'similarity_score_threshold', 'mmr']"
+            )
+        if search_type == "similarity_score_threshold":
+            if search_kwargs.get("score_threshold") is None:
+                raise ValueError(
+                    "search_type='similarity_score_threshold' needs "
+                    "search_kwargs={'score_threshold': ...}"
+                )
+            if "fusion" not in search_kwargs and self._retriever.fusion == "rrf":
+                search_kwargs["fusion"] = "convex"
+        unknown = set(kwargs) - {"tags", "metadata"}
+        if unknown:
+            raise ValueError(
+                f"unknown as_retriever argument(s) {sorted(unknown)}; put search options "
+                "in search_kwargs={...}"
+            )
+        return self._retriever.with_options(**search_kwargs).model_copy(update=kwargs)
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store if :meth:`open` opened it."""
+        if self._owns_store:
+            self._owns_store = False
+            self.store.close()
+
+    def __enter__(self) -> TribridVectorStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _point_id(self, external_id: str) -> str:
+        # The text is deliberately not part of the id: a given id keeps its point when
+        # its text changes, and a text without an id is keyed by its hash anyway.
+        return point_id(self.source_key, external_id, "")
+
+    def _candidates(self, ids: Sequence[str]) -> list[str]:
+        """Point ids a caller's ids may name: LangChain ids, and raw point ids."""
+        found = []
+        for external in ids:
+            found.append(self._point_id(str(external)))
+            with contextlib.suppress(ValueError):
+                found.append(str(uuid.UUID(str(external))))
+        return list(dict.fromkeys(found))
+
+    def _dense_hits(
+        self, vector: Sequence[float], k: int, filter: MetadataFilter | None
+    ) -> list[Hit]:
+        query = StoreQuery(
+            channels=(ChannelQuery(Channel.DENSE, [float(x) for x in vector]),),
+            limit=k,
+            filter=filter,
+        )
+        hits: list[Hit] = self.store.query(query)
+        return hits
+
+    def _chunk_document(self, chunk: RetrievedChunk) -> Document:
+        return self._document(chunk.id, chunk.payload)
+
+    @staticmethod
+    def _document(point: str, payload: Mapping[str, Any]) -> Document:
+        """A document with the metadata as added: tribrid's own keys left out."""
+        if LANGCHAIN_ID_KEY in payload:
+            metadata = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
+            doc_id = str(payload[LANGCHAIN_ID_KEY])
+        else:  # a chunk from `tribrid ingest`: all of its payload is metadata
+            metadata = {k: v for k, v in payload.items() if k != TEXT_KEY}
+            doc_id = point
+        return Document(page_content=str(payload.get(TEXT_KEY, "")), id=doc_id, metadata=metadata)
+
+
+__all__ = ["RESERVED_KEYS", "TribridVectorStore"]
