@@ -5,6 +5,7 @@ Example:
     >>> tribrid.ingest("docs/")                          # doctest: +SKIP
     >>> tribrid.search("binary quantization", k=3)       # doctest: +SKIP
     >>> tribrid.status()                                 # doctest: +SKIP
+    >>> tribrid.as_retriever(k=5).invoke("quantization")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,19 +14,35 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["SearchMode", "SearchResult", "Settings", "__version__", "ingest", "search", "status"]
+__all__ = [
+    "HybridRetriever",
+    "SearchMode",
+    "SearchResult",
+    "Settings",
+    "TribridVectorStore",
+    "__version__",
+    "as_retriever",
+    "ingest",
+    "search",
+    "status",
+]
 
 if TYPE_CHECKING:
-    from tribrid.app import SearchMode, SearchResult, ingest, search, status
+    from tribrid.app import SearchMode, SearchResult, as_retriever, ingest, search, status
+    from tribrid.retrievers import HybridRetriever, TribridVectorStore
     from tribrid.settings import Settings
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `import tribrid` stays cheap for parse workers and tools.
-    if name in ("ingest", "search", "status", "SearchMode", "SearchResult"):
+    if name in ("ingest", "search", "status", "as_retriever", "SearchMode", "SearchResult"):
         from tribrid import app
 
         return getattr(app, name)
+    if name in ("HybridRetriever", "TribridVectorStore"):
+        from tribrid import retrievers
+
+        return getattr(retrievers, name)
     if name == "Settings":
         from tribrid.settings import Settings
 

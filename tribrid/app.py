@@ -1,4 +1,4 @@
-"""The public Python API: ``ingest``, ``search`` and ``status``.
+"""The public Python API: ``ingest``, ``search``, ``status`` and ``as_retriever``.
 
 These are the only functions (with the CLI and the worker bootstrap) that read
 :class:`~tribrid.settings.Settings`; everything below them takes explicit arguments.
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tribrid.connectors import LocalFolderConnector
 from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder, SpladeEncoder
@@ -35,6 +35,9 @@ from tribrid.store.base import (
     StoreQuery,
     VectorStore,
 )
+
+if TYPE_CHECKING:
+    from tribrid.retrievers.hybrid import HybridRetriever
 
 
 class SearchMode(StrEnum):
@@ -263,6 +266,40 @@ def search(
             filter=filter,
             oversampling=cfg.quantization.oversampling,
         )
+
+
+def as_retriever(*, settings: Settings | None = None, **overrides: Any) -> HybridRetriever:
+    """A LangChain retriever over the index ``tribrid ingest`` built, in one line.
+
+    The store and models are those of the same :class:`~tribrid.settings.Settings` the
+    CLI reads. The retriever holds the store open: the embedded store allows one process
+    at a time, so close it (``retriever.close()`` or ``with``) before running
+    ``tribrid ingest`` on the same data dir, or use the Qdrant server backend.
+
+    Args:
+        settings: Settings to use (default: from the environment).
+        **overrides: Retriever options (``k``, ``channels``, ``fusion``, ``filter`` …,
+            see :class:`~tribrid.retrievers.HybridRetriever`) and top-level settings
+            fields (``data_dir`` …), told apart by name.
+
+    Example:
+        >>> retriever = tribrid.as_retriever(k=5, fusion="dbsf")   # doctest: +SKIP
+        >>> retriever.invoke("binary quantization")                 # doctest: +SKIP
+    """
+    from tribrid.retrievers.hybrid import CALL_OPTIONS, HybridRetriever
+
+    options = {k: v for k, v in overrides.items() if k in CALL_OPTIONS or k in ("tags", "metadata")}
+    cfg = _settings(settings, {k: v for k, v in overrides.items() if k not in options})
+    options.setdefault("oversampling", cfg.quantization.oversampling)
+    encoders = build_encoders(cfg)
+    store = build_store(cfg, encoders)
+    try:
+        retriever = HybridRetriever(store=store, encoders=encoders, **options)
+    except BaseException:
+        store.close()
+        raise
+    retriever._owned_store = True
+    return retriever
 
 
 def status(
