@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from tribrid import app as api
 from tribrid.errors import TribridError
+from tribrid.ledger import RunProgress
 from tribrid.settings import Settings
 
 cli = typer.Typer(
@@ -85,12 +87,24 @@ def ingest(
     data_dir: DataDir = None,
     recreate: Annotated[bool, typer.Option(help="Drop the collection and build it again.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Retry files that failed before.")] = False,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="Queue the sync for `tribrid worker` processes and return at once with a run id.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Index a folder: new and changed files are embedded, deleted files removed."""
     if not path.is_dir():
         raise _fail(f"{path} is not a folder; pass the folder that holds the documents")
     settings = _settings(data_dir)
+    if background:
+        if recreate:
+            raise _fail("--recreate cannot run in the background; run it in the foreground")
+        _ingest_in_background(path, settings, retry_failed=retry_failed, as_json=as_json)
+        return
     with Live(console=err_console, refresh_per_second=4, transient=True) as live:
         progress = _LiveProgress(live)
         report = api.ingest(
@@ -126,6 +140,51 @@ def ingest(
         console.print(
             f"{len(report.failures)} file(s) failed; see `tribrid status` for the reasons."
         )
+
+
+def _ingest_in_background(
+    path: Path, settings: Settings, *, retry_failed: bool, as_json: bool
+) -> None:
+    from tribrid.connectors import LocalFolderConnector
+    from tribrid.ingestion import worker
+
+    conn = settings.connector
+    connector = LocalFolderConnector(
+        path, include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
+    )
+    worker.configure(settings, create_folders=True)
+    ledger = api.build_ledger(settings)
+    try:
+        key = connector.source_key
+        run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
+        try:
+            worker.sync_source.apply_async(
+                kwargs={
+                    "root": str(connector.root),
+                    "run_id": run_id,
+                    "retry_failed": retry_failed,
+                },
+                queue=settings.celery.queue,
+                retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1},
+            )
+        except Exception as e:
+            ledger.fail_run(run_id, f"could not queue the sync: {e}")
+            raise _fail(
+                f"cannot queue the sync on the broker {settings.broker_url}: {e}; start the "
+                "broker or set TRIBRID_CELERY__BROKER_URL"
+            ) from e
+    finally:
+        ledger.close()
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "source_key": key}))
+        return
+    console.print(
+        f"queued run #{run_id} for {connector.root}; follow it with "
+        f"`tribrid status --run {run_id} --follow` (workers: `tribrid worker`"
+        + (", and one `tribrid worker --writer`" if settings.store.backend == "edge" else "")
+        + ")",
+        highlight=False,
+    )
 
 
 def _snippet(text: str, query: str, width: int = 220) -> str:
@@ -183,8 +242,22 @@ def search(
 
 
 @cli.command()
-def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+def status(
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+    run_id: Annotated[
+        int | None, typer.Option("--run", help="Show the progress of this (background) run.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="With --run: redraw until the run ends.")
+    ] = False,
+) -> None:
     """Counts by status, and every failed file with its reason."""
+    if follow and run_id is None:
+        raise _fail("--follow needs --run ID (the id `tribrid ingest --background` printed)")
+    if run_id is not None:
+        _run_status(_settings(data_dir), run_id, follow=follow, as_json=as_json)
+        return
     report = api.status(settings=_settings(data_dir))
     if as_json:
         payload: dict[str, Any] = asdict(report)
@@ -209,6 +282,138 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
         for f in report.failures:
             failures.add_row(f.key, f.error_kind or "", f.error_message or "")
         console.print(failures)
+
+
+def _progress_json(progress: RunProgress) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "run_id": progress.run.id,
+        "source_key": progress.run.source_key,
+        "status": progress.run.status.value,
+        "listed": progress.listed,
+        "queued": progress.queued,
+        "in_progress": progress.in_progress,
+        "indexed": progress.indexed,
+        "failed": progress.failed,
+        "deleted": progress.deleted,
+        "counts": progress.run.counts.as_dict(),
+        "rate_docs_per_s": progress.rate(now),
+        "eta_s": progress.eta_s(now),
+    }
+
+
+def _render_progress(progress: RunProgress) -> Table:
+    now = datetime.now(UTC)
+    run = progress.run
+    eta = progress.eta_s(now)
+    counts = run.counts
+    table = Table(title=f"run #{run.id} {run.source_key} ({run.status.value})")
+    for column in (
+        "queued",
+        "in progress",
+        "indexed",
+        "failed",
+        "unchanged",
+        "deleted",
+        "docs/s",
+        "ETA",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(progress.queued) + ("" if progress.listed else " (listing…)"),
+        str(progress.in_progress),
+        str(progress.indexed),
+        str(max(progress.failed, counts.failed)),
+        str(counts.unchanged),
+        str(max(progress.deleted, counts.deleted)),
+        f"{progress.rate(now):.1f}",
+        "done" if progress.finished else ("–" if eta is None else f"{eta:.0f} s"),
+    )
+    return table
+
+
+def _run_status(settings: Settings, run_id: int, *, follow: bool, as_json: bool) -> None:
+    ledger = api.build_ledger(settings)
+    try:
+        progress = ledger.run_progress(run_id)
+        if follow and not as_json:
+            with Live(_render_progress(progress), console=console, refresh_per_second=2) as live:
+                while not progress.finished:
+                    time.sleep(1.0)
+                    progress = ledger.run_progress(run_id)
+                    live.update(_render_progress(progress))
+        elif follow:
+            while not progress.finished:
+                time.sleep(1.0)
+                progress = ledger.run_progress(run_id)
+    finally:
+        ledger.close()
+    if as_json:
+        typer.echo(json.dumps(_progress_json(progress)))
+    elif not follow:
+        console.print(_render_progress(progress))
+    if progress.run.error:
+        console.print(f"run failed: {progress.run.error}", highlight=False)
+
+
+@cli.command("worker")
+def worker_command(
+    data_dir: DataDir = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Worker processes [default: one per core]."
+        ),
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-Q", help="Comma-separated queues to consume.")
+    ] = None,
+    writer: Annotated[
+        bool,
+        typer.Option(
+            "--writer",
+            help="Be the single process that owns the embedded store and writes to it.",
+        ),
+    ] = False,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")] = "INFO",
+    pool: Annotated[str, typer.Option("--pool", help="Celery pool.")] = "prefork",
+) -> None:
+    """Run a Celery worker that parses, encodes and writes queued documents."""
+    import os
+
+    settings = _settings(data_dir)
+    if data_dir is not None:
+        os.environ["TRIBRID_DATA_DIR"] = str(data_dir)  # for anything that re-reads settings
+    from tribrid.ingestion import worker
+
+    worker.configure(settings, create_folders=True)
+    cfg = settings.celery
+    if writer:
+        if concurrency not in (None, 1):
+            raise _fail("the writer owns the embedded store alone: it runs with --concurrency 1")
+        if settings.store.backend != "edge":
+            err_console.print(
+                "note: with the Qdrant server backend every worker writes; no writer is needed"
+            )
+        queue_list = [cfg.write_queue]
+        concurrency = 1
+        # One long-lived process keeps the store open: no recycling.
+        worker.app.conf.worker_max_tasks_per_child = None
+        worker.app.conf.worker_max_memory_per_child = None
+    else:
+        queue_list = [q for q in (queues or cfg.queue).split(",") if q]
+        concurrency = concurrency or cfg.concurrency or os.cpu_count() or 1
+    role = "writer" if writer else "tribrid"
+    worker.app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--queues={','.join(queue_list)}",
+            f"--loglevel={loglevel}",
+            f"--pool={pool}",
+            f"--hostname={role}-{os.getpid()}@%h",
+        ]
+    )
 
 
 def main() -> None:

@@ -146,6 +146,7 @@ def test_both_backends_return_the_same(
 def test_invoke_overrides_and_validation(corpus_store: VectorStore, encoders: EncoderSet) -> None:
     r = retriever(corpus_store, encoders, k=5)
     assert len(r.invoke("pump", k=2)) == 2
+    assert len(r.invoke("pump", k=4, prefetch_k=1, channels=["dense"], fusion="dbsf")) == 4
     assert len(r.invoke("pump")) == 5
     with pytest.raises(ValueError, match="unknown retriever option"):
         r.invoke("pump", top_k=2)

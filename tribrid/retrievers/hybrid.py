@@ -4,10 +4,13 @@ Each channel (dense, binary, SPLADE, BM25) is searched on its own for ``prefetch
 candidates under the filter, and the rankings are fused on the client (see
 :mod:`tribrid.retrievers.fusion`). Fusing on the client is what lets every returned
 document carry each channel's score and rank, lets the weights mean the same thing for
-every method, and makes convex combination possible at all; measured on the embedded
-store it costs about as much as the store's own fusion (the candidate lists are small
-and payloads are fetched only for the final ``k``). ``store_fusion=True`` sends one
-prefetch-and-fuse query to the store instead, for RRF and unweighted DBSF.
+every method, and makes convex combination possible at all. It costs latency: on a
+10k-point embedded store (random vectors, prefetch 100 per channel, query encoding
+excluded, a busy 2-core machine) client-side RRF took about 10-14 ms median against
+about 2 ms for the store's own fusion, the difference being one store call per channel
+and turning a few hundred hits into Python objects. ``store_fusion=True`` sends one
+prefetch-and-fuse query to the store instead, for RRF and unweighted DBSF, when latency
+matters more than the per-channel scores.
 """
 
 from __future__ import annotations
@@ -262,7 +265,8 @@ class HybridRetriever(BaseRetriever):
     def _search(self, query: str) -> list[RetrievedChunk]:
         active = {c: w for c, w in self.channels.items() if w > 0}
         queries = self._encode(query, active)
-        prefetch = self.prefetch_k or max(100, 10 * self.k)
+        prefetch = self.prefetch_k if self.prefetch_k is not None else max(100, 10 * self.k)
+        prefetch = max(prefetch, self.k)  # fewer candidates could return fewer than k
         if self.store_fusion and len(queries) > 1:
             return self._store_fused(queries, prefetch)
         if self.fusion is FusionMethod.RRF and len(queries) == 1:

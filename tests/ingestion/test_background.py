@@ -1,0 +1,451 @@
+"""The plain functions behind the Celery tasks: queueing, leases, writes, crashes, retries.
+
+No Celery here. The models are faked (a hashed 8-d dense vector; BM25 for both sparse
+slots) and so is parsing (paragraphs of text files), because these tests are about
+who processes what, not about parsing or encoding; the store is a real Qdrant Edge and
+the ledgers are real SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tribrid.connectors import LocalFolderConnector
+from tribrid.connectors.base import SourceDocument
+from tribrid.encoders import Bm25Encoder, EncoderSet
+from tribrid.encoders.base import DenseMatrix
+from tribrid.errors import StoreError
+from tribrid.ingestion import background
+from tribrid.ingestion.background import Batching, DirectSink
+from tribrid.ingestion.base import (
+    Chunk,
+    DocumentFailure,
+    DocumentStatus,
+    FailureKind,
+    ParsedDocument,
+    content_hash,
+    point_id,
+)
+from tribrid.ingestion.parse_pool import ParseJob, ParseOptions
+from tribrid.ingestion.pipeline import PlanAction, WriteBatch, plan_document
+from tribrid.ledger import SqlLedger
+from tribrid.ledger.base import DocumentState
+from tribrid.store import open_store
+from tribrid.store.base import CollectionSchema, VectorStore
+
+DIM = 8
+OPTIONS = ParseOptions(memory_limit_mb=None)
+
+
+class HashedDense:
+    """A stand-in dense model: a unit vector from the text's hash."""
+
+    model_name = "hashed-8"
+    dimension = DIM
+
+    def warm_up(self) -> None:
+        pass
+
+    def encode_documents(self, texts: Sequence[str]) -> DenseMatrix:
+        rows = []
+        for text in texts:
+            raw = np.frombuffer(hashlib.sha256(text.encode()).digest()[: DIM * 4], dtype=np.uint32)
+            vector = raw.astype(np.float32) + 1.0
+            rows.append(vector / np.linalg.norm(vector))
+        return np.array(rows, dtype=np.float32)
+
+    def encode_query(self, text: str) -> DenseMatrix:
+        return self.encode_documents([text])[0]
+
+
+def fake_encoders() -> EncoderSet:
+    return EncoderSet(dense=HashedDense(), splade=Bm25Encoder(), bm25=Bm25Encoder())
+
+
+def paragraphs(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:
+    """Parse a text file into one chunk per paragraph; ``BROKEN`` files fail."""
+    text = job.path.read_text()
+    if "BROKEN" in text:
+        return DocumentFailure(job.document_key, FailureKind.CORRUPT, f"{job.document_key}: bad")
+    seen: Counter[str] = Counter()
+    chunks = []
+    for index, part in enumerate(p.strip() for p in text.split("\n\n") if p.strip()):
+        digest = content_hash(part)
+        chunks.append(
+            Chunk(
+                point_id=point_id(job.source_key, job.document_key, digest, seen[digest]),
+                source_key=job.source_key,
+                document_key=job.document_key,
+                index=index,
+                text=part,
+                content_hash=digest,
+            )
+        )
+        seen[digest] += 1
+    return ParsedDocument(job.document_key, tuple(chunks), element_count=len(chunks))
+
+
+class LockedStore:
+    """Serialises calls to a store shared by threads (each worker has its own in real life)."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+class Env:
+    """A folder, a ledger, an Edge store and the sink between them."""
+
+    def __init__(self, root: Path, ledger: SqlLedger, store: VectorStore) -> None:
+        self.root = root
+        self.ledger = ledger
+        self.store = store
+        self.encoders = fake_encoders()
+        self.sink = DirectSink(ledger, lambda: self.store)
+        self.queued: list[list[int]] = []
+
+    @property
+    def connector(self) -> LocalFolderConnector:
+        return LocalFolderConnector(self.root)
+
+    def start_run(self) -> int:
+        key = self.connector.source_key
+        return self.ledger.start_run(self.ledger.ensure_source(key, kind="local", location=key))
+
+    def queue(self, run_id: int | None = None, **kwargs: Any) -> int:
+        run_id = run_id or self.start_run()
+        self.queued = []
+        background.queue_sync(
+            self.connector,
+            ledger=self.ledger,
+            run_id=run_id,
+            sink=self.sink,
+            enqueue=self.queued.append,
+            batching=Batching(max_documents=4),
+            **kwargs,
+        )
+        return run_id
+
+    def process(self, ids: Sequence[int], **kwargs: Any) -> background.ProcessReport:
+        kwargs.setdefault("parse", paragraphs)
+        kwargs.setdefault("sink", self.sink)
+        return background.process_documents(
+            ids, ledger=self.ledger, encoders=self.encoders, options=OPTIONS, **kwargs
+        )
+
+    def process_all(self, **kwargs: Any) -> None:
+        for ids in self.queued:
+            self.process(ids, **kwargs)
+
+    def statuses(self) -> dict[str, str]:
+        source_id = self.ledger.ensure_source(
+            self.connector.source_key, kind="local", location=self.connector.source_key
+        )
+        return {s.key: s.status.value for s in self.ledger.document_states(source_id)}
+
+    def assert_exactly_once(self) -> None:
+        listed = list(self.ledger.all_point_ids())
+        assert len(listed) == len(set(listed))
+        assert self.store.ids() == set(listed)
+        assert self.store.count() == self.ledger.count_chunks()
+
+
+def write_docs(root: Path, count: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / f"doc{i:02}.txt").write_text(
+            f"Document {i} opens here.\n\nIts second paragraph, number {i}.\n\nAnd a third {i}."
+        )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    root = tmp_path / "docs"
+    write_docs(root, 10)
+    url = (
+        f"sqlite:///{tmp_path / 'ledger.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    ledger = SqlLedger(url)
+    encoders = fake_encoders()
+    schema = CollectionSchema(
+        name="bg",
+        dense_size=DIM,
+        dense_model=encoders.dense.model_name,
+        splade_model=encoders.splade.model_name,
+        bm25_model=encoders.bm25.model_name,
+    )
+    store = open_store("edge", schema, path=tmp_path / "store")
+    try:
+        yield Env(root, ledger, store)
+    finally:
+        store.close()
+        ledger.close()
+
+
+# -- the planning rule ----------------------------------------------------------------------
+
+
+def _state(status: DocumentStatus, kind: str | None, doc: SourceDocument) -> DocumentState:
+    return DocumentState(1, doc.key, doc.size, doc.mtime_ns, "x", status, kind, 0)
+
+
+def test_unchanged_documents_that_failed_for_a_transient_reason_are_parsed_again(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    info = (tmp_path / "a.txt").stat()
+    doc = SourceDocument("local:x", "a.txt", tmp_path / "a.txt", info.st_size, info.st_mtime_ns)
+    for kind in (FailureKind.STORE_FAILED, FailureKind.ENCODE_FAILED):
+        plan = plan_document(doc, _state(DocumentStatus.FAILED, kind, doc))
+        assert plan.action == PlanAction.PARSE and plan.content_hash
+    for kind in (FailureKind.CORRUPT, FailureKind.CRASHED, FailureKind.TIMEOUT):
+        assert plan_document(doc, _state(DocumentStatus.FAILED, kind, doc)).action == (
+            PlanAction.UNCHANGED
+        )
+    pending = plan_document(doc, _state(DocumentStatus.PENDING, None, doc))
+    assert pending.action == PlanAction.PARSE
+
+
+def test_batches_close_on_documents_or_on_estimated_chunks() -> None:
+    batching = Batching(max_documents=32, max_chunks=10, bytes_per_chunk=1000)
+    assert batching.estimate(10) == 1 and batching.estimate(25_000) == 25
+
+
+def test_a_write_batch_survives_json(env: Env) -> None:
+    run_id = env.queue()
+    ids = env.queued[0]
+    items = env.ledger.work_items(ids)
+    parsed = []
+    for item in items:
+        path = background.document_path(item)
+        info = path.stat()
+        doc = SourceDocument(item.source_key, item.key, path, info.st_size, info.st_mtime_ns)
+        job = ParseJob(item.source_key, item.key, path)
+        result = paragraphs(job, OPTIONS)
+        assert isinstance(result, ParsedDocument)
+        parsed.append((doc, doc.content_hash, result))
+    from tribrid.ingestion.pipeline import encode_batch
+
+    batch = encode_batch(env.ledger, env.encoders, items[0].source_id, parsed, existing={})
+    import json
+
+    again = background.batch_from_json(json.loads(json.dumps(background.batch_to_json(batch))))
+    assert again == batch
+    assert run_id
+
+
+# -- the whole background flow, without Celery -------------------------------------------
+
+
+def test_a_queued_run_indexes_every_document_exactly_once(env: Env) -> None:
+    run_id = env.queue()
+    assert [len(ids) for ids in env.queued] == [4, 4, 2]
+    progress = env.ledger.run_progress(run_id)
+    assert (progress.queued, progress.listed, progress.finished) == (10, True, False)
+    env.process_all()
+    progress = env.ledger.run_progress(run_id)
+    assert progress.finished and progress.indexed == 10 and progress.remaining == 0
+    assert progress.run.counts.chunks_embedded == 30
+    assert set(env.statuses().values()) == {"indexed"}
+    env.assert_exactly_once()
+    # Processing the same ids again (a redelivered message) does nothing.
+    report = env.process(env.queued[0])
+    assert len(report.skipped) == 4 and not report.committed
+    # The next sync finds nothing to do and completes at once.
+    second = env.queue()
+    assert env.queued == [] and env.ledger.run_progress(second).finished
+
+
+def test_a_crash_between_upsert_and_ledger_leaves_no_duplicate(env: Env) -> None:
+    env.queue()
+
+    class Dies(Exception):
+        pass
+
+    class CrashAfterUpsert(DirectSink):
+        def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> Any:
+            env.store.upsert(batch.points)
+            raise Dies
+
+    with pytest.raises(Dies):
+        env.process(env.queued[0], sink=CrashAfterUpsert(env.ledger, lambda: env.store))
+    assert env.store.count() == 12 and env.ledger.count_chunks() == 0  # orphans, for now
+    items = env.ledger.work_items(env.queued[0])
+    assert all(i.status == DocumentStatus.PENDING and i.lease_owner is None for i in items)
+    env.process_all()
+    env.assert_exactly_once()
+    assert env.store.count() == 30
+
+
+def test_a_poison_file_is_quarantined_after_killing_its_workers(env: Env) -> None:
+    (env.root / "doc03.txt").write_text("POISON")
+    env.queue()
+
+    class WorkerDied(BaseException):
+        """What a segfault looks like from the ledger: the parse never finishes."""
+
+    def deadly(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:
+        if "POISON" in job.path.read_text():
+            raise WorkerDied
+        return paragraphs(job, options)
+
+    first = env.queued[0]
+    for _ in range(3):  # each delivery dies on the poison file, after parsing the ones before it
+        with pytest.raises(WorkerDied):
+            env.process(first, parse=deadly, max_attempts=3)
+    report = env.process(first, parse=deadly, max_attempts=3)
+    assert len(report.failed) == 1 and len(report.committed) == 3
+    env.process_all(parse=deadly)
+    states = env.statuses()
+    assert states.pop("doc03.txt") == "failed"
+    assert set(states.values()) == {"indexed"}
+    failure = env.ledger.status().failures[0]
+    assert failure.error_kind == "crashed" and "died while parsing it 3 times" in (
+        failure.error_message or ""
+    )
+    env.assert_exactly_once()
+    # It stays quarantined until it changes.
+    env.queue()
+    assert env.queued == []
+
+
+def test_a_bad_file_fails_once_and_the_rest_index(env: Env) -> None:
+    (env.root / "doc05.txt").write_text("BROKEN")
+    run_id = env.queue()
+    env.process_all()
+    progress = env.ledger.run_progress(run_id)
+    assert (progress.indexed, progress.failed, progress.finished) == (9, 1, True)
+    assert env.ledger.status().failures[0].error_kind == "corrupt"
+    env.queue()
+    assert env.queued == []  # a bad file is not retried until it changes
+
+
+def test_a_store_outage_fails_the_documents_and_the_next_sync_recovers_them(env: Env) -> None:
+    run_id = env.queue()
+
+    class Down(DirectSink):
+        def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> Any:
+            raise StoreError("Qdrant at http://127.0.0.1:1 is unreachable")
+
+    down = Down(env.ledger, lambda: env.store)
+    for ids in env.queued:
+        with pytest.raises(StoreError) as caught:
+            env.process(ids, sink=down)
+        assert background.is_transient(caught.value)
+        # The task's retries are exhausted: the documents are recorded failed.
+        background.fail_documents(
+            ids,
+            ledger=env.ledger,
+            sink=env.sink,
+            kind=background.failure_kind(caught.value),
+            message=str(caught.value),
+        )
+    progress = env.ledger.run_progress(run_id)
+    assert progress.finished and progress.failed == 10
+    assert {f.error_kind for f in env.ledger.status().failures} == {"store_failed"}
+    env.queue()  # the files did not change, but store_failed is retried
+    assert sum(len(ids) for ids in env.queued) == 10
+    env.process_all()
+    assert set(env.statuses().values()) == {"indexed"}
+    env.assert_exactly_once()
+
+
+def test_vanished_and_changed_files_between_syncs(env: Env) -> None:
+    env.queue()
+    env.process_all()
+    (env.root / "doc00.txt").unlink()
+    (env.root / "doc01.txt").write_text("Document 1 opens here.\n\nA new second paragraph.")
+    run_id = env.queue()
+    assert sum(len(ids) for ids in env.queued) == 1
+    env.process_all()
+    progress = env.ledger.run_progress(run_id)
+    assert progress.run.counts.deleted == 1 and progress.indexed == 1
+    assert progress.run.counts.chunks_embedded == 1 and progress.run.counts.chunks_reused == 1
+    env.assert_exactly_once()
+    assert env.store.count({"document_key": "doc00.txt"}) == 0
+
+
+def test_a_file_gone_before_its_worker_came_is_deleted(env: Env) -> None:
+    env.queue()
+    (env.root / "doc00.txt").unlink()
+    report = env.process(env.queued[0])
+    assert len(report.deleted) == 1
+    assert env.statuses()["doc00.txt"] == "deleted"
+
+
+def test_racing_workers_never_process_a_document_twice(env: Env) -> None:
+    write_docs(env.root, 40)
+    env.queue()
+    all_ids = [i for ids in env.queued for i in ids]
+    parsed: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def counting(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:
+        with lock:
+            parsed[job.document_key] += 1
+        return paragraphs(job, options)
+
+    shared = LockedStore(env.store)
+    sink = DirectSink(env.ledger, lambda: shared)  # type: ignore[arg-type, return-value]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def worker(name: str) -> None:
+        try:
+            barrier.wait()
+            for start in range(0, len(all_ids), 3):  # everyone gets every message
+                env.process(all_ids[start : start + 3], owner=name, parse=counting, sink=sink)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert set(parsed) == set(env.statuses()) and set(parsed.values()) == {1}
+    assert set(env.statuses().values()) == {"indexed"}
+    env.assert_exactly_once()
+
+
+def test_a_dead_workers_lease_is_taken_over(env: Env, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env.queue()
+    ids = env.queued[0]
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    import socket
+
+    dead = f"{socket.gethostname()}:{int(child.stdout)}:gone"
+    assert background.owner_is_dead(dead)
+    assert not background.owner_is_dead(background.lease_owner())
+    assert not background.owner_is_dead("elsewhere:1:abc")
+    env.ledger.acquire_leases(ids, dead, 600)
+    env.ledger.acquire_leases(env.queued[1], "elsewhere:1:abc", 600)
+    report = env.process(ids + env.queued[1])
+    assert len(report.committed) == 4 and report.busy == env.queued[1]

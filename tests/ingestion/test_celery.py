@@ -1,0 +1,277 @@
+"""Background ingestion with real ``celery worker`` processes, real models and real Qdrant Edge.
+
+The workers run as subprocesses on Redis (database 13) or RabbitMQ, with queue names
+unique to the test, and the embedded store is owned by a writer worker
+(``tribrid worker --writer``), as in production. Each test cleans its broker up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tribrid.app import build_encoders, build_store
+from tribrid.ingestion import worker
+from tribrid.ledger import RunProgress, SqlLedger
+from tribrid.settings import Settings
+
+BIN = Path(sys.executable).parent
+REDIS_URL = "redis://127.0.0.1:6379/13"
+RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+# -- the configuration, without workers ------------------------------------------------
+
+
+def test_the_config_refuses_pickle_and_acks_late(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    config = worker.celery_config(settings)
+    assert config["accept_content"] == ["json"] and config["task_serializer"] == "json"
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["worker_send_task_events"] and config["task_send_sent_event"]
+    assert config["worker_max_tasks_per_child"] == 200
+    assert config["worker_max_memory_per_child"] == 4096 * 1024
+    # No broker configured: the filesystem transport in the data dir, folders made on demand.
+    assert config["broker_url"] == "filesystem://"
+    assert not (tmp_path / "data" / "broker").exists()
+    worker.celery_config(settings, create_folders=True)
+    assert (tmp_path / "data" / "broker" / "queue").is_dir()
+    routes = config["task_routes"]
+    assert routes[worker.WRITE_BATCH] == {"queue": "tribrid.write"}
+    assert worker.PROCESS_DOCUMENTS not in routes
+
+
+def test_redis_gets_a_visibility_timeout(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        celery={"broker_url": REDIS_URL, "visibility_timeout_s": 10},  # type: ignore[arg-type]
+    )
+    options = worker.celery_config(settings)["broker_transport_options"]
+    assert options["visibility_timeout"] == 10 and options["unacked_restore_interval"] == 2
+
+
+def test_tasks_are_idempotent_by_design() -> None:
+    for task in (worker.process_documents, worker.write_batch, worker.sync_source):
+        assert task.acks_late and task.reject_on_worker_lost
+        assert task.retry_jitter and task.retry_backoff
+    assert worker.app.conf.accept_content == ["json"]
+
+
+# -- real workers -------------------------------------------------------------------------
+
+
+class Cluster:
+    """Worker subprocesses sharing one data dir, one broker and test-unique queues."""
+
+    def __init__(self, tmp_path: Path, broker: str, **extra: str) -> None:
+        token = secrets.token_hex(4)
+        self.tmp = tmp_path
+        self.data = tmp_path / "data"
+        self.queue = f"tribrid-test-{token}"
+        self.env = {
+            **os.environ,
+            "TRIBRID_DATA_DIR": str(self.data),
+            "TRIBRID_CELERY__BROKER_URL": broker,
+            "TRIBRID_CELERY__QUEUE": self.queue,
+            "TRIBRID_CELERY__WRITE_QUEUE": f"{self.queue}.write",
+            "TRIBRID_CELERY__VISIBILITY_TIMEOUT_S": "10",
+            "TRIBRID_CELERY__BATCH_DOCUMENTS": "8",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            **extra,
+        }
+        self.settings = Settings(
+            data_dir=self.data,
+            celery={  # type: ignore[arg-type]
+                "broker_url": broker,
+                "queue": self.queue,
+                "write_queue": f"{self.queue}.write",
+            },
+        )
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *, writer: bool = False) -> None:
+        log = (self.tmp / f"{name}.log").open("wb")
+        if writer:
+            command = [str(BIN / "tribrid"), "worker", "--writer", "--loglevel", "INFO"]
+        else:
+            command = [
+                str(BIN / "celery"),
+                "-A",
+                "tribrid.ingestion.worker",
+                "worker",
+                "--pool=prefork",
+                "-c",
+                "1",
+                "-Q",
+                self.queue,
+                "-n",
+                f"{name}-{self.queue}@%h",
+                "--loglevel=INFO",
+            ]
+        with log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a worker and its pool children at once: a machine losing power."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def ingest(self, folder: Path) -> int:
+        done = subprocess.run(
+            [str(BIN / "tribrid"), "ingest", str(folder), "--background", "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return int(json.loads(done.stdout)["run_id"])
+
+    def progress(self, run_id: int) -> RunProgress:
+        with SqlLedger(self.settings.database_url) as ledger:
+            return ledger.run_progress(run_id)
+
+    def wait(self, what: Callable[[], bool], timeout: float, why: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if what():
+                return
+            for name, proc in self.procs.items():
+                assert proc.poll() is None, f"worker {name} exited: {self.log(name)}"
+            time.sleep(0.5)
+        logs = "\n".join(f"--- {n}\n{self.log(n)}" for n in self.procs)
+        pytest.fail(f"timed out waiting for {why}\n{logs}")
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def assert_exactly_once(self) -> None:
+        """Points in the store are exactly the ledger's chunks; no lease is left behind."""
+        assert not self.procs, "stop the workers first: the writer owns the store"
+        with SqlLedger(self.settings.database_url) as ledger:
+            listed = list(ledger.all_point_ids())
+            store = build_store(self.settings, build_encoders(self.settings))
+            try:
+                assert store.ids() == set(listed) and len(listed) == len(set(listed))
+                assert store.count() == ledger.count_chunks() > 0
+            finally:
+                store.close()
+        engine = create_engine(self.settings.database_url)
+        try:
+            with engine.connect() as connection:
+                leased = connection.execute(
+                    text("SELECT count(*) FROM documents WHERE lease_owner IS NOT NULL")
+                ).scalar_one()
+        finally:
+            engine.dispose()
+        assert leased == 0
+
+
+def write_folder(root: Path, count: int) -> None:
+    root.mkdir(parents=True)
+    for i in range(count):
+        (root / f"note-{i:03}.md").write_text(
+            f"# Note {i}\n\nThe keeper of lighthouse {i} logs every ship that passes at night.\n\n"
+            f"## Weather\n\nOn day {i} the wind came from the {'north' if i % 2 else 'south'}.\n"
+        )
+    (root / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    cluster = Cluster(tmp_path, REDIS_URL)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        client.flushdb()
+        client.close()
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_every_document_lands_once(
+    redis_cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster = redis_cluster
+    folder = tmp_path / "docs"
+    write_folder(folder, 50)
+    cluster.start("writer", writer=True)
+    cluster.start("a")
+    run_id = cluster.ingest(folder)
+    cluster.wait(lambda: cluster.progress(run_id).indexed >= 8, 150, "the first documents")
+    cluster.kill("a")  # in the middle of the run, with a batch in its hands
+    assert not cluster.progress(run_id).finished
+    cluster.start("b")
+    cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
+    progress = cluster.progress(run_id)
+    assert (progress.indexed, progress.failed, progress.remaining) == (50, 1, 0)
+    assert progress.run.counts.seen == 51
+    cluster.stop_all()
+    cluster.assert_exactly_once()
+    with SqlLedger(cluster.settings.database_url) as ledger:
+        status = ledger.status()
+    assert status.counts["indexed"] == 50 and status.chunks == 50  # one chunk per note
+    assert [(f.key, f.error_kind) for f in status.failures] == [("broken.pdf", "corrupt")]
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_rabbitmq_runs_the_same_tasks(tmp_path: Path) -> None:
+    from kombu import Connection
+
+    cluster = Cluster(tmp_path, RABBIT_URL)
+    folder = tmp_path / "docs"
+    write_folder(folder, 6)
+    try:
+        cluster.start("writer", writer=True)
+        cluster.start("a")
+        run_id = cluster.ingest(folder)
+        cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
+        progress = cluster.progress(run_id)
+        assert (progress.indexed, progress.failed) == (6, 1)
+        cluster.stop_all()
+        cluster.assert_exactly_once()
+    finally:
+        cluster.stop_all()
+        with Connection(RABBIT_URL) as connection:
+            channel = connection.channel()
+            for queue in (cluster.queue, f"{cluster.queue}.write"):
+                try:
+                    channel.queue_delete(queue)
+                except Exception:  # never declared: nothing to clean
+                    channel = connection.channel()

@@ -1,0 +1,488 @@
+"""The Celery app: background ingestion by worker processes.
+
+Start workers with ``tribrid worker`` (or ``celery -A tribrid.ingestion.worker worker``);
+queue a sync with ``tribrid ingest PATH --background`` and follow it with
+``tribrid status --run ID --follow``. The tasks are thin wrappers around the plain
+functions of :mod:`tribrid.ingestion.background`.
+
+Queues:
+
+* ``tribrid`` (``TRIBRID_CELERY__QUEUE``): ``sync_source`` lists a folder and enqueues
+  ``process_documents`` tasks of document ids; ``process_documents`` leases, parses,
+  chunks and encodes them.
+* ``tribrid.write`` (``TRIBRID_CELERY__WRITE_QUEUE``): store writes, when the store is
+  the embedded Qdrant Edge (``TRIBRID_STORE__BACKEND=edge``). Edge allows one process
+  per store, so exactly one worker consumes this queue, with one process:
+  ``tribrid worker --writer``. Parse and encode workers send it the encoded points as
+  JSON (ids, dense floats, sparse indices and values, payloads); it upserts them,
+  records the documents in the ledger, deletes stale points and releases the leases.
+  With a Qdrant server (``TRIBRID_STORE__BACKEND=qdrant``) there is no writer: every
+  worker upserts directly.
+
+Delivery: JSON only (pickle is refused), ``acks_late`` with ``reject_on_worker_lost``
+(a task whose worker dies is delivered again; tasks are idempotent and leases keep two
+workers off one document), prefetch 1, task events on (Flower works). Transient errors
+(store unreachable, database locked, broker hiccup) are retried with exponential backoff
+and jitter; when the retries run out the documents are recorded failed with kind
+``store_failed`` (or ``encode_failed``) and the next sync tries them again.
+
+Broker: ``TRIBRID_CELERY__BROKER_URL`` (Redis, RabbitMQ); by default kombu's filesystem
+transport under ``<data_dir>/broker``, which needs no server but cannot hand back the
+messages of a worker that was killed outright: their documents stay pending in the
+ledger and the next sync queues them again.
+
+Each worker process loads the models once, after the fork (``worker_process_init``),
+with torch's threads set to the cores divided by the concurrency.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import celeryd_init, worker_process_init, worker_process_shutdown
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+from tribrid.encoders import EncoderSet
+from tribrid.errors import LedgerError, SchemaMismatchError, StoreError
+from tribrid.ingestion import background
+from tribrid.ingestion.background import Batching, DirectSink, StoreSink
+from tribrid.ingestion.parse_pool import ParseOptions
+from tribrid.ingestion.pipeline import WriteBatch
+from tribrid.ledger.ledger import SqlLedger
+from tribrid.settings import Settings
+from tribrid.store.base import VectorStore
+
+log = logging.getLogger(__name__)
+
+SYNC_SOURCE = "tribrid.sync_source"
+PROCESS_DOCUMENTS = "tribrid.process_documents"
+WRITE_BATCH = "tribrid.write_batch"
+DELETE_POINTS = "tribrid.delete_points"
+RECONCILE = "tribrid.reconcile"
+WRITE_TASKS = (WRITE_BATCH, DELETE_POINTS, RECONCILE)
+
+#: Errors a task retries with backoff (see :func:`background.is_transient`).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    StoreError,
+    LedgerError,
+    SqlOperationalError,
+    BrokerError,
+    ConnectionError,
+    TimeoutError,
+)
+#: Busy deferrals of one batch before it is left to the next sync.
+_MAX_DEFERRALS = 20
+
+
+def celery_config(settings: Settings, *, create_folders: bool = False) -> dict[str, Any]:
+    """The Celery configuration the settings describe (a plain dict, for tests).
+
+    Args:
+        settings: The settings.
+        create_folders: Create the filesystem broker's folders (a worker or a client about
+            to connect; importing this module creates nothing).
+    """
+    cfg = settings.celery
+    broker = settings.broker_url
+    transport: dict[str, Any] = {}
+    if broker.startswith("filesystem"):
+        folder = settings.broker_path.resolve()
+        if create_folders:
+            for sub in ("queue", "processed", "control"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+        transport = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+        }
+    elif broker.startswith(("redis", "rediss")):
+        visibility = int(cfg.visibility_timeout_s)
+        transport = {
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": max(1, min(10, visibility // 4)),
+            "unacked_restore_throttle": 1,
+        }
+    elif broker.startswith(("amqp", "pyamqp")):
+        transport = {"confirm_publish": True}
+    per_child_kb = cfg.max_memory_per_child_mb * 1024 if cfg.max_memory_per_child_mb else None
+    return {
+        "broker_url": broker,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": cfg.result_backend,
+        "task_ignore_result": cfg.result_backend is None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_max_tasks_per_child": cfg.max_tasks_per_child,
+        "worker_max_memory_per_child": per_child_kb,
+        "task_default_queue": cfg.queue,
+        "task_routes": {name: {"queue": cfg.write_queue} for name in WRITE_TASKS},
+    }
+
+
+app = Celery("tribrid")
+
+
+def configure(settings: Settings | None = None, *, create_folders: bool = False) -> Settings:
+    """(Re)configure :data:`app` from settings (default: the environment) and return them.
+
+    The CLI calls this with its settings before it sends a task or starts a worker.
+    """
+    settings = settings or Settings()
+    app.conf.update(celery_config(settings, create_folders=create_folders))
+    _runtime.settings = settings
+    _apply_retry_settings()
+    return settings
+
+
+# -- per-process state -------------------------------------------------------------------
+
+
+@dataclass
+class _Runtime:
+    """What one worker process opens once: settings, ledger, encoders, store."""
+
+    settings: Settings | None = None
+    concurrency: int | None = None
+    queues: tuple[str, ...] | None = None
+    ledger: SqlLedger | None = None
+    encoders: EncoderSet | None = None
+    store: VectorStore | None = None
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def get_settings(self) -> Settings:
+        if self.settings is None:
+            self.settings = Settings()
+        return self.settings
+
+    def get_ledger(self) -> SqlLedger:
+        with self.lock:
+            if self.ledger is None:
+                from tribrid.app import build_ledger
+
+                self.ledger = build_ledger(self.get_settings())
+            return self.ledger
+
+    def get_encoders(self) -> EncoderSet:
+        with self.lock:
+            if self.encoders is None:
+                from tribrid.app import build_encoders
+
+                self.encoders = build_encoders(self.get_settings())
+            return self.encoders
+
+    def get_store(self) -> VectorStore:
+        encoders = self.get_encoders()
+        with self.lock:
+            if self.store is None:
+                from tribrid.app import build_store
+
+                self.store = build_store(self.get_settings(), encoders)
+            return self.store
+
+    def drop_store(self) -> None:
+        """Forget a store that failed, so the next task opens it again."""
+        with self.lock:
+            store, self.store = self.store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # it is already broken; closing is best effort
+                log.debug("closing a failed store", exc_info=True)
+
+    def close(self) -> None:
+        self.drop_store()
+        with self.lock:
+            ledger, self.ledger = self.ledger, None
+        if ledger is not None:
+            ledger.close()
+
+    @property
+    def is_writer(self) -> bool:
+        settings = self.get_settings()
+        return self.queues is not None and set(self.queues) == {settings.celery.write_queue}
+
+    def sink(self) -> StoreSink:
+        settings = self.get_settings()
+        if settings.store.backend == "edge":
+            return QueueSink(settings.celery.write_queue)
+        return DirectSink(self.get_ledger(), self.get_store)
+
+
+_runtime = _Runtime()
+
+
+class QueueSink:
+    """Sends store writes to the writer queue (the embedded store's single owner)."""
+
+    def __init__(self, queue: str) -> None:
+        self._queue = queue
+
+    def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> None:
+        write_batch.apply_async(
+            args=[background.batch_to_json(batch)],
+            kwargs={"owner": owner, "run_id": run_id},
+            queue=self._queue,
+        )
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        if point_ids:
+            delete_points.apply_async(args=[list(point_ids)], queue=self._queue)
+
+    def run_completed(self, run_id: int, source_id: int, source_key: str) -> None:
+        reconcile.apply_async(args=[run_id, source_id, source_key], queue=self._queue)
+
+
+@celeryd_init.connect
+def _remember_worker_options(sender: Any = None, conf: Any = None, **kwargs: Any) -> None:
+    # Runs in the worker's main process, before the fork: children inherit what it sets.
+    celery_config(_runtime.get_settings(), create_folders=True)
+    options = kwargs.get("options") or {}
+    _runtime.concurrency = options.get("concurrency") or os.cpu_count() or 1
+    queues = options.get("queues")
+    if isinstance(queues, str):
+        queues = [q for q in queues.split(",") if q]
+    _runtime.queues = tuple(queues) if queues else None
+
+
+@worker_process_init.connect
+def _load_once_per_process(**kwargs: Any) -> None:
+    """After the fork: size torch's threads, open the ledger, load the models."""
+    settings = _runtime.get_settings()
+    # Connections and model handles must not cross a fork: open this process's own.
+    _runtime.ledger = None
+    _runtime.store = None
+    if _runtime.is_writer:
+        return  # the writer only writes: no models to load
+    cores = os.cpu_count() or 1
+    threads = settings.models.torch_threads or max(1, cores // (_runtime.concurrency or 1))
+    import torch
+
+    torch.set_num_threads(threads)
+    encoders = _runtime.get_encoders()
+    try:
+        encoders.warm_up()
+    except Exception:  # surfaces again, with its message, on the first task
+        log.exception("loading the models failed")
+
+
+@worker_process_shutdown.connect
+def _close_process(**kwargs: Any) -> None:
+    _runtime.close()
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+
+class TribridTask(Task):
+    """Base of tribrid's tasks: late acks, redelivery on worker loss, retries with backoff.
+
+    When a task gives up on a transient error, the documents it was given are recorded
+    as failed with the reason (see :meth:`on_failure`).
+    """
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = TRANSIENT_ERRORS
+    dont_autoretry_for = (SchemaMismatchError,)
+    retry_jitter = True
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        ids = self.document_ids(args, kwargs)
+        if not ids:
+            log.error("task %s %s failed: %r", self.name, task_id, exc)
+            return
+        kind = background.failure_kind(exc)
+        message = (
+            f"gave up after {self.request.retries} retries: {type(exc).__name__}: {exc}; "
+            "the next sync tries again"
+        )
+        try:
+            ledger = _runtime.get_ledger()
+            background.fail_documents(
+                ids, ledger=ledger, sink=_runtime.sink(), kind=kind, message=message
+            )
+        except Exception:
+            log.exception("could not record the failure of %d documents", len(ids))
+
+    def document_ids(self, args: Any, kwargs: Any) -> list[int]:
+        """The ledger ids of the documents a call was about (none by default)."""
+        return []
+
+
+def _apply_retry_settings() -> None:
+    cfg = _runtime.get_settings().celery
+    for task in (sync_source, process_documents, write_batch, delete_points, reconcile):
+        task.max_retries = cfg.max_retries
+        task.retry_backoff = cfg.retry_backoff_s
+        task.retry_backoff_max = int(cfg.retry_backoff_max_s)
+
+
+@app.task(name=SYNC_SOURCE, base=TribridTask, bind=True)
+def sync_source(
+    self: TribridTask, root: str, run_id: int | None = None, retry_failed: bool = False
+) -> dict[str, int]:
+    """List the folder ``root`` and queue its new and changed documents (run ``run_id``)."""
+    from tribrid.connectors import LocalFolderConnector
+
+    settings = _runtime.get_settings()
+    ledger = _runtime.get_ledger()
+    conn = settings.connector
+    connector = LocalFolderConnector(
+        Path(root), include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
+    )
+    if run_id is None:
+        key = connector.source_key
+        run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
+    cfg = settings.celery
+    batching = Batching(
+        max_documents=cfg.batch_documents,
+        max_chunks=cfg.batch_chunks or settings.models.batch_size * 4,
+        bytes_per_chunk=max(200, settings.chunking.new_after_n_chars),
+    )
+    queue = cfg.queue
+
+    def enqueue(ids: list[int]) -> None:
+        process_documents.apply_async(args=[ids], queue=queue)
+
+    try:
+        counts = background.queue_sync(
+            connector,
+            ledger=ledger,
+            run_id=run_id,
+            sink=_runtime.sink(),
+            enqueue=enqueue,
+            batching=batching,
+            max_file_bytes=int(settings.parsing.max_file_mb * 2**20),
+            retry_failed=retry_failed,
+        )
+    except Exception as e:
+        if not background.is_transient(e) or self.request.retries >= (self.max_retries or 0):
+            ledger.fail_run(run_id, f"{type(e).__name__}: {e}")
+        raise
+    return {"run_id": run_id, **counts.as_dict()}
+
+
+class _DocumentTask(TribridTask):
+    def document_ids(self, args: Any, kwargs: Any) -> list[int]:
+        ids = kwargs.get("document_ids") if kwargs else None
+        if ids is None and args:
+            ids = args[0]
+        return [int(i) for i in ids or []]
+
+
+@app.task(name=PROCESS_DOCUMENTS, base=_DocumentTask, bind=True)
+def process_documents(
+    self: TribridTask, document_ids: list[int], deferrals: int = 0
+) -> dict[str, int]:
+    """Lease, parse, encode and write (or send to the writer) these documents."""
+    settings = _runtime.get_settings()
+    ledger = _runtime.get_ledger()
+    try:
+        report = background.process_documents(
+            document_ids,
+            ledger=ledger,
+            encoders=_runtime.get_encoders(),
+            sink=_runtime.sink(),
+            options=ParseOptions.from_settings(settings.parsing, settings.chunking),
+            lease_s=settings.celery.lease_s,
+            max_attempts=settings.celery.max_attempts,
+        )
+    except StoreError:
+        _runtime.drop_store()
+        raise
+    if report.busy and deferrals < _MAX_DEFERRALS:
+        # Another live worker holds them: look again when its lease would expire.
+        items = ledger.work_items(report.busy)
+        now = datetime.now(UTC)
+        expiries = [i.lease_expires_at for i in items if i.lease_expires_at is not None]
+        wait = max([(e - now).total_seconds() for e in expiries] + [1.0]) + 1.0
+        process_documents.apply_async(
+            args=[report.busy],
+            kwargs={"deferrals": deferrals + 1},
+            countdown=min(wait, settings.celery.lease_s + 1),
+            queue=settings.celery.queue,
+        )
+    return {
+        "committed": len(report.committed),
+        "failed": len(report.failed),
+        "deleted": len(report.deleted),
+        "skipped": len(report.skipped),
+        "busy": len(report.busy),
+    }
+
+
+class _WriteTask(_DocumentTask):
+    def document_ids(self, args: Any, kwargs: Any) -> list[int]:
+        data = args[0] if args else (kwargs or {}).get("data")
+        if not data:
+            return []
+        batch = background.batch_from_json(data)
+        ledger = _runtime.get_ledger()
+        ids = []
+        for record in batch.documents:
+            state = ledger.get_document(batch.source_id, record.key)
+            if state is not None:
+                ids.append(state.id)
+        return ids
+
+
+@app.task(name=WRITE_BATCH, base=_WriteTask, bind=True)
+def write_batch(
+    self: TribridTask, data: dict[str, Any], owner: str, run_id: int | None = None
+) -> dict[str, int]:
+    """The writer: upsert an encoded batch, record it in the ledger, release its leases."""
+    ledger = _runtime.get_ledger()
+    batch = background.batch_from_json(data)
+    try:
+        counts = DirectSink(ledger, _runtime.get_store).commit(batch, owner=owner, run_id=run_id)
+    except StoreError:
+        _runtime.drop_store()
+        raise
+    return counts.as_dict()
+
+
+@app.task(name=DELETE_POINTS, base=TribridTask, bind=True)
+def delete_points(self: TribridTask, point_ids: list[str]) -> int:
+    """The writer: delete points the ledger no longer lists."""
+    try:
+        _runtime.get_store().delete(point_ids)
+    except StoreError:
+        _runtime.drop_store()
+        raise
+    return len(point_ids)
+
+
+@app.task(name=RECONCILE, base=TribridTask, bind=True)
+def reconcile(self: TribridTask, run_id: int, source_id: int, source_key: str) -> int:
+    """The writer, at the end of a run: remove points of the source the ledger lacks."""
+    store = _runtime.get_store()
+    removed = background.remove_orphans(_runtime.get_ledger(), store, source_id, source_key)
+    store.flush()
+    return removed
+
+
+configure()
