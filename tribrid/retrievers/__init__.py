@@ -9,9 +9,11 @@ from __future__ import annotations
 from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
 from tribrid.retrievers.fusion import FusionMethod, Normalization, convex, dbsf, fuse, rrf
 from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk
+from tribrid.retrievers.rerank import CrossEncoderReranker
 from tribrid.retrievers.vectorstore import TribridVectorStore
 
 __all__ = [
+    "CrossEncoderReranker",
     "EmbeddingsDenseEncoder",
     "EncoderEmbeddings",
     "FusionMethod",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -31,6 +31,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse
+from tribrid.retrievers.rerank import CrossEncoderReranker
 from tribrid.store.base import (
     Channel,
     ChannelQuery,
@@ -60,7 +61,10 @@ CALL_OPTIONS = (
     "prefetch_k",
     "oversampling",
     "store_fusion",
+    "reranker",
+    "rerank_candidates",
 )
+DEFAULT_RERANK_CANDIDATES = 30
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class RetrievedChunk:
         payload: The point's payload (text and metadata).
         channel_scores: Each channel's own score, for the channels that returned it.
         channel_ranks: Each channel's 1-based rank, for the channels that returned it.
+        rerank_score: The cross-encoder's score, when the retriever reranks.
     """
 
     id: str
@@ -80,6 +85,7 @@ class RetrievedChunk:
     payload: Mapping[str, Any]
     channel_scores: dict[str, float] = field(default_factory=dict)
     channel_ranks: dict[str, int] = field(default_factory=dict)
+    rerank_score: float | None = None
 
     @property
     def document_id(self) -> str:
@@ -122,6 +128,11 @@ class HybridRetriever(BaseRetriever):
         store_fusion: Let the store fuse (one prefetch query) instead of the client.
             Only for ``rrf`` and for ``dbsf`` with equal weights; documents then carry no
             per-channel scores, and weighted RRF follows Qdrant's formula.
+        reranker: A cross-encoder that rescores the fused top ``rerank_candidates``;
+            the documents are then ordered by it and carry ``rerank_score`` (``score``
+            stays the fused one). Off by default: no cross-encoder ships offline.
+        rerank_candidates: How many fused candidates to rerank; default
+            ``max(k, 30)``.
 
     Example:
         ::
@@ -146,6 +157,8 @@ class HybridRetriever(BaseRetriever):
     score_threshold: float | None = None
     oversampling: float = Field(default=8.0, ge=1.0)
     store_fusion: bool = False
+    reranker: CrossEncoderReranker | None = None
+    rerank_candidates: int | None = Field(default=None, ge=1)
 
     _owned_store: bool = PrivateAttr(default=False)
 
@@ -260,18 +273,26 @@ class HybridRetriever(BaseRetriever):
             **options: Per-call overrides of the fields in :data:`CALL_OPTIONS`.
         """
         params = self.with_options(**options)
-        return params._search(query)
+        if params.reranker is None:
+            return params._search(query, params.k)
+        wanted = max(params.k, params.rerank_candidates or DEFAULT_RERANK_CANDIDATES)
+        chunks = params._search(query, wanted)
+        scores = params.reranker.score(query, [str(c.payload.get(TEXT_KEY, "")) for c in chunks])
+        reranked = [replace(c, rerank_score=s) for c, s in zip(chunks, scores, strict=True)]
+        # sorted() is stable: equal rerank scores keep the fused order.
+        reranked.sort(key=lambda c: -(c.rerank_score or 0.0))
+        return reranked[: params.k]
 
-    def _search(self, query: str) -> list[RetrievedChunk]:
+    def _search(self, query: str, limit: int) -> list[RetrievedChunk]:
         active = {c: w for c, w in self.channels.items() if w > 0}
         queries = self._encode(query, active)
         prefetch = self.prefetch_k if self.prefetch_k is not None else max(100, 10 * self.k)
-        prefetch = max(prefetch, self.k)  # fewer candidates could return fewer than k
+        prefetch = max(prefetch, limit)  # fewer candidates could return fewer than asked
         if self.store_fusion and len(queries) > 1:
-            return self._store_fused(queries, prefetch)
+            return self._store_fused(queries, prefetch, limit)
         if self.fusion is FusionMethod.RRF and len(queries) == 1:
-            # One channel under RRF: the fused order is that channel's, so k suffice.
-            prefetch = self.k
+            # One channel under RRF: the fused order is that channel's, so limit suffices.
+            prefetch = limit
         ranked: dict[str, list[tuple[str, float]]] = {}
         for cq in queries:
             hits = self.store.query(
@@ -293,7 +314,7 @@ class HybridRetriever(BaseRetriever):
         )
         if self.score_threshold is not None:
             fused = [(i, s) for i, s in fused if s >= self.score_threshold]
-        top = fused[: self.k]
+        top = fused[:limit]
         payloads = {hit.id: hit.payload for hit in self.store.retrieve([i for i, _ in top])}
         details = _channel_details(ranked)
         return [
@@ -308,11 +329,13 @@ class HybridRetriever(BaseRetriever):
             if point_id in payloads  # deleted between the search and the fetch
         ]
 
-    def _store_fused(self, queries: Sequence[ChannelQuery], prefetch: int) -> list[RetrievedChunk]:
+    def _store_fused(
+        self, queries: Sequence[ChannelQuery], prefetch: int, limit: int
+    ) -> list[RetrievedChunk]:
         hits: list[Hit] = self.store.query(
             StoreQuery(
                 channels=tuple(queries),
-                limit=self.k,
+                limit=limit,
                 prefetch_limit=prefetch,
                 fusion=Fusion.RRF if self.fusion is FusionMethod.RRF else Fusion.DBSF,
                 # Qdrant's RRF scores rank r (from 1) as 1 / (r + k - 1); k + 1 makes
@@ -382,6 +405,8 @@ def to_document(chunk: RetrievedChunk) -> Document:
     if chunk.channel_ranks:
         metadata["channel_scores"] = dict(chunk.channel_scores)
         metadata["channel_ranks"] = dict(chunk.channel_ranks)
+    if chunk.rerank_score is not None:
+        metadata["rerank_score"] = chunk.rerank_score
     return Document(
         page_content=str(chunk.payload.get(TEXT_KEY, "")),
         id=chunk.document_id,

@@ -1,0 +1,79 @@
+"""An optional reranking stage: a cross-encoder rescoring the fused top candidates.
+
+No cross-encoder ships offline with tribrid, so reranking is off unless a retriever is
+given a :class:`CrossEncoderReranker` with a local folder (or a Hugging Face id where
+the network allows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tribrid.encoders._torch import configure_threads, load_model
+
+
+class CrossEncoderReranker:
+    """Scores (query, passage) pairs with a sentence-transformers ``CrossEncoder``.
+
+    Construction is cheap; the model loads on first use (or :meth:`warm_up`), once per
+    process.
+
+    Args:
+        model: A local folder or a Hugging Face id of a cross-encoder.
+        device: Torch device.
+        batch_size: Pairs per forward pass.
+        torch_threads: Cap on torch's threads in this process.
+
+    Example:
+        ::
+
+            reranker = CrossEncoderReranker("/models/ms-marco-MiniLM-L-6-v2")
+            retriever = HybridRetriever(store=store, encoders=encoders, reranker=reranker)
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        torch_threads: int | None = None,
+    ) -> None:
+        self._location = (
+            str(Path(model).expanduser()) if Path(model).expanduser().exists() else str(model)
+        )
+        self._device = device
+        self._batch_size = batch_size
+        self._threads = torch_threads
+        self._model: Any = None
+
+    @property
+    def model_name(self) -> str:
+        """Where the model comes from."""
+        return self._location
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first rerank."""
+        if self._model is None:
+            configure_threads(self._threads)
+            self._model = load_model(
+                "CrossEncoder", self._location, device=self._device, max_seq_length=None
+            )
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        """Relevance of each passage to ``query``, higher is better."""
+        if not passages:
+            return []
+        self.warm_up()
+        scores = self._model.predict(
+            [(query, p) for p in passages],
+            batch_size=self._batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [float(s) for s in scores]
+
+    def __repr__(self) -> str:
+        return f"CrossEncoderReranker({self._location!r})"
