@@ -251,22 +251,42 @@ def test_a_killed_worker_is_replaced_and_every_document_lands_once(
 
 @pytest.mark.celery
 @pytest.mark.slow
-def test_rabbitmq_runs_the_same_tasks(tmp_path: Path) -> None:
+def test_rabbitmq_store_outage_retries_fails_then_the_next_sync_recovers(tmp_path: Path) -> None:
+    """The writer cannot open the store (another process holds it) for longer than its
+    retry budget: the documents end store_failed, and the next sync indexes them."""
     from kombu import Connection
 
-    cluster = Cluster(tmp_path, RABBIT_URL)
+    cluster = Cluster(
+        tmp_path,
+        RABBIT_URL,
+        TRIBRID_CELERY__MAX_RETRIES="2",
+        TRIBRID_CELERY__RETRY_BACKOFF_S="1",
+        TRIBRID_CELERY__RETRY_BACKOFF_MAX_S="2",
+    )
     folder = tmp_path / "docs"
     write_folder(folder, 6)
+    outage = build_store(cluster.settings, build_encoders(cluster.settings))  # holds the lock
     try:
         cluster.start("writer", writer=True)
         cluster.start("a")
-        run_id = cluster.ingest(folder)
-        cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
-        progress = cluster.progress(run_id)
-        assert (progress.indexed, progress.failed) == (6, 1)
+        first = cluster.ingest(folder)
+        cluster.wait(lambda: cluster.progress(first).finished, 150, "the first run to give up")
+        progress = cluster.progress(first)
+        assert (progress.indexed, progress.failed) == (0, 7)
+        with SqlLedger(cluster.settings.database_url) as ledger:
+            kinds = sorted(f.error_kind or "" for f in ledger.status().failures)
+        assert kinds == ["corrupt"] + ["store_failed"] * 6
+        writer_log = (tmp_path / "writer.log").read_text(errors="replace")
+        assert "StoreBusyError" in writer_log and "Retry in" in writer_log  # backed off, twice
+        outage.close()  # the store is back
+        second = cluster.ingest(folder)  # the files did not change; store_failed is retried
+        cluster.wait(lambda: cluster.progress(second).finished, 150, "the second run")
+        progress = cluster.progress(second)
+        assert (progress.indexed, progress.failed, progress.run.counts.unchanged) == (6, 0, 1)
         cluster.stop_all()
         cluster.assert_exactly_once()
     finally:
+        outage.close()
         cluster.stop_all()
         with Connection(RABBIT_URL) as connection:
             channel = connection.channel()

@@ -150,7 +150,6 @@ def configure(settings: Settings | None = None, *, create_folders: bool = False)
     settings = settings or Settings()
     app.conf.update(celery_config(settings, create_folders=create_folders))
     _runtime.settings = settings
-    _apply_retry_settings()
     return settings
 
 
@@ -295,6 +294,11 @@ def _close_process(**kwargs: Any) -> None:
 # -- tasks -------------------------------------------------------------------------------
 
 
+# Celery's autoretry reads the backoff when a task is declared: the worker bootstrap reads
+# the retry settings from the environment now, once.
+_RETRY = _runtime.get_settings().celery
+
+
 class TribridTask(Task):
     """Base of tribrid's tasks: late acks, redelivery on worker loss, retries with backoff.
 
@@ -306,6 +310,9 @@ class TribridTask(Task):
     reject_on_worker_lost = True
     autoretry_for = TRANSIENT_ERRORS
     dont_autoretry_for = (SchemaMismatchError,)
+    max_retries = _RETRY.max_retries
+    retry_backoff = _RETRY.retry_backoff_s
+    retry_backoff_max = int(_RETRY.retry_backoff_max_s)
     retry_jitter = True
 
     def on_failure(
@@ -331,14 +338,6 @@ class TribridTask(Task):
     def document_ids(self, args: Any, kwargs: Any) -> list[int]:
         """The ledger ids of the documents a call was about (none by default)."""
         return []
-
-
-def _apply_retry_settings() -> None:
-    cfg = _runtime.get_settings().celery
-    for task in (sync_source, process_documents, write_batch, delete_points, reconcile):
-        task.max_retries = cfg.max_retries
-        task.retry_backoff = cfg.retry_backoff_s
-        task.retry_backoff_max = int(cfg.retry_backoff_max_s)
 
 
 @app.task(name=SYNC_SOURCE, base=TribridTask, bind=True)
