@@ -31,6 +31,7 @@ import logging
 import os
 import pickle
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -67,6 +68,7 @@ _MIN_MEMORY_LIMIT_MB: Final = 1024
 
 #: Environment of every worker, on top of the parent's. One thread per worker: the pool
 #: size is the parallelism. Fewer malloc arenas keep the address space (RLIMIT_AS) honest.
+#: Each worker also gets its own ``TMPDIR``.
 WORKER_ENVIRONMENT: Final[dict[str, str]] = {
     "DO_NOT_TRACK": "1",
     "SCARF_NO_ANALYTICS": "1",
@@ -564,6 +566,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     sock: socket.socket
     stderr_path: Path
+    scratch_dir: Path
     spawned_at: float
     ready: bool = False
     alive: bool = True
@@ -574,7 +577,10 @@ class _Worker:
         parent_sock, child_sock = socket.socketpair()
         stderr_fd, stderr_name = tempfile.mkstemp(prefix="tribrid-parse-", suffix=".log")
         os.close(stderr_fd)
-        env = {**os.environ, **WORKER_ENVIRONMENT}
+        # The worker's temporary files (Tesseract's page images, LibreOffice's profiles and
+        # conversions) go here, so that they are removed even when the worker is killed.
+        scratch = tempfile.mkdtemp(prefix="tribrid-worker-")
+        env = {**os.environ, **WORKER_ENVIRONMENT, "TMPDIR": scratch}
         # What multiprocessing's spawn passes too: the child finds what the parent finds.
         env["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
         bootstrap = (
@@ -596,11 +602,12 @@ class _Worker:
         except BaseException:
             parent_sock.close()
             Path(stderr_name).unlink(missing_ok=True)
+            shutil.rmtree(scratch, ignore_errors=True)
             raise
         finally:
             os.close(stderr)
             child_sock.close()
-        return cls(process, parent_sock, Path(stderr_name), time.monotonic())
+        return cls(process, parent_sock, Path(stderr_name), Path(scratch), time.monotonic())
 
     def submit(self, seq: int, job: ParseJob, options: ParseOptions) -> None:
         self.assigned.append(_Assignment(seq, job))
@@ -686,6 +693,7 @@ class _Worker:
             self.alive = False
             self.sock.close()
             self.stderr_path.unlink(missing_ok=True)
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def clear_stderr(self) -> None:
         with contextlib.suppress(OSError):
