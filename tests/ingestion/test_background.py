@@ -449,3 +449,31 @@ def test_a_dead_workers_lease_is_taken_over(env: Env, tmp_path: Path) -> None:
     env.ledger.acquire_leases(env.queued[1], "elsewhere:1:abc", 600)
     report = env.process(ids + env.queued[1])
     assert len(report.committed) == 4 and report.busy == env.queued[1]
+
+
+def test_a_file_changed_while_it_was_parsed_is_picked_up_by_the_next_sync(env: Env) -> None:
+    import os
+
+    target = env.root / "doc02.txt"
+
+    def editing(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:
+        result = paragraphs(job, options)  # what was read: the old text
+        if job.document_key == "doc02.txt":
+            target.write_text("Rewritten while its worker was busy.")
+            info = target.stat()
+            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns + 5_000_000_000))
+        return result
+
+    env.queue()
+    env.process_all(parse=editing)
+    assert env.store.count({"document_key": "doc02.txt"}) == 3  # the old text, for now
+    env.queue()
+    assert [len(ids) for ids in env.queued] == [1]
+    env.process_all()
+    hits = [
+        h
+        for h in env.store.retrieve(list(env.store.ids()))
+        if h.payload["document_key"] == "doc02.txt"
+    ]
+    assert [h.payload["text"] for h in hits] == ["Rewritten while its worker was busy."]
+    env.assert_exactly_once()

@@ -241,6 +241,17 @@ def test_a_killed_worker_is_replaced_and_every_document_lands_once(
     progress = cluster.progress(run_id)
     assert (progress.indexed, progress.failed, progress.remaining) == (50, 1, 0)
     assert progress.run.counts.seen == 51
+    shown = subprocess.run(
+        [str(BIN / "tribrid"), "status", "--run", str(run_id), "--follow", "--json"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["status"] == "completed" and report["eta_s"] == 0.0
+    assert (report["indexed"], report["failed"], report["queued"]) == (50, 1, 0)
     cluster.stop_all()
     cluster.assert_exactly_once()
     with SqlLedger(cluster.settings.database_url) as ledger:
