@@ -82,6 +82,10 @@ class ParsingSettings(BaseModel):
     memory_limit_mb: int = Field(default=6144, ge=256)
     workers: int = Field(default=1, ge=1, le=64)
     languages: list[str] = Field(default_factory=lambda: ["eng"])
+    # OCR (Tesseract) of images and of PDFs without a text layer, when it is installed.
+    ocr: bool = True
+    # A page takes Tesseract 10-15 s: 20 pages fit in the default timeout_s.
+    ocr_max_pages: int = Field(default=20, ge=1)
 
 
 class ConnectorSettings(BaseModel):

