@@ -1,27 +1,30 @@
-"""OCR with the real Tesseract.
+"""OCR with the real Tesseract and legacy Office files with the real LibreOffice.
 
-Nothing is mocked: each test skips, saying what to install, when Tesseract is missing
-(``make install`` installs it as root). Scanned pages are drawn with Pillow in large
+Nothing is mocked: each test skips, saying what to install, when its program is missing
+(``make install`` installs both as root). Scanned pages are drawn with Pillow in large
 type, so that Tesseract reads them in about a second; the real scans of example-docs
 take longer and are marked slow.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from tribrid.errors import ParseError
-from tribrid.ingestion.base import Chunk, FailureKind
+from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.chunking import chunk_elements
 from tribrid.ingestion.parse_pool import (
     WORKER_ENVIRONMENT,
+    ParseJob,
     ParseOptions,
+    ParsePool,
 )
 from tribrid.ingestion.parsing import ocr_missing, partition_document
 from tribrid.settings import ChunkingSettings, ParsingSettings
@@ -33,6 +36,10 @@ EXAMPLE_DOCS = Path(__file__).resolve().parents[3] / "shared" / "data" / "exampl
 needs_examples = pytest.mark.skipif(not EXAMPLE_DOCS.is_dir(), reason="example-docs not present")
 needs_tesseract = pytest.mark.skipif(
     ocr_missing(pdf=True) is not None, reason=f"OCR needs {ocr_missing(pdf=True)}"
+)
+needs_soffice = pytest.mark.skipif(
+    shutil.which("soffice") is None,
+    reason="needs LibreOffice: apt-get install libreoffice-writer-nogui libreoffice-impress-nogui",
 )
 
 
@@ -204,3 +211,71 @@ def test_ocr_settings_reach_the_parse_options() -> None:
     assert (changed.ocr, changed.ocr_max_pages) == (False, 5)
     # One Tesseract thread per worker: the pool size is the parallelism.
     assert WORKER_ENVIRONMENT["OMP_THREAD_LIMIT"] == "1"
+
+
+# -- legacy Office via LibreOffice ------------------------------------------------------------
+
+
+@needs_soffice
+@needs_examples
+@pytest.mark.parametrize(
+    ("name", "filetype", "words"),
+    [
+        ("simple.doc", "application/msword", "This is my first thought."),
+        ("fake-power-point.ppt", "application/vnd.ms-powerpoint", "Adding a Bullet Slide"),
+    ],
+)
+def test_legacy_office_file_is_converted(
+    tmp_path: Path, name: str, filetype: str, words: str
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    path = folder / name
+    shutil.copyfile(EXAMPLE_DOCS / name, path)
+
+    chunks = _chunks(path, f"docs/{name}")
+
+    assert words in _text(chunks)
+    assert {chunk.metadata["filetype"] for chunk in chunks} == {filetype}
+    assert chunks[0].metadata["filename"] == name
+    # LibreOffice writes a lock file beside what it opens: it must open a copy elsewhere.
+    assert [p.name for p in folder.iterdir()] == [name]
+
+
+@needs_soffice
+@needs_examples
+def test_damaged_legacy_office_file_is_corrupt(tmp_path: Path) -> None:
+    # The OLE container's header survives, so the type is still DOC; the Word stream does not.
+    data = (EXAMPLE_DOCS / "simple.doc").read_bytes()
+    path = tmp_path / "broken.doc"
+    path.write_bytes(data[:2048] + bytes(len(data) - 2048))
+
+    error = _failure(path)
+
+    assert error.kind == FailureKind.CORRUPT
+    assert "LibreOffice could not convert this DOC file" in str(error)
+    assert "source file could not be loaded" in str(error)
+    assert "javaldx" not in str(error)
+
+
+@pytest.mark.slow
+@needs_soffice
+@needs_examples
+def test_two_workers_convert_legacy_files_at_once() -> None:
+    names = ["duplicate-paragraphs.doc", "simple.doc", "fake.doc", "fake-power-point.ppt"]
+    jobs = [ParseJob("src", name, EXAMPLE_DOCS / name) for name in names]
+
+    # Each worker gets two of the files up front, so the workers convert side by side, each
+    # soffice with its own profile (unstructured's partition_doc shares the user's profile
+    # and waits while any soffice runs on the machine, giving up after 10 s).
+    with ParsePool(2, options=ParseOptions(timeout_s=120)) as pool:
+        scratch = [worker.scratch_dir for worker in pool._slots if worker is not None]
+        outcomes = {job.document_key: outcome for job, outcome in pool.imap(jobs)}
+
+    for name in names:
+        outcome = outcomes[name]
+        assert isinstance(outcome, ParsedDocument), cast(DocumentFailure, outcome).message
+    assert "some text" in _text(cast(ParsedDocument, outcomes["duplicate-paragraphs.doc"]).chunks)
+    assert "favorite things" in _text(cast(ParsedDocument, outcomes["simple.doc"]).chunks)
+    assert len(scratch) == 2
+    assert not any(folder.exists() for folder in scratch), "the workers' TMPDIRs are removed"

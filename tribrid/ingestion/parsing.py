@@ -6,11 +6,16 @@ anything big, partitions with ``unstructured``'s auto partitioner and classifies
 failure as a :class:`~tribrid.ingestion.base.FailureKind`, raised as
 :class:`~tribrid.errors.ParseError` whose message names the file and the fix.
 
-**Tesseract** (``tesseract``, plus ``pdftoppm`` for PDFs) OCRs images, and PDFs without
-a text layer: PDFs are read with the ``fast`` strategy first and fall back to
-``unstructured``'s ``ocr_only`` strategy (plain Tesseract, no layout model) only when
-that finds no text. Both programs are detected once per process; without them, those
-files fail with a message that says what to install.
+Two system programs widen what can be read, and their absence only turns those files
+into failures that say what to install:
+
+* **Tesseract** (``tesseract``, plus ``pdftoppm`` for PDFs) OCRs images, and PDFs without
+  a text layer: PDFs are read with the ``fast`` strategy first and fall back to
+  ``unstructured``'s ``ocr_only`` strategy (plain Tesseract, no layout model) only when
+  that finds no text. Both are detected once per process.
+* **LibreOffice** (``soffice``) converts legacy ``.doc``/``.ppt`` files to
+  ``.docx``/``.pptx``, each conversion with its own profile in a private temporary
+  directory, so that conversions in parallel workers do not collide.
 
 ``unstructured`` is imported lazily, on first use, after :func:`prepare_unstructured`
 has set the environment it reads at import time (no telemetry, no usage banner, no
@@ -32,9 +37,11 @@ import functools
 import logging
 import os
 import shutil
+import subprocess
+import tempfile
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,6 +78,12 @@ SUPPORTED_PDF_STRATEGIES: Final = ("fast",)
 DEFAULT_OCR_MAX_PAGES: Final = 20
 
 _TESSERACT_INSTALL: Final = "apt-get install tesseract-ocr tesseract-ocr-eng poppler-utils"
+# LibreOffice output format and filter for each legacy Office type it converts.
+_OFFICE_CONVERSIONS: Final = {
+    "DOC": ("docx", "MS Word 2007 XML"),
+    "PPT": ("pptx", "Impress MS PowerPoint 2007 XML"),
+}
+_SOFFICE_OUTPUT_TAIL: Final = 300
 
 _MIB: Final = 1024 * 1024
 # Pages whose text pypdf samples when pdfminer found none, to tell "no text layer" from
@@ -190,7 +203,8 @@ def partition_document(
 
     Images are OCRed (their first frame only). A PDF in which pdfminer finds no text and
     pypdf none either has no text layer: it is OCRed page by page when ``ocr`` is on,
-    Tesseract is installed and it has at most ``ocr_max_pages`` pages.
+    Tesseract is installed and it has at most ``ocr_max_pages`` pages. Legacy ``.doc`` and
+    ``.ppt`` files are converted with LibreOffice first.
 
     Args:
         path: The file to read.
@@ -384,7 +398,7 @@ def _refuse_unpartitionable(
             FailureKind.UNSUPPORTED_TYPE,
             f"{document_key}: audio needs speech-to-text, which tribrid does not run; exclude it",
         )
-    if file_type in (FileType.DOC, FileType.PPT) and shutil.which("soffice") is None:
+    if file_type.name in _OFFICE_CONVERSIONS and shutil.which("soffice") is None:
         modern = "docx" if file_type == FileType.DOC else "pptx"
         raise ParseError(
             FailureKind.UNSUPPORTED_TYPE,
@@ -467,6 +481,8 @@ def _run_partitioner(
             # Raised for every text file not in UTF-8 or ASCII; the guess is what we use.
             warnings.simplefilter("ignore", EncodingDetectionWarning)
             try:
+                if file_type.name in _OFFICE_CONVERSIONS:
+                    return _partition_legacy_office(path, file_type, document_key, kwargs)
                 return list(partition(filename=str(path), **kwargs))
             except Exception as error:
                 if file_type in (FileType.CSV, FileType.TSV) and _is_table_shape_error(error):
@@ -537,6 +553,84 @@ def _run_partitioner(
             f"{_shorten(error)}); it may be damaged or use a variant the parser cannot read; "
             "re-save it in its application or remove it from the folder",
         ) from error
+
+
+def _partition_legacy_office(
+    path: Path, file_type: FileType, document_key: str, kwargs: dict[str, Any]
+) -> list[Element]:
+    """Convert a ``.doc``/``.ppt`` file with LibreOffice and partition the ``.docx``/``.pptx``.
+
+    ``unstructured``'s own ``partition_doc``/``partition_ppt`` run ``soffice`` on the
+    user's default profile (in ``~/.config``), which one ``soffice`` process holds at a
+    time: a second conversion waits while any ``soffice`` runs on the machine and gives
+    up after 10 s, and errors are only logged. Here every conversion gets its own profile,
+    its own copy of the file (LibreOffice writes a lock file beside the file it opens) and
+    its own output folder, all in one temporary directory, and ``HOME`` points there too,
+    so nothing is written anywhere else. ``soffice`` stays in this process's group, so the
+    pool's kill on timeout takes it too.
+    """
+    from unstructured.partition.common.metadata import get_last_modified_date
+    from unstructured.partition.docx import partition_docx
+    from unstructured.partition.pptx import partition_pptx
+
+    target, export_filter = _OFFICE_CONVERSIONS[file_type.name]
+    partition_converted: Callable[..., list[Element]] = (
+        partition_docx if target == "docx" else partition_pptx
+    )
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        raise FileNotFoundError("soffice (LibreOffice) is not on PATH")
+    with tempfile.TemporaryDirectory(prefix="tribrid-soffice-") as scratch:
+        root = Path(scratch)
+        source = root / f"document.{file_type.value}"
+        shutil.copyfile(path, source)
+        command = [
+            soffice,
+            f"-env:UserInstallation={(root / 'profile').as_uri()}",
+            "--headless",
+            "--norestore",
+            "--nologo",
+            "--nolockcheck",
+            "--convert-to",
+            f"{target}:{export_filter}",
+            "--outdir",
+            str(root / "out"),
+            str(source),
+        ]
+        home = {name: scratch for name in ("HOME", "TMPDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
+        completed = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env={**os.environ, **home},
+            check=False,
+        )
+        converted = root / "out" / f"document.{target}"
+        if not converted.is_file():
+            raise ParseError(
+                FailureKind.CORRUPT,
+                f"{document_key}: LibreOffice could not convert this {file_type.name} file to "
+                f".{target} ({_soffice_complaint(completed)}); it may be damaged: open it "
+                f"in its application and save it as .{target}, or remove it from the folder",
+            )
+        return list(
+            partition_converted(
+                filename=str(converted),
+                metadata_filename=str(path),
+                metadata_file_type=file_type,
+                metadata_last_modified=get_last_modified_date(str(path)),
+                languages=kwargs["languages"],
+            )
+        )
+
+
+def _soffice_complaint(completed: subprocess.CompletedProcess[bytes]) -> str:
+    """What ``soffice`` said about a failed conversion: its errors, else all it printed."""
+    output = (completed.stderr + completed.stdout).decode("utf-8", errors="replace")
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    said = " ".join(errors or lines) or "no output"
+    return f"exit code {completed.returncode}: {_shorten(said, _SOFFICE_OUTPUT_TAIL)}"
 
 
 def _tesseract_error_class() -> type[Exception]:
