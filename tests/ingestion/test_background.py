@@ -8,6 +8,7 @@ the ledgers are real SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import Counter
@@ -148,8 +149,9 @@ class Env:
     def process(self, ids: Sequence[int], **kwargs: Any) -> background.ProcessReport:
         kwargs.setdefault("parse", paragraphs)
         kwargs.setdefault("sink", self.sink)
+        kwargs.setdefault("options", OPTIONS)
         return background.process_documents(
-            ids, ledger=self.ledger, encoders=self.encoders, options=OPTIONS, **kwargs
+            ids, ledger=self.ledger, encoders=self.encoders, **kwargs
         )
 
     def process_all(self, **kwargs: Any) -> None:
@@ -477,3 +479,23 @@ def test_a_file_changed_while_it_was_parsed_is_picked_up_by_the_next_sync(env: E
     ]
     assert [h.payload["text"] for h in hits] == ["Rewritten while its worker was busy."]
     env.assert_exactly_once()
+
+
+def test_a_parse_that_overruns_its_time_limit_fails_as_timeout(env: Env) -> None:
+    import time as clock
+
+    def stuck(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:
+        if job.document_key == "doc01.txt":
+            # Parsers swallow Exception; the time limit must get through that.
+            with contextlib.suppress(Exception):
+                clock.sleep(30)
+        return paragraphs(job, options)
+
+    env.queue()
+    report = env.process(
+        env.queued[0], parse=stuck, options=ParseOptions(timeout_s=0.5, memory_limit_mb=None)
+    )
+    assert len(report.failed) == 1 and len(report.committed) == 3
+    failure = env.ledger.status().failures[0]
+    assert failure.key == "doc01.txt" and failure.error_kind == "timeout"
+    assert env.ledger.work_items(report.failed)[0].open_attempts == 0  # finished, not a crash

@@ -469,8 +469,9 @@ class ProcessReport:
     busy: list[int] = field(default_factory=list)
 
 
-class _ParseTimeout(Exception):
-    pass
+class _ParseTimeout(BaseException):
+    """Raised into a parse that overran; a BaseException, so parsers' ``except Exception``
+    cannot mistake it for a broken file."""
 
 
 @contextlib.contextmanager
