@@ -323,7 +323,7 @@ def test_a_poison_file_is_quarantined_after_killing_its_workers(env: Env) -> Non
     assert states.pop("doc03.txt") == "failed"
     assert set(states.values()) == {"indexed"}
     failure = env.ledger.status().failures[0]
-    assert failure.error_kind == "crashed" and "died while parsing it 3 times" in (
+    assert failure.error_kind == "crashed" and "died while parsing it, 3 time(s)" in (
         failure.error_message or ""
     )
     env.assert_exactly_once()

@@ -74,7 +74,7 @@ def test_tasks_are_idempotent_by_design() -> None:
 class Cluster:
     """Worker subprocesses sharing one data dir, one broker and test-unique queues."""
 
-    def __init__(self, tmp_path: Path, broker: str, **extra: str) -> None:
+    def __init__(self, tmp_path: Path, broker: str | None, **extra: str) -> None:
         token = secrets.token_hex(4)
         self.tmp = tmp_path
         self.data = tmp_path / "data"
@@ -82,7 +82,6 @@ class Cluster:
         self.env = {
             **os.environ,
             "TRIBRID_DATA_DIR": str(self.data),
-            "TRIBRID_CELERY__BROKER_URL": broker,
             "TRIBRID_CELERY__QUEUE": self.queue,
             "TRIBRID_CELERY__WRITE_QUEUE": f"{self.queue}.write",
             "TRIBRID_CELERY__VISIBILITY_TIMEOUT_S": "10",
@@ -92,6 +91,9 @@ class Cluster:
             "TOKENIZERS_PARALLELISM": "false",
             **extra,
         }
+        self.env.pop("TRIBRID_CELERY__BROKER_URL", None)
+        if broker is not None:
+            self.env["TRIBRID_CELERY__BROKER_URL"] = broker
         self.settings = Settings(
             data_dir=self.data,
             celery={  # type: ignore[arg-type]
@@ -306,3 +308,75 @@ def test_rabbitmq_store_outage_retries_fails_then_the_next_sync_recovers(tmp_pat
                     channel.queue_delete(queue)
                 except Exception:  # never declared: nothing to clean
                     channel = connection.channel()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_a_file_that_kills_its_worker_is_quarantined_on_the_filesystem_broker(
+    tmp_path: Path,
+) -> None:
+    """No broker server: kombu's filesystem transport. The test kills the pool process
+    while it parses one file; the message comes back (reject_on_worker_lost), and the
+    next attempt finds the file's open attempt in the ledger and quarantines it."""
+    cluster = Cluster(tmp_path, None, TRIBRID_CELERY__MAX_ATTEMPTS="1")
+    folder = tmp_path / "docs"
+    write_folder(folder, 4)
+    (folder / "broken.pdf").unlink()
+    words = [
+        "harbour",
+        "lantern",
+        "tide",
+        "gull",
+        "ferry",
+        "keeper",
+        "ledger",
+        "quay",
+        "mooring",
+        "beacon",
+    ]
+    (folder / "zz-deadly.md").write_text(
+        "\n\n".join(" ".join(words[(i + j) % 10] for j in range(25)) for i in range(3000))
+    )
+    try:
+        cluster.start("writer", writer=True)
+        cluster.start("a")
+        run_id = cluster.ingest(folder)
+        ledger = SqlLedger(cluster.settings.database_url)
+        try:
+
+            def deadly_is_parsing() -> bool:
+                items = ledger.work_items(range(1, 10))
+                return any(i.key == "zz-deadly.md" and i.open_attempts for i in items)
+
+            cluster.wait(deadly_is_parsing, 150, "the deadly file to be parsed")
+        finally:
+            ledger.close()
+        pool = _children(cluster.procs["a"].pid)
+        assert pool, "the worker has no pool process"
+        for pid in pool:
+            os.kill(pid, signal.SIGKILL)  # what a segfault in the parser looks like
+        cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
+        progress = cluster.progress(run_id)
+        assert (progress.indexed, progress.failed) == (4, 1)
+        with SqlLedger(cluster.settings.database_url) as ledger:
+            (failure,) = ledger.status().failures
+        assert (failure.key, failure.error_kind) == ("zz-deadly.md", "crashed")
+        assert "quarantined" in (failure.error_message or "")
+        assert "WorkerLostError" in (tmp_path / "a.log").read_text(errors="replace")
+        cluster.stop_all()
+        cluster.assert_exactly_once()
+    finally:
+        cluster.stop_all()

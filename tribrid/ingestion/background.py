@@ -636,9 +636,9 @@ def _parse_one(
         failure = DocumentFailure(
             item.key,
             FailureKind.CRASHED,
-            f"{item.key}: quarantined: the worker died while parsing it {item.open_attempts} "
-            "times (a crash, the memory limit or the OOM killer); fix or remove the file, or "
-            "re-save it: a changed file is tried again",
+            f"{item.key}: quarantined: a worker died while parsing it, "
+            f"{item.open_attempts} time(s) (a crash, the memory limit or the OOM killer); "
+            "fix, re-save or remove the file: a changed file is tried again",
         )
         return _Failed(doc, None, failure)
     try:
