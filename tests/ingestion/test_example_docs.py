@@ -48,7 +48,9 @@ def test_every_example_doc_ends_indexed_or_failed_with_a_reason(tmp_path: Path) 
     failed = {f.key: f for f in status.failures}
     assert first.counts.seen == len(files)
     assert status.counts["indexed"] + status.counts["failed"] == len(files)
-    assert status.counts["indexed"] / len(files) >= 0.85, sorted(failed)
+    # The file this test's own page limit refuses does not count against the parser.
+    limited = [k for k, f in failed.items() if f.error_kind == FailureKind.TOO_MANY_PAGES]
+    assert status.counts["indexed"] / (len(files) - len(limited)) >= 0.85, sorted(failed)
     for key, failure in failed.items():
         assert failure.error_kind in set(FailureKind), key
         assert failure.error_message and key.rsplit("/", 1)[-1] in failure.error_message
