@@ -147,6 +147,25 @@ def test_abandoned_iteration_leaves_no_stale_results(pool: ParsePool, samples: l
     assert isinstance(outcomes[0][1], ParsedDocument)
 
 
+def test_a_file_finished_while_the_caller_was_busy_is_not_timed_out(
+    pool: ParsePool, samples: list[Path]
+) -> None:
+    # The caller spends longer than the time limit on each result (as when it encodes a
+    # long document); the files the workers finished meanwhile must come back parsed.
+    jobs = [
+        ParseJob("local:t", p.name, p)
+        for p in samples
+        if p.suffix in (".md", ".txt", ".html", ".csv")
+    ]
+    jobs = [j for j in jobs if j.document_key != "empty.txt"]
+    outcomes = {}
+    for job, outcome in pool.imap(jobs):
+        outcomes[job.document_key] = outcome
+        time.sleep(TIMEOUT_S + 1)
+    assert set(outcomes) == {j.document_key for j in jobs}
+    assert all(isinstance(o, ParsedDocument) for o in outcomes.values()), outcomes
+
+
 def test_a_hanging_parse_is_killed_after_the_timeout(pool: ParsePool, tmp_path: Path) -> None:
     slow = ParseJob("src", "slow.txt", _slow_text(tmp_path / "slow.txt"))
     quick = ParseJob("src", "quick.txt", tmp_path / "quick.txt")

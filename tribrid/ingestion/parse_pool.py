@@ -418,16 +418,22 @@ class ParsePool:
         """Wait for the next message, death or deadline, and return the outcomes it ends."""
         assert self._selector is not None
         results: list[tuple[ParseJob, ParseOutcome]] = []
-        for key, _ in self._selector.select(self._seconds_to_next_deadline()):
-            worker: _Worker = key.data
-            if not worker.alive:
-                continue
-            try:
-                message = worker.receive()
-            except (EOFError, OSError, pickle.UnpicklingError):
-                self._bury(worker, retry, results)
-                continue
-            self._handle(worker, message, results)
+        # Read every message already waiting before judging deadlines: while the caller
+        # was busy (encoding a long document), a worker may have started *and finished*
+        # a file long ago, and only its "started" would otherwise be seen in time.
+        ready = self._selector.select(self._seconds_to_next_deadline())
+        while ready:
+            for key, _ in ready:
+                worker: _Worker = key.data
+                if not worker.alive:
+                    continue
+                try:
+                    message = worker.receive()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    self._bury(worker, retry, results)
+                    continue
+                self._handle(worker, message, results)
+            ready = self._selector.select(0)
         now = time.monotonic()
         for live in [w for w in self._slots if w is not None]:
             deadline = live.job_deadline(self.options.timeout_s)
