@@ -70,8 +70,10 @@ def main() -> None:
         f"| failed | {first.counts.failed} | {second.counts.failed} |",
         f"| chunks embedded | {first.counts.chunks_embedded} | {second.counts.chunks_embedded} |",
         "",
-        f"Peak resident memory: main process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, "
-        f"largest parse worker {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB.",
+        # Parse workers are separate processes with their own RLIMIT_AS cap
+        # (TRIBRID_PARSING__MEMORY_LIMIT_MB); this is the process that encodes and writes.
+        f"Peak resident memory of the ingesting process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB.",
         "",
         f"Files: {files}; indexed {status.counts['indexed']} ({status.counts['indexed'] / files:.1%}), "
         f"failed {status.counts['failed']}; chunks in the index: {status.chunks}.",
