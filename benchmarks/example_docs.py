@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "example-docs.md")
     args = parser.parse_args()
 
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="tribrid-bench-"))
     try:
         root = work / "docs"
@@ -53,9 +56,6 @@ def main() -> None:
     first_s, second_s = t1 - t0, t2 - t1
     files = status.counts["indexed"] + status.counts["failed"]
     kinds = Counter(f.error_kind for f in status.failures)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     lines = [
         "# Ingesting `shared/data/example-docs`",
         "",
