@@ -256,7 +256,10 @@ def search(
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
     """
     cfg = _settings(settings, overrides)
-    with _opened(cfg) as (_, store, encoders):
+    encoders = build_encoders(cfg)
+    # Search needs only the store: no ledger is opened (or migrated) for it.
+    store = build_store(cfg, encoders)
+    try:
         return search_store(
             store,
             encoders,
@@ -266,6 +269,8 @@ def search(
             filter=filter,
             oversampling=cfg.quantization.oversampling,
         )
+    finally:
+        store.close()
 
 
 def as_retriever(*, settings: Settings | None = None, **overrides: Any) -> HybridRetriever:

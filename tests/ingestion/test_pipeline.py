@@ -18,11 +18,11 @@ from tribrid.connectors import LocalFolderConnector
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import Chunk, content_hash, point_id
 from tribrid.ingestion.parse_pool import ParsePool
-from tribrid.ingestion.pipeline import SyncPipeline, SyncReport
-from tribrid.ledger import SqlLedger
+from tribrid.ingestion.pipeline import SyncPipeline, SyncReport, encode_chunks
+from tribrid.ledger import DocumentState, SqlLedger
 from tribrid.settings import Settings
 from tribrid.store import open_store
-from tribrid.store.base import Point, VectorStore
+from tribrid.store.base import VectorStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 
@@ -99,6 +99,14 @@ class Index:
         assert self.store.ids() == set(self.ledger.all_point_ids())
         return report
 
+    def document(self, key: str) -> DocumentState:
+        """The ledger's state of one document of the folder (which must be known)."""
+        source_key = f"local:{self.root.resolve().as_posix()}"
+        source_id = self.ledger.ensure_source(source_key, kind="local", location=source_key)
+        state = self.ledger.get_document(source_id, key)
+        assert state is not None, key
+        return state
+
     def paths(self, query: str, mode: SearchMode, k: int = 3) -> list[str]:
         return [r.path for r in search_store(self.store, self.encoders, query, mode=mode, k=k)]
 
@@ -148,13 +156,8 @@ def test_touch_without_change_re_embeds_nothing(index: Index) -> None:
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
     report = index.sync()
     assert report.counts.unchanged == 6 and report.counts.chunks_embedded == 0
-    doc = index.ledger.get_document(
-        index.ledger.ensure_source(
-            f"local:{index.root.resolve().as_posix()}", kind="local", location=""
-        ),
-        "rank-fusion.md",
-    )
-    assert doc is not None and doc.mtime_ns == target.stat().st_mtime_ns
+    doc = index.document("rank-fusion.md")
+    assert doc.mtime_ns == target.stat().st_mtime_ns
 
 
 def test_changing_one_paragraph_re_embeds_only_its_chunk(index: Index) -> None:
@@ -171,16 +174,7 @@ def test_changing_one_paragraph_re_embeds_only_its_chunk(index: Index) -> None:
     assert report.counts.indexed == 1 and report.counts.unchanged == 6
     assert report.counts.chunks_embedded == 1
     assert report.counts.chunks_deleted == 1
-    assert (
-        report.counts.chunks_reused
-        == index.ledger.get_document(
-            index.ledger.ensure_source(
-                f"local:{index.root.resolve().as_posix()}", kind="local", location=""
-            ),
-            "harbour.md",
-        ).chunk_count
-        - 1
-    )  # type: ignore[union-attr]
+    assert report.counts.chunks_reused == index.document("harbour.md").chunk_count - 1
     assert index.paths("dredger working the slipway at neap tide", SearchMode.BM25, k=1) == [
         "harbour.md"
     ]
@@ -281,18 +275,7 @@ def test_orphan_points_of_an_interrupted_run_are_removed(index: Index) -> None:
         text="lost words",
         content_hash=content_hash("lost words"),
     )
-    encoded = index.encoders.encode_documents([orphan.text])
-    index.store.upsert(
-        [
-            Point(
-                orphan.point_id,
-                encoded.dense[0].tolist(),
-                encoded.splade[0],
-                encoded.bm25[0],
-                orphan.payload(),
-            )
-        ]
-    )
+    index.store.upsert(encode_chunks(index.encoders, [orphan]))
     report = index.sync()
     assert report.counts.chunks_deleted == 1
     assert orphan.point_id not in index.store.ids()

@@ -17,6 +17,7 @@ import pytest
 from tribrid.app import build_encoders, collection_schema
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import Chunk, content_hash, point_id
+from tribrid.ingestion.pipeline import encode_chunks
 from tribrid.settings import Settings
 from tribrid.store import EdgeStore, QdrantServerStore
 from tribrid.store.base import Point, VectorStore
@@ -82,17 +83,7 @@ def corpus_points(encoders: EncoderSet) -> list[Point]:
                 metadata=metadata,
             )
         )
-    encoded = encoders.encode_documents([c.text for c in chunks])
-    return [
-        Point(
-            id=c.point_id,
-            dense=encoded.dense[i].tolist(),
-            splade=encoded.splade[i],
-            bm25=encoded.bm25[i],
-            payload=c.payload(),
-        )
-        for i, c in enumerate(chunks)
-    ]
+    return encode_chunks(encoders, chunks)
 
 
 def open_backend(backend: str, encoders: EncoderSet, folder: Path) -> VectorStore:

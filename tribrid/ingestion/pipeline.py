@@ -269,7 +269,8 @@ def _split_chunks(
     return to_encode, moved, reused
 
 
-def _encode(encoders: EncoderSet, chunks: Sequence[Chunk]) -> list[Point]:
+def encode_chunks(encoders: EncoderSet, chunks: Sequence[Chunk]) -> list[Point]:
+    """Encode chunks into the points the store holds: three vectors and the payload."""
     encoded = encoders.encode_documents([c.text for c in chunks])
     return [
         Point(
@@ -334,7 +335,7 @@ def encode_batch(
     """
     known_ids = _known_point_ids(ledger, batch, existing, None)
     to_encode, moved, reused = _split_chunks(batch, known_ids)
-    points = _encode(encoders, to_encode) if to_encode else []
+    points = encode_chunks(encoders, to_encode) if to_encode else []
     return WriteBatch(
         source_id=source_id,
         points=tuple(points),
@@ -415,7 +416,7 @@ class DocumentWriter:
         # even when one long document brings thousands of chunks.
         for start in range(0, len(to_encode), self._upsert_batch):
             part = to_encode[start : start + self._upsert_batch]
-            self._store.upsert(_encode(self._encoders, part))
+            self._store.upsert(encode_chunks(self._encoders, part))
             if on_encoded is not None:
                 on_encoded(len(part))
         stale_total = _record_documents(
