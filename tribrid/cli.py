@@ -148,31 +148,14 @@ def _ingest_in_background(
     from tribrid.connectors import LocalFolderConnector
     from tribrid.ingestion import worker
 
-    conn = settings.connector
-    connector = LocalFolderConnector(
-        path, include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
-    )
+    connector = LocalFolderConnector(path)
+    key = connector.source_key
     worker.configure(settings, create_folders=True)
     ledger = api.build_ledger(settings)
     try:
-        key = connector.source_key
-        run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
-        try:
-            worker.sync_source.apply_async(
-                kwargs={
-                    "root": str(connector.root),
-                    "run_id": run_id,
-                    "retry_failed": retry_failed,
-                },
-                queue=settings.celery.queue,
-                retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1},
-            )
-        except Exception as e:
-            ledger.fail_run(run_id, f"could not queue the sync: {e}")
-            raise _fail(
-                f"cannot queue the sync on the broker {settings.broker_url}: {e}; start the "
-                "broker or set TRIBRID_CELERY__BROKER_URL"
-            ) from e
+        run_id = worker.enqueue_sync(
+            ledger, connector.root, queue=settings.celery.queue, retry_failed=retry_failed
+        )
     finally:
         ledger.close()
     if as_json:
@@ -414,6 +397,87 @@ def worker_command(
             f"--hostname={role}-{os.getpid()}@%h",
         ]
     )
+
+
+@cli.command()
+def watch(
+    path: Annotated[Path, typer.Argument(help="Folder to watch.")],
+    data_dir: DataDir = None,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="Queue each sync for `tribrid worker` processes instead of syncing here.",
+        ),
+    ] = False,
+    debounce: Annotated[
+        float,
+        typer.Option(
+            "--debounce", min=0.0, help="Seconds without changes before a burst is synced."
+        ),
+    ] = 1.5,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            "--max-wait", min=0.0, help="Longest a burst of changes waits (a busy folder)."
+        ),
+    ] = 30.0,
+    polling: Annotated[
+        bool,
+        typer.Option(
+            "--polling",
+            help="Poll every 2 s instead of OS notifications (network file systems, huge trees).",
+        ),
+    ] = False,
+    initial_sync: Annotated[
+        bool, typer.Option("--initial-sync/--no-initial-sync", help="Sync once at start.")
+    ] = True,
+) -> None:
+    """Keep a folder's index in sync: new, changed, deleted and renamed files, as they happen.
+
+    Bursts of changes become one sync after a quiet period. By default the sync runs in
+    this process (no broker, no worker); Ctrl-C or SIGTERM stops after the current sync.
+    """
+    from tribrid.connectors import LocalFolderConnector
+    from tribrid.ingestion import watch as watching
+
+    if not path.is_dir():
+        raise _fail(f"{path} is not a folder; pass the folder that holds the documents")
+    settings = _settings(data_dir)
+    conn = settings.connector
+    connector = LocalFolderConnector(
+        path, include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
+    )
+    watching.check_data_dir(connector, settings)
+    debouncer = watching.Debouncer(quiet_s=debounce, max_wait_s=max(max_wait, debounce))
+
+    def say(line: str) -> None:
+        console.print(
+            f"{datetime.now().strftime('%H:%M:%S')} {line}", highlight=False, soft_wrap=True
+        )
+
+    syncer: watching.Syncer = (
+        watching.BackgroundSyncer(settings, connector.root)
+        if background
+        else watching.InProcessSyncer(settings, connector.root)
+    )
+    watcher = watching.FolderWatcher(
+        connector,
+        syncer,
+        debouncer=debouncer,
+        ignore=watching.ignored_paths(settings),
+        polling=polling,
+        report=say,
+    )
+    mode = "queueing syncs for workers" if background else "syncing in this process"
+    say(f"watching {connector.root} ({mode}); Ctrl-C stops")
+    with watching.stop_on_signals(say) as stop:
+        try:
+            watcher.run(stop, initial_sync=initial_sync)
+        except KeyboardInterrupt:
+            say("interrupted; the next sync finishes what this one left")
+            raise typer.Exit(code=130) from None
+    say(f"stopped after {watcher.syncs} sync(s)")
 
 
 def main() -> None:

@@ -108,6 +108,31 @@ class LocalFolderConnector:
                     yield item
             stack.extend(reversed(subfolders))
 
+    def accepts(self, rel: str, *, is_dir: bool = False) -> bool:
+        """Whether a path below the root is one this connector lists (or walks into).
+
+        The same rules as :meth:`list_documents`, applied to a path instead of a walk:
+        every folder on the way must be walked (not hidden, not a version-control or
+        cache folder, not excluded), and a file must match ``include`` if given. Used by
+        ``tribrid watch`` to ignore file events that no sync would see.
+
+        Args:
+            rel: POSIX path relative to the root, e.g. ``"notes/2024/a.md"``.
+            is_dir: The path is a folder (``include`` patterns apply to files only).
+        """
+        parts = [p for p in rel.split("/") if p and p != "."]
+        if not parts or ".." in parts:
+            return False
+        for depth, name in enumerate(parts, 1):
+            if self._skipped(name, "/".join(parts[:depth])):
+                return False
+        return is_dir or self._included("/".join(parts), parts[-1])
+
+    def _included(self, rel: str, name: str) -> bool:
+        if not self._include:
+            return True
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self._include)
+
     def _skipped(self, name: str, rel: str) -> bool:
         if not self._include_hidden and (name.startswith(".") or name in DEFAULT_EXCLUDED_DIRS):
             return True
@@ -142,9 +167,7 @@ class LocalFolderConnector:
             return (path, f"{rel}/")
         if not stat.S_ISREG(info.st_mode):
             return None  # sockets, fifos, devices: not documents
-        if self._include and not any(
-            fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in self._include
-        ):
+        if not self._included(rel, entry.name):
             return None
         if not os.access(path, os.R_OK):
             return self._failure(

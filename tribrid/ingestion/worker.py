@@ -52,7 +52,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from tribrid.encoders import EncoderSet
-from tribrid.errors import LedgerError, SchemaMismatchError, StoreError
+from tribrid.errors import ConfigError, LedgerError, SchemaMismatchError, StoreError
 from tribrid.ingestion import background
 from tribrid.ingestion.background import Batching, DirectSink, StoreSink
 from tribrid.ingestion.parse_pool import ParseOptions
@@ -151,6 +151,41 @@ def configure(settings: Settings | None = None, *, create_folders: bool = False)
     app.conf.update(celery_config(settings, create_folders=create_folders))
     _runtime.settings = settings
     return settings
+
+
+def enqueue_sync(
+    ledger: SqlLedger, root: str | os.PathLike[str], *, queue: str, retry_failed: bool = False
+) -> int:
+    """Start a background run of the folder ``root`` and queue its ``sync_source`` task.
+
+    Used by ``tribrid ingest --background``, ``tribrid watch --background`` and the
+    periodic resync. :func:`configure` must have been called (the broker comes from it).
+
+    Returns:
+        The run id (``tribrid status --run ID`` follows it).
+
+    Raises:
+        ConnectorError: The folder does not exist.
+        ConfigError: The broker cannot be reached; the run is recorded failed.
+    """
+    from tribrid.connectors import LocalFolderConnector
+
+    connector = LocalFolderConnector(root)  # the folder must exist; its key names the source
+    key = connector.source_key
+    run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
+    try:
+        sync_source.apply_async(
+            kwargs={"root": str(connector.root), "run_id": run_id, "retry_failed": retry_failed},
+            queue=queue,
+            retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1},
+        )
+    except Exception as e:
+        ledger.fail_run(run_id, f"could not queue the sync: {e}")
+        raise ConfigError(
+            f"cannot queue the sync of {root} on the broker {app.conf.broker_url}: {e}; "
+            "start the broker or set TRIBRID_CELERY__BROKER_URL"
+        ) from e
+    return run_id
 
 
 # -- per-process state -------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tribrid.ledger.base import (
     RunProgress,
     RunRecord,
     RunStatus,
+    SourceRecord,
     StatusReport,
     WorkItem,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RunProgress",
     "RunRecord",
     "RunStatus",
+    "SourceRecord",
     "SqlLedger",
     "StatusReport",
     "WorkItem",

@@ -149,6 +149,25 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class SourceRecord:
+    """A source the ledger knows, with its latest run (for periodic resyncs).
+
+    Attributes:
+        id: Row id of the source.
+        key: Key of the source, e.g. ``local:/srv/docs``.
+        kind: Kind of source, e.g. ``local``.
+        location: Where the source is (for a local folder, ``local:<root>``).
+        last_run: The most recently started run of the source, if any.
+    """
+
+    id: int
+    key: str
+    kind: str
+    location: str
+    last_run: RunRecord | None = None
+
+
+@dataclass(frozen=True)
 class FailureRecord:
     """A document that could not be indexed, with the reason a person can act on.
 

@@ -75,6 +75,7 @@ from tribrid.ledger.base import (
     RunProgress,
     RunRecord,
     RunStatus,
+    SourceRecord,
     StatusReport,
     WorkItem,
 )
@@ -864,6 +865,28 @@ class SqlLedger:
                 .limit(limit)
             )
             return [_to_run(run, key) for run, key in rows]
+
+    def sources(self) -> list[SourceRecord]:
+        """Every source, by key, each with its most recently started run."""
+        with self._read("list sources") as session:
+            found = []
+            for source in session.execute(select(SourceRow).order_by(SourceRow.key)).scalars():
+                run = session.execute(
+                    select(RunRow)
+                    .where(RunRow.source_id == source.id)
+                    .order_by(RunRow.started_at.desc(), RunRow.id.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                found.append(
+                    SourceRecord(
+                        id=source.id,
+                        key=source.key,
+                        kind=source.kind,
+                        location=source.location,
+                        last_run=None if run is None else _to_run(run, source.key),
+                    )
+                )
+            return found
 
     # -- background runs: queueing, leases, progress --------------------------------
 
