@@ -360,11 +360,25 @@ def worker_command(
     ] = False,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")] = "INFO",
     pool: Annotated[str, typer.Option("--pool", help="Celery pool.")] = "prefork",
+    beat: Annotated[
+        bool,
+        typer.Option(
+            "--beat",
+            "-B",
+            help="Also run celery beat, for the periodic resync (TRIBRID_CELERY__RESYNC_INTERVAL_S). "
+            "Run exactly one.",
+        ),
+    ] = False,
 ) -> None:
     """Run a Celery worker that parses, encodes and writes queued documents."""
     import os
 
     settings = _settings(data_dir)
+    if beat and settings.celery.resync_interval_s is None:
+        raise _fail(
+            "--beat runs the periodic resync, and none is configured; set "
+            "TRIBRID_CELERY__RESYNC_INTERVAL_S (seconds), e.g. 3600"
+        )
     if data_dir is not None:
         os.environ["TRIBRID_DATA_DIR"] = str(data_dir)  # for anything that re-reads settings
     from tribrid.ingestion import worker
@@ -387,16 +401,18 @@ def worker_command(
         queue_list = [q for q in (queues or cfg.queue).split(",") if q]
         concurrency = concurrency or cfg.concurrency or os.cpu_count() or 1
     role = "writer" if writer else "tribrid"
-    worker.app.worker_main(
-        [
-            "worker",
-            f"--concurrency={concurrency}",
-            f"--queues={','.join(queue_list)}",
-            f"--loglevel={loglevel}",
-            f"--pool={pool}",
-            f"--hostname={role}-{os.getpid()}@%h",
-        ]
-    )
+    argv = [
+        "worker",
+        f"--concurrency={concurrency}",
+        f"--queues={','.join(queue_list)}",
+        f"--loglevel={loglevel}",
+        f"--pool={pool}",
+        f"--hostname={role}-{os.getpid()}@%h",
+    ]
+    if beat:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
+        argv.append("--beat")
+    worker.app.worker_main(argv)
 
 
 @cli.command()

@@ -124,6 +124,10 @@ class CelerySettings(BaseModel):
     concurrency: int | None = Field(default=None, ge=1)  # default: one per core
     max_tasks_per_child: int | None = Field(default=200, ge=1)
     max_memory_per_child_mb: int | None = Field(default=4096, ge=64)
+    # Periodic resync by celery beat (`tribrid worker --beat`): every this many seconds,
+    # queue a sync of each folder of resync_sources, or of every local source in the ledger.
+    resync_interval_s: float | None = Field(default=None, ge=1)
+    resync_sources: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):

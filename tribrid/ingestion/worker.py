@@ -19,6 +19,11 @@ Queues:
   With a Qdrant server (``TRIBRID_STORE__BACKEND=qdrant``) there is no writer: every
   worker upserts directly.
 
+Periodic resync: with ``TRIBRID_CELERY__RESYNC_INTERVAL_S`` set, celery beat
+(``tribrid worker --beat``, or ``celery -A tribrid.ingestion.worker beat``) sends
+``resync_sources`` at that interval, which queues a ``sync_source`` run per folder (see
+:mod:`tribrid.ingestion.resync`).
+
 Delivery: JSON only (pickle is refused), ``acks_late`` with ``reject_on_worker_lost``
 (a task whose worker dies is delivered again; tasks are idempotent and leases keep two
 workers off one document), prefetch 1, task events on (Flower works). Transient errors
@@ -53,7 +58,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, LedgerError, SchemaMismatchError, StoreError
-from tribrid.ingestion import background
+from tribrid.ingestion import background, resync
 from tribrid.ingestion.background import Batching, DirectSink, StoreSink
 from tribrid.ingestion.parse_pool import ParseOptions
 from tribrid.ingestion.pipeline import WriteBatch
@@ -64,6 +69,7 @@ from tribrid.store.base import VectorStore
 log = logging.getLogger(__name__)
 
 SYNC_SOURCE = "tribrid.sync_source"
+RESYNC_SOURCES = resync.RESYNC_SOURCES
 PROCESS_DOCUMENTS = "tribrid.process_documents"
 WRITE_BATCH = "tribrid.write_batch"
 DELETE_POINTS = "tribrid.delete_points"
@@ -136,6 +142,9 @@ def celery_config(settings: Settings, *, create_folders: bool = False) -> dict[s
         "worker_max_memory_per_child": per_child_kb,
         "task_default_queue": cfg.queue,
         "task_routes": {name: {"queue": cfg.write_queue} for name in WRITE_TASKS},
+        # Periodic resync (celery beat), when TRIBRID_CELERY__RESYNC_INTERVAL_S is set.
+        "beat_schedule": resync.beat_schedule(settings),
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }
 
 
@@ -482,6 +491,24 @@ class _WriteTask(_DocumentTask):
             if state is not None:
                 ids.append(state.id)
         return ids
+
+
+@app.task(name=RESYNC_SOURCES, base=TribridTask, bind=True)
+def resync_sources(self: TribridTask) -> list[int]:
+    """Celery beat's periodic task: queue a sync of every folder to keep in sync.
+
+    The folders are ``TRIBRID_CELERY__RESYNC_SOURCES``, or every local source in the
+    ledger (see :mod:`tribrid.ingestion.resync`). Returns the ids of the runs queued.
+    """
+    settings = _runtime.get_settings()
+    ledger = _runtime.get_ledger()
+    cfg = settings.celery
+    return resync.resync(
+        ledger,
+        enqueue=lambda folder: enqueue_sync(ledger, folder, queue=cfg.queue),
+        folders=cfg.resync_sources,
+        stalled_after_s=cfg.lease_s,
+    )
 
 
 @app.task(name=WRITE_BATCH, base=_WriteTask, bind=True)
