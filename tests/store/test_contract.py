@@ -7,6 +7,7 @@ fuses differently fails rather than agreeing with itself.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from qdrant_client import models
 
 from tests.store.support import (
     COMMON_TERM,
@@ -28,6 +30,7 @@ from tests.store.support import (
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import SchemaMismatchError, StoreError
 from tribrid.store.base import (
+    AsyncSearch,
     BinaryEncoding,
     Channel,
     ChannelQuery,
@@ -99,6 +102,77 @@ FILTERS: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ({"document_key": "doc-4", "source_key": "src-1"}, lambda p: p["n"] == 4),
     ({"source_key": "nope"}, lambda p: False),
     ({"n": []}, lambda p: False),
+]
+
+# Raw Qdrant filters (qdrant-client models and their JSON form), passed through.
+RAW_FILTERS: list[tuple[Any, Callable[[dict[str, Any]], bool]]] = [
+    (
+        {
+            "must": [{"key": "lang", "match": {"value": "en"}}],
+            "must_not": [{"key": "n", "range": {"gte": 8}}],
+        },
+        lambda p: p["lang"] == "en" and p["n"] < 8,
+    ),
+    (
+        models.Filter(
+            should=[
+                models.FieldCondition(key="n", match=models.MatchValue(value=1)),
+                models.FieldCondition(key="source_key", match=models.MatchAny(any=["src-2"])),
+            ]
+        ),
+        lambda p: p["n"] == 1 or p["source_key"] == "src-2",
+    ),
+    (
+        {
+            "min_should": {
+                "conditions": [
+                    {"key": "lang", "match": {"value": "en"}},
+                    {"key": "n", "range": {"gte": 6}},
+                    {"key": "score", "range": {"lte": 2.0}},
+                ],
+                "min_count": 2,
+            }
+        },
+        lambda p: (p["lang"] == "en") + (p["n"] >= 6) + (p["score"] <= 2.0) >= 2,
+    ),
+    (
+        {
+            "must": {
+                "should": [
+                    {"key": "n", "match": {"value": 3}},
+                    {"key": "document_key", "match": {"value": "doc-4"}},
+                ]
+            }
+        },
+        lambda p: p["n"] in (3, 4),
+    ),
+    ({"must": [{"has_id": [pid(1), pid(2), pid(99)]}]}, lambda p: p["n"] in (1, 2)),
+    (
+        {"must": [{"key": "source_key", "match": {"except": ["src-0"]}}]},
+        lambda p: p["source_key"] != "src-0",
+    ),
+    (
+        {"must": [{"is_empty": {"key": "missing"}}, {"key": "n", "range": {"lt": 2}}]},
+        lambda p: p["n"] < 2,
+    ),
+    ({"must": [{"is_null": {"key": "n"}}]}, lambda p: False),
+    ({"must": ["a", "b"]}, lambda p: False),  # not conditions: the simple any-of on "must"
+]
+
+BAD_FILTERS: list[tuple[Any, str]] = [
+    (
+        {"must": [{"key": "n", "match": {"valu": 3}}]},
+        r"has the keys of a Qdrant filter but is not a valid one: must\.",
+    ),
+    ({"must": [{"key": "flag", "match": {"value": True}}]}, "filter on 'flag': boolean"),
+    (
+        models.Filter(
+            must=[models.FieldCondition(key="flag", match=models.MatchValue(value=False))]
+        ),
+        "filter on 'flag': boolean",
+    ),
+    (42, "filter must be a dict such as .* got builtins.int"),
+    (["lang", "en"], "filter must be a dict"),
 ]
 
 # Lower bounds of recall@10 against exact search on 2,000 random 384-d unit vectors,
@@ -302,6 +376,41 @@ class TestStoreContract:
         assert hits[0].score > hits[1].score
         assert hits[0].payload == corpus_payload(6)
 
+    def test_batch_and_async_searches_equal_one_by_one(self, filled: VectorStore) -> None:
+        matrix = dense_matrix()
+        queries = [
+            one(Channel.DENSE, matrix[3].tolist(), limit=4, filter={"lang": "de"}),
+            one(Channel.BM25, SparseVector.from_pairs({COMMON_TERM: 1.0, 305: 1.0}), limit=3),
+            StoreQuery(
+                channels=(
+                    ChannelQuery(Channel.BINARY, matrix[8].tolist()),
+                    ChannelQuery(Channel.SPLADE, SparseVector.from_pairs({108: 1.0})),
+                ),
+                limit=5,
+                with_payload=False,
+            ),
+        ]
+        expected = [filled.query(q) for q in queries]
+        assert all(expected)
+        assert filled.query_batch(queries) == expected
+        assert filled.query_batch([]) == []
+        ids = [pid(2), pid(999), pid(7)]
+
+        async def run() -> tuple[list[list[Hit]], list[Hit], list[Hit]]:
+            assert isinstance(filled, AsyncSearch)
+            return (
+                await filled.aquery_batch(queries),
+                await filled.aquery(queries[0]),
+                await filled.aretrieve(ids),
+            )
+
+        batch, single, fetched = asyncio.run(run())
+        assert batch == expected
+        assert single == expected[0]
+        assert sorted(fetched, key=lambda h: h.id) == sorted(
+            filled.retrieve(ids), key=lambda h: h.id
+        )
+
     def test_with_payload_false_leaves_payloads_out(self, filled: VectorStore) -> None:
         hits = filled.query(one(Channel.DENSE, [1.0] * 8, limit=3, with_payload=False))
         assert len(hits) == 3
@@ -334,6 +443,22 @@ class TestStoreContract:
             )
         )
         assert {h.id for h in fused} == expected
+
+    def test_raw_qdrant_filters_select_the_same_points_everywhere(
+        self, filled: VectorStore
+    ) -> None:
+        # One test over all filters: a filled store per filter would cost seconds each.
+        for filter, predicate in RAW_FILTERS:
+            self.test_filters_select_the_same_points_everywhere(filled, filter, predicate)
+        filled.delete_by_filter({"must_not": [{"key": "source_key", "match": {"value": "src-1"}}]})
+        assert filled.ids() == {pid(i) for i in range(CORPUS_SIZE) if i % 3 == 1}
+
+    def test_unsupported_filters_are_refused_clearly(self, filled: VectorStore) -> None:
+        for filter, message in BAD_FILTERS:
+            with pytest.raises(ValueError, match=message):
+                filled.count(filter)
+            with pytest.raises(ValueError, match=message):
+                filled.query(one(Channel.DENSE, [1.0] * 8, filter=filter))
 
     # -- schema checks -------------------------------------------------------------
 

@@ -221,3 +221,12 @@ def test_edge_still_cannot_match_booleans() -> None:
     fixed it and the restriction in tribrid.store._common can go.
     """
     assert type(qe.MatchValue(True).value) is int
+
+
+def test_an_edge_filter_is_passed_through(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(corpus())
+        edge_filter = qe.Filter(
+            must=[qe.FieldCondition(key="source_key", match=qe.MatchValue("src-1"))]
+        )
+        assert store.ids(edge_filter) == {pid(i) for i in range(CORPUS_SIZE) if i % 3 == 1}

@@ -171,3 +171,12 @@ def test_server_queries_carry_quantization_params_and_weighted_rrf(
         must=[models.FieldCondition(key="lang", match=models.MatchValue(value="en"))]
     )
     assert all(p.limit == 7 and p.filter == only_english for p in (dense, binary, splade))
+
+
+def test_an_edge_filter_is_refused_with_the_portable_forms(client: QdrantClient) -> None:
+    import qdrant_edge as qe
+
+    store = QdrantServerStore(SCHEMA, client=client)
+    edge_filter = qe.Filter(must=[qe.FieldCondition(key="n", match=qe.MatchValue(1))])
+    with pytest.raises(ValueError, match=r"only the embedded \(edge\) store.*models\.Filter"):
+        store.count(edge_filter)

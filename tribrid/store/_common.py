@@ -12,7 +12,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import SchemaMismatchError
@@ -25,6 +25,9 @@ from tribrid.store.base import (
     QueryEncoding,
     StoreQuery,
 )
+
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +243,125 @@ def _any_of(key: str, values: list[Any]) -> AnyOf:
 def _check_number(key: str, value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"filter on {key!r}: {value!r} is not a finite number")
+
+
+# The keys of a Qdrant filter in its JSON form.
+QDRANT_FILTER_KEYS = frozenset({"must", "should", "must_not", "min_should"})
+_FILTER_FORMS = (
+    "a dict such as {'path': 'a.md', 'page': {'gte': 2}}, a qdrant_client.models.Filter, "
+    "or its JSON form {'must': [{'key': 'path', 'match': {'value': 'a.md'}}]}"
+)
+
+
+def is_qdrant_json(filter: Mapping[str, Any]) -> bool:
+    """Whether a dict is a Qdrant filter in JSON form rather than the simple form.
+
+    It is when every key is ``must``, ``should``, ``must_not`` or ``min_should`` and
+    every value is a condition object (a dict) or a non-empty list of them. The simple
+    form never has dicts of conditions there: ``{"must": ["a", "b"]}`` stays an any-of
+    on a payload key called ``must``.
+    """
+    if not filter or not set(filter) <= QDRANT_FILTER_KEYS:
+        return False
+    for value in filter.values():
+        if isinstance(value, Mapping):
+            if not value or set(value) <= RANGE_OPERATORS:  # {"must": {"gte": 1}}: a range
+                return False
+        elif not (
+            isinstance(value, list | tuple) and value and all(isinstance(v, Mapping) for v in value)
+        ):
+            return False
+    return True
+
+
+def qdrant_filter(filter: Any) -> models.Filter | None:
+    """The raw Qdrant filter in ``filter``, validated; None for the simple form or none.
+
+    Accepts a ``qdrant_client.models.Filter`` and its JSON form (see
+    :func:`is_qdrant_json`). Booleans are refused in match conditions, as in the
+    simple form, so that both backends select the same points.
+
+    Raises:
+        ValueError: ``filter`` is of a type no tribrid store understands, a JSON filter
+            is not a valid Qdrant filter, or it matches a boolean value.
+    """
+    if filter is None:
+        return None
+    from qdrant_client import models
+
+    if isinstance(filter, models.Filter):
+        raw = filter
+    elif isinstance(filter, Mapping):
+        if not is_qdrant_json(filter):
+            return None
+        try:
+            raw = models.Filter.model_validate(dict(filter))
+        except Exception as e:  # pydantic's ValidationError, with every bad field listed
+            raise ValueError(
+                f"filter {dict(filter)!r} has the keys of a Qdrant filter but is not a valid "
+                f"one: {_first_error(e)}; see https://qdrant.tech/documentation/concepts/"
+                "filtering/ for the JSON form, or use the simple form {'key': value}"
+            ) from e
+    else:
+        raise ValueError(unsupported_filter_message(filter))
+    refuse_boolean_matches(raw)
+    return raw
+
+
+def unsupported_filter_message(filter: Any) -> str:
+    """The error for a filter of a type the store cannot take, naming the fix."""
+    import qdrant_edge
+
+    kind = f"{type(filter).__module__}.{type(filter).__qualname__}"
+    if isinstance(filter, qdrant_edge.Filter):
+        return (
+            "filter is a qdrant_edge.Filter, which only the embedded (edge) store understands; pass "
+            "a qdrant_client.models.Filter or its JSON form {'must': [...]} instead, "
+            "which work on both backends"
+        )
+    return f"filter must be {_FILTER_FORMS}; got {kind}"
+
+
+def _first_error(e: Exception) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        with_loc = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in errors()
+        ]
+        if with_loc:
+            return with_loc[0] + (f" (and {len(with_loc) - 1} more)" if len(with_loc) > 1 else "")
+    return str(e)
+
+
+def refuse_boolean_matches(raw: models.Filter) -> None:
+    """Refuse ``match: {"value": true}`` anywhere in a Qdrant filter.
+
+    Raises:
+        ValueError: Naming the field; see :func:`parse_filter` for why.
+    """
+    from qdrant_client import models
+
+    def walk(condition: Any) -> None:
+        if isinstance(condition, models.Filter):
+            for part in (condition.must, condition.should, condition.must_not):
+                for c in part if isinstance(part, list) else [part] if part else []:
+                    walk(c)
+            if condition.min_should is not None:
+                for c in condition.min_should.conditions:
+                    walk(c)
+        elif isinstance(condition, models.NestedCondition):
+            walk(condition.nested.filter)
+        elif (
+            isinstance(condition, models.FieldCondition)
+            and isinstance(condition.match, models.MatchValue)
+            and isinstance(condition.match.value, bool)
+        ):
+            raise ValueError(
+                f"filter on {condition.key!r}: boolean values cannot be filtered on (Qdrant "
+                "Edge 0.9 cannot match them); store the flag as a string or a 0/1 integer"
+            )
+
+    walk(raw)
 
 
 def check_query(query: StoreQuery, dense_size: int) -> None:

@@ -122,6 +122,13 @@ class Point:
 # for any-of, ``{"key": {"gte": 1, "lt": 5}}`` for a range. All entries must hold.
 MetadataFilter = Mapping[str, Any]
 
+# What every ``filter`` argument accepts: the simple form above, or a raw Qdrant filter
+# passed through: a ``qdrant_client.models.Filter`` or its JSON form
+# ``{"must": [...], "should": [...], "must_not": [...], "min_should": {...}}`` (both
+# backends), or a ``qdrant_edge.Filter`` (embedded backend only). See
+# :func:`tribrid.store._common.qdrant_filter` for how the two dict forms are told apart.
+StoreFilter = MetadataFilter | Any
+
 
 @dataclass(frozen=True)
 class ChannelQuery:
@@ -143,7 +150,7 @@ class StoreQuery:
         prefetch_limit: Candidates taken from each channel before fusion.
         fusion: Server-side fusion when there is more than one channel.
         rrf_k: The RRF constant.
-        filter: Payload filter applied in every channel.
+        filter: Payload filter applied in every channel (:data:`StoreFilter`).
         oversampling: For the binary channel: candidates taken from the codes, as a
             multiple of the limit, before rescoring with the float vectors.
         with_payload: Return payloads with the hits.
@@ -154,7 +161,7 @@ class StoreQuery:
     prefetch_limit: int = 100
     fusion: Fusion = Fusion.RRF
     rrf_k: int = 60
-    filter: MetadataFilter | None = None
+    filter: StoreFilter | None = None
     oversampling: float = 8.0
     with_payload: bool = True
 
@@ -197,7 +204,7 @@ class VectorStore(Protocol):
         """Delete points by id; ids that do not exist are ignored."""
         ...
 
-    def delete_by_filter(self, filter: MetadataFilter) -> None:
+    def delete_by_filter(self, filter: StoreFilter) -> None:
         """Delete every point whose payload matches ``filter``."""
         ...
 
@@ -205,15 +212,19 @@ class VectorStore(Protocol):
         """Search one channel, or several fused."""
         ...
 
+    def query_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        """Run several searches in one call; results in the order of ``queries``."""
+        ...
+
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         """Fetch points by id (score 0), in no particular order; missing ids are skipped."""
         ...
 
-    def count(self, filter: MetadataFilter | None = None) -> int:
+    def count(self, filter: StoreFilter | None = None) -> int:
         """Number of points, optionally only those matching ``filter``."""
         ...
 
-    def ids(self, filter: MetadataFilter | None = None) -> set[str]:
+    def ids(self, filter: StoreFilter | None = None) -> set[str]:
         """Ids of all points, optionally only those matching ``filter``."""
         ...
 
@@ -223,4 +234,25 @@ class VectorStore(Protocol):
 
     def close(self) -> None:
         """Release the store; the object cannot be used afterwards."""
+        ...
+
+
+@runtime_checkable
+class AsyncSearch(Protocol):
+    """The read calls of a store, for an event loop: they never block it.
+
+    The embedded store runs them on its own worker thread; the server store sends them
+    through ``AsyncQdrantClient``.
+    """
+
+    async def aquery(self, query: StoreQuery) -> list[Hit]:
+        """:meth:`VectorStore.query`, awaitable."""
+        ...
+
+    async def aquery_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        """:meth:`VectorStore.query_batch`, awaitable."""
+        ...
+
+    async def aretrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        """:meth:`VectorStore.retrieve`, awaitable."""
         ...

@@ -9,16 +9,19 @@ its own lock first (``tribrid.lock``) so that a second opener gets a clear
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import logging
 import os
 import shutil
+import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import qdrant_edge as qe
 
@@ -36,6 +39,7 @@ from tribrid.store._common import (
     encodings_from_qdrant,
     mismatch_error,
     parse_filter,
+    qdrant_filter,
     record_problems,
     rrf_weights,
     schema_record,
@@ -51,13 +55,19 @@ from tribrid.store.base import (
     CollectionSchema,
     Fusion,
     Hit,
-    MetadataFilter,
     Point,
     QueryEncoding,
+    StoreFilter,
     StoreQuery,
 )
 
+if TYPE_CHECKING:
+    from qdrant_client import models
+
 logger = logging.getLogger(__name__)
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 SCHEMA_FILE = "tribrid-schema.json"
 LOCK_FILE = "tribrid.lock"
@@ -199,6 +209,10 @@ class EdgeStore:
             self._lock.release()
             raise
         self._finalizer = weakref.finalize(self, _finalize, self._shard, self._lock)
+        # The async methods run here: one thread, so async callers never touch the
+        # shard from two threads at once and the event loop is never blocked by it.
+        self._worker: ThreadPoolExecutor | None = None
+        self._worker_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------
 
@@ -391,7 +405,7 @@ class EdgeStore:
         with self._calling(f"delete {len(ids)} points"):
             self._open_shard().update(qe.UpdateOperation.delete_points(ids))
 
-    def delete_by_filter(self, filter: MetadataFilter) -> None:
+    def delete_by_filter(self, filter: StoreFilter) -> None:
         """Delete every point whose payload matches ``filter``.
 
         Raises:
@@ -416,43 +430,63 @@ class EdgeStore:
         them; RRF gives a hit at 0-based rank ``r`` of a channel with weight ``w`` the
         score ``1 / ((r + 1) / w + rrf_k - 1)``. DBSF ignores channel weights.
         """
+        request = self._request(query)
+        with self._calling("query"):
+            scored = self._open_shard().query(request)
+        return _hits(scored)
+
+    def query_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        """Run several searches in one call to Edge; results in the same order."""
+        if not queries:
+            return []
+        requests = [self._request(q) for q in queries]
+        with self._calling(f"query a batch of {len(requests)}"):
+            batches = self._open_shard().query_batch(qe.QueryBatchRequest(requests))
+        return [_hits(scored) for scored in batches]
+
+    async def aquery(self, query: StoreQuery) -> list[Hit]:
+        """:meth:`query` on the store's worker thread, leaving the event loop free."""
+        return await self._in_worker(self.query, query)
+
+    async def aquery_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        """:meth:`query_batch` on the store's worker thread."""
+        return await self._in_worker(self.query_batch, queries)
+
+    async def aretrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        """:meth:`retrieve` on the store's worker thread."""
+        return await self._in_worker(self.retrieve, point_ids)
+
+    def _request(self, query: StoreQuery) -> qe.QueryRequest:
         check_query(query, self._schema.dense_size)
         edge_filter = _edge_filter(query.filter)
         if len(query.channels) == 1:
             cq = query.channels[0]
-            request = qe.QueryRequest(
+            return qe.QueryRequest(
                 limit=query.limit,
                 query=_nearest(cq),
                 filter=edge_filter,
                 params=_params(cq.channel, query.oversampling),
                 with_payload=query.with_payload,
             )
-        else:
-            fusion: qe.Fusion.Rrf | qe.Fusion.Dbsf = (
-                qe.Fusion.Rrf(k=query.rrf_k, weights=rrf_weights(query))
-                if query.fusion is Fusion.RRF
-                else qe.Fusion.Dbsf()
-            )
-            request = qe.QueryRequest(
-                limit=query.limit,
-                prefetches=[
-                    qe.Prefetch(
-                        limit=query.prefetch_limit,
-                        query=_nearest(cq),
-                        params=_params(cq.channel, query.oversampling),
-                        filter=edge_filter,
-                    )
-                    for cq in query.channels
-                ],
-                query=fusion,  # type: ignore[arg-type]  # the stub omits Fusion's variants
-                with_payload=query.with_payload,
-            )
-        with self._calling("query"):
-            scored = self._open_shard().query(request)
-        return [
-            Hit(id=str(sp.id), score=float(sp.score), payload=dict(sp.payload or {}))
-            for sp in scored
-        ]
+        fusion: qe.Fusion.Rrf | qe.Fusion.Dbsf = (
+            qe.Fusion.Rrf(k=query.rrf_k, weights=rrf_weights(query))
+            if query.fusion is Fusion.RRF
+            else qe.Fusion.Dbsf()
+        )
+        return qe.QueryRequest(
+            limit=query.limit,
+            prefetches=[
+                qe.Prefetch(
+                    limit=query.prefetch_limit,
+                    query=_nearest(cq),
+                    params=_params(cq.channel, query.oversampling),
+                    filter=edge_filter,
+                )
+                for cq in query.channels
+            ],
+            query=fusion,  # type: ignore[arg-type]  # the stub omits Fusion's variants
+            with_payload=query.with_payload,
+        )
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         """Fetch points by id (score 0); missing ids are skipped."""
@@ -463,13 +497,13 @@ class EdgeStore:
             records = self._open_shard().retrieve(ids, True, False)
         return [Hit(id=str(r.id), score=0.0, payload=dict(r.payload or {})) for r in records]
 
-    def count(self, filter: MetadataFilter | None = None) -> int:
+    def count(self, filter: StoreFilter | None = None) -> int:
         """Number of points, optionally only those matching ``filter``."""
         request = qe.CountRequest(exact=True, filter=_edge_filter(filter))
         with self._calling("count points"):
             return self._open_shard().count(request)
 
-    def ids(self, filter: MetadataFilter | None = None) -> set[str]:
+    def ids(self, filter: StoreFilter | None = None) -> set[str]:
         """Ids of all points (optionally only matching ``filter``), paging through them."""
         edge_filter = _edge_filter(filter)
         found: set[str] = set()
@@ -489,6 +523,32 @@ class EdgeStore:
                 if offset is None:
                     return found
 
+    def points(self, *, with_payload: bool = False, page: int = _SCROLL_PAGE) -> Iterator[Point]:
+        """Every point with its three vectors, a page at a time (for export and copies).
+
+        Used to build stores from vectors already computed (e.g. one store per binary
+        encoding when calibrating) without encoding anything again.
+        """
+        offset: qe.PointId | None = None
+        while True:
+            with self._calling("read points"):
+                records, offset = self._open_shard().scroll(
+                    qe.ScrollRequest(
+                        offset=offset, limit=page, with_payload=with_payload, with_vector=True
+                    )
+                )
+            for r in records:
+                vectors = cast(dict[str, Any], r.vector or {})
+                yield Point(
+                    id=str(r.id),
+                    dense=[float(x) for x in vectors[DENSE]],
+                    splade=_from_edge_sparse(vectors.get(SPLADE)),
+                    bm25=_from_edge_sparse(vectors.get(BM25)),
+                    payload=dict(r.payload or {}) if with_payload else {},
+                )
+            if offset is None:
+                return
+
     def flush(self) -> None:
         """Make writes durable, then optimize: build indexes and the binary codes.
 
@@ -505,6 +565,9 @@ class EdgeStore:
         shard, self._shard = self._shard, None
         if shard is None:
             return
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True)  # let a running search finish before closing
         self._finalizer.detach()
         try:
             try:
@@ -532,6 +595,14 @@ class EdgeStore:
         if self._shard is None:
             raise StoreError(f"{self._where} is closed; open a new EdgeStore")
         return self._shard
+
+    async def _in_worker(self, fn: Callable[[_A], _R], arg: _A) -> _R:
+        with self._worker_lock:
+            if self._worker is None:
+                self._open_shard()
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="tribrid-edge")
+            worker = self._worker
+        return await asyncio.get_running_loop().run_in_executor(worker, fn, arg)
 
     @contextlib.contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -598,8 +669,19 @@ def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
     return binary if isinstance(binary, dict) else {}
 
 
+def _hits(scored: Sequence[qe.ScoredPoint]) -> list[Hit]:
+    return [Hit(str(sp.id), sp.score, sp.payload or {}) for sp in scored]
+
+
 def _sparse(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _from_edge_sparse(vector: Any) -> SparseVector:
+    if vector is None:
+        return SparseVector((), ())
+    pairs = sorted(zip(vector.indices, vector.values, strict=True))
+    return SparseVector(tuple(int(i) for i, _ in pairs), tuple(float(v) for _, v in pairs))
 
 
 def _nearest(cq: ChannelQuery) -> qe.Query:
@@ -623,7 +705,12 @@ def _params(channel: Channel, oversampling: float) -> qe.SearchParams | None:
     return None
 
 
-def _edge_filter(filter: MetadataFilter | None) -> qe.Filter | None:
+def _edge_filter(filter: StoreFilter | None) -> qe.Filter | None:
+    if isinstance(filter, qe.Filter):
+        return filter
+    raw = qdrant_filter(filter)
+    if raw is not None:
+        return _edge_from_client(raw)
     conditions = parse_filter(filter)
     if not conditions:
         return None
@@ -642,3 +729,122 @@ def _edge_condition(condition: Condition) -> qe.FieldCondition:
         case Between(key=key, gt=gt, gte=gte, lt=lt, lte=lte):
             return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=gte, gt=gt, lte=lte, lt=lt))
     raise AssertionError(f"unhandled condition {condition!r}")
+
+
+# -- raw Qdrant filters: qdrant-client's models, rebuilt as Edge's own -------------------
+
+
+def _edge_from_client(raw: models.Filter) -> qe.Filter:
+    """The Edge filter equal to a qdrant-client ``Filter`` (already validated)."""
+    min_should = raw.min_should
+    return qe.Filter(
+        must=_edge_conditions(raw.must),
+        should=_edge_conditions(raw.should),
+        must_not=_edge_conditions(raw.must_not),
+        min_should=qe.MinShould(
+            conditions=_edge_conditions(min_should.conditions) or [],
+            min_count=min_should.min_count,
+        )
+        if min_should is not None
+        else None,
+    )
+
+
+def _edge_conditions(part: Any) -> list[Any] | None:
+    if part is None:
+        return None
+    return [_edge_condition_of(c) for c in (part if isinstance(part, list) else [part])]
+
+
+def _edge_condition_of(c: Any) -> Any:
+    from qdrant_client import models
+
+    if isinstance(c, models.Filter):
+        return _edge_from_client(c)
+    if isinstance(c, models.FieldCondition):
+        return qe.FieldCondition(
+            key=c.key,
+            match=_edge_match(c.key, c.match) if c.match is not None else None,
+            range=_edge_range(c.key, c.range) if c.range is not None else None,
+            geo_bounding_box=qe.GeoBoundingBox(
+                _geo(c.geo_bounding_box.top_left), _geo(c.geo_bounding_box.bottom_right)
+            )
+            if c.geo_bounding_box is not None
+            else None,
+            geo_radius=qe.GeoRadius(_geo(c.geo_radius.center), c.geo_radius.radius)
+            if c.geo_radius is not None
+            else None,
+            geo_polygon=qe.GeoPolygon(
+                [_geo(p) for p in c.geo_polygon.exterior.points],
+                [[_geo(p) for p in ring.points] for ring in c.geo_polygon.interiors or []] or None,
+            )
+            if c.geo_polygon is not None
+            else None,
+            values_count=qe.ValuesCount(
+                lt=c.values_count.lt,
+                gt=c.values_count.gt,
+                lte=c.values_count.lte,
+                gte=c.values_count.gte,
+            )
+            if c.values_count is not None
+            else None,
+            is_empty=c.is_empty,
+            is_null=c.is_null,
+        )
+    if isinstance(c, models.IsEmptyCondition):
+        return qe.IsEmptyCondition(c.is_empty.key)
+    if isinstance(c, models.IsNullCondition):
+        return qe.IsNullCondition(c.is_null.key)
+    if isinstance(c, models.HasIdCondition):
+        return qe.HasIdCondition({canonical_id(str(i)) for i in c.has_id})
+    if isinstance(c, models.HasVectorCondition):
+        return qe.HasVectorCondition(c.has_vector)
+    if isinstance(c, models.NestedCondition):
+        return qe.NestedCondition(c.nested.key, _edge_from_client(c.nested.filter))
+    raise ValueError(
+        f"filter condition {type(c).__name__} is not supported by the embedded store; "
+        "use field, is_empty, is_null, has_id, has_vector or nested conditions, or a "
+        "qdrant_edge.Filter"
+    )
+
+
+def _edge_match(key: str, match: Any) -> Any:
+    from qdrant_client import models
+
+    if isinstance(match, models.MatchValue):
+        return qe.MatchValue(match.value)
+    if isinstance(match, models.MatchAny):
+        return qe.MatchAny(cast(list[str] | list[int], list(match.any)))
+    if isinstance(match, models.MatchExcept):
+        return qe.MatchExcept(cast(list[str] | list[int], list(match.except_)))
+    if isinstance(match, models.MatchText):
+        return qe.MatchText(match.text)
+    if isinstance(match, models.MatchTextAny):
+        return qe.MatchTextAny(match.text_any)
+    if isinstance(match, models.MatchPhrase):
+        return qe.MatchPhrase(match.phrase)
+    if isinstance(match, models.MatchPrefix):
+        return qe.MatchPrefix(match.prefix)
+    if isinstance(match, models.MatchSubstring):
+        return qe.MatchSubstring(match.substring)
+    raise ValueError(
+        f"filter on {key!r}: match {type(match).__name__} is not supported by the embedded store"
+    )
+
+
+def _edge_range(key: str, bounds: Any) -> Any:
+    from qdrant_client import models
+
+    if isinstance(bounds, models.Range):
+        return qe.RangeFloat(gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+    return qe.RangeDateTime(
+        gte=iso(bounds.gte), gt=iso(bounds.gt), lte=iso(bounds.lte), lt=iso(bounds.lt)
+    )
+
+
+def _geo(point: Any) -> qe.GeoPoint:
+    return qe.GeoPoint(lon=point.lon, lat=point.lat)

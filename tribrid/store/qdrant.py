@@ -9,6 +9,7 @@ ignores quantization and payload indexes and searches exactly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from tribrid.store._common import (
     encodings_from_qdrant,
     mismatch_error,
     parse_filter,
+    qdrant_filter,
     record_problems,
     rrf_weights,
     schema_record,
@@ -44,17 +46,19 @@ from tribrid.store.base import (
     CollectionSchema,
     Fusion,
     Hit,
-    MetadataFilter,
     Point,
+    StoreFilter,
     StoreQuery,
 )
 
 if TYPE_CHECKING:
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 DEFAULT_URL = "http://localhost:6333"
 METADATA_KEY = "tribrid"
 _UPSERT_BATCH = 256
+# Close tasks of async clients, kept referenced until they finish.
+_CLOSING: set[asyncio.Task[None]] = set()
 _SCROLL_PAGE = 1000
 
 _FIX = (
@@ -86,6 +90,15 @@ class QdrantServerStore:
         recreate: Delete the collection first and start empty.
         client: An existing ``QdrantClient`` to use instead of connecting; the store
             does not close it.
+        async_client: An existing ``AsyncQdrantClient`` on the same database, for the
+            async methods; the store does not close it.
+
+    The async methods (``aquery``, ``aquery_batch``, ``aretrieve``, used by the
+    retriever's ``ainvoke``) go through ``AsyncQdrantClient``: the given one, or, for a
+    server URL, one the store opens on first use. Where there is none (a given sync
+    client alone, or ``":memory:"``, whose async twin would be a second, empty
+    database and computes inside its coroutines anyway), they run the sync call in a
+    worker thread.
 
     Raises:
         MissingDependencyError: qdrant-client is not installed.
@@ -109,25 +122,32 @@ class QdrantServerStore:
         timeout: float = 30.0,
         recreate: bool = False,
         client: QdrantClient | None = None,
+        async_client: AsyncQdrantClient | None = None,
     ) -> None:
         _import_client()
         from qdrant_client import QdrantClient
 
         self._name = schema.name
+        self._api_key = api_key
+        self._seconds = max(1, math.ceil(timeout))
+        self._aclient: AsyncQdrantClient | None = async_client
+        self._owns_aclient = False
         self._owns_client = client is None
         if client is not None:
             self._url = url or "the given client"
             self._client: QdrantClient | None = client
         else:
             self._url = url or DEFAULT_URL
-            seconds = max(1, math.ceil(timeout))
             if self._url == ":memory:":
                 client = QdrantClient(location=":memory:")
             else:
                 # The compatibility check would only warn on an unreachable server; the
                 # first request below reports that as a StoreError instead.
                 client = QdrantClient(
-                    url=self._url, api_key=api_key, timeout=seconds, check_compatibility=False
+                    url=self._url,
+                    api_key=api_key,
+                    timeout=self._seconds,
+                    check_compatibility=False,
                 )
             self._client = client
         self._where = f"collection {schema.name!r} on {self._url}"
@@ -281,7 +301,7 @@ class QdrantServerStore:
                 self._name, points_selector=models.PointIdsList(points=ids), wait=True
             )
 
-    def delete_by_filter(self, filter: MetadataFilter) -> None:
+    def delete_by_filter(self, filter: StoreFilter) -> None:
         """Delete every point whose payload matches ``filter``.
 
         Raises:
@@ -308,49 +328,106 @@ class QdrantServerStore:
         several channels are prefetched under the filter and fused (weighted RRF, or
         DBSF which ignores weights).
         """
+        arguments = self._query_arguments(query)
+        client = self._open_client()
+        with self._calling("query"):
+            response = client.query_points(self._name, **arguments)
+        return _hits(response.points)
+
+    def query_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        """Run several searches in one request; results in the same order."""
+        if not queries:
+            return []
+        requests = [self._batch_request(q) for q in queries]
+        client = self._open_client()
+        with self._calling(f"query a batch of {len(requests)}"):
+            responses = client.query_batch_points(self._name, requests)
+        return [_hits(r.points) for r in responses]
+
+    async def aquery(self, query: StoreQuery) -> list[Hit]:
+        """:meth:`query` through ``AsyncQdrantClient`` (see the class docs)."""
+        arguments = self._query_arguments(query)
+        aclient = self._async_client()
+        if aclient is None:
+            return await asyncio.to_thread(self.query, query)
+        with self._calling("query"):
+            response = await aclient.query_points(self._name, **arguments)
+        return _hits(response.points)
+
+    async def aquery_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        """:meth:`query_batch` through ``AsyncQdrantClient`` (see the class docs)."""
+        if not queries:
+            return []
+        requests = [self._batch_request(q) for q in queries]
+        aclient = self._async_client()
+        if aclient is None:
+            return await asyncio.to_thread(self.query_batch, queries)
+        with self._calling(f"query a batch of {len(requests)}"):
+            responses = await aclient.query_batch_points(self._name, requests)
+        return [_hits(r.points) for r in responses]
+
+    async def aretrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        """:meth:`retrieve` through ``AsyncQdrantClient`` (see the class docs)."""
+        if not point_ids:
+            return []
+        ids = [canonical_id(i) for i in point_ids]
+        aclient = self._async_client()
+        if aclient is None:
+            return await asyncio.to_thread(self.retrieve, point_ids)
+        with self._calling("retrieve points"):
+            records = await aclient.retrieve(self._name, ids, with_payload=True, with_vectors=False)
+        return [Hit(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records]
+
+    def _query_arguments(self, query: StoreQuery) -> dict[str, Any]:
+        """Keyword arguments of ``query_points`` for ``query`` (the collection aside)."""
         from qdrant_client import models
 
         check_query(query, self._schema.dense_size)
         qfilter = _client_filter(query.filter)
-        client = self._open_client()
-        with self._calling("query"):
-            if len(query.channels) == 1:
-                cq = query.channels[0]
-                response = client.query_points(
-                    self._name,
+        if len(query.channels) == 1:
+            cq = query.channels[0]
+            return {
+                "query": _query_vector(cq),
+                "using": cq.channel.vector_name,
+                "query_filter": qfilter,
+                "search_params": self._params(cq.channel, query.oversampling),
+                "limit": query.limit,
+                "with_payload": query.with_payload,
+            }
+        fusion: models.RrfQuery | models.FusionQuery = (
+            models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=rrf_weights(query)))
+            if query.fusion is Fusion.RRF
+            else models.FusionQuery(fusion=models.Fusion.DBSF)
+        )
+        return {
+            "prefetch": [
+                models.Prefetch(
                     query=_query_vector(cq),
                     using=cq.channel.vector_name,
-                    query_filter=qfilter,
-                    search_params=self._params(cq.channel, query.oversampling),
-                    limit=query.limit,
-                    with_payload=query.with_payload,
+                    filter=qfilter,
+                    params=self._params(cq.channel, query.oversampling),
+                    limit=query.prefetch_limit,
                 )
-            else:
-                fusion: models.RrfQuery | models.FusionQuery = (
-                    models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=rrf_weights(query)))
-                    if query.fusion is Fusion.RRF
-                    else models.FusionQuery(fusion=models.Fusion.DBSF)
-                )
-                response = client.query_points(
-                    self._name,
-                    prefetch=[
-                        models.Prefetch(
-                            query=_query_vector(cq),
-                            using=cq.channel.vector_name,
-                            filter=qfilter,
-                            params=self._params(cq.channel, query.oversampling),
-                            limit=query.prefetch_limit,
-                        )
-                        for cq in query.channels
-                    ],
-                    query=fusion,
-                    limit=query.limit,
-                    with_payload=query.with_payload,
-                )
-        return [
-            Hit(id=str(sp.id), score=float(sp.score), payload=dict(sp.payload or {}))
-            for sp in response.points
-        ]
+                for cq in query.channels
+            ],
+            "query": fusion,
+            "limit": query.limit,
+            "with_payload": query.with_payload,
+        }
+
+    def _batch_request(self, query: StoreQuery) -> models.QueryRequest:
+        from qdrant_client import models
+
+        arguments = self._query_arguments(query)
+        return models.QueryRequest(
+            prefetch=arguments.get("prefetch"),
+            query=arguments["query"],
+            using=arguments.get("using"),
+            filter=arguments.get("query_filter"),
+            params=arguments.get("search_params"),
+            limit=arguments["limit"],
+            with_payload=arguments["with_payload"],
+        )
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         """Fetch points by id (score 0); missing ids are skipped."""
@@ -363,13 +440,13 @@ class QdrantServerStore:
             )
         return [Hit(id=str(r.id), score=0.0, payload=dict(r.payload or {})) for r in records]
 
-    def count(self, filter: MetadataFilter | None = None) -> int:
+    def count(self, filter: StoreFilter | None = None) -> int:
         """Number of points, optionally only those matching ``filter``."""
         qfilter = _client_filter(filter)
         with self._calling("count points"):
             return self._open_client().count(self._name, count_filter=qfilter, exact=True).count
 
-    def ids(self, filter: MetadataFilter | None = None) -> set[str]:
+    def ids(self, filter: StoreFilter | None = None) -> set[str]:
         """Ids of all points (optionally only matching ``filter``), paging through them."""
         qfilter = _client_filter(filter)
         client = self._open_client()
@@ -395,7 +472,30 @@ class QdrantServerStore:
         self._open_client()
 
     def close(self) -> None:
-        """Close the connection (unless the client was passed in). Safe to call twice."""
+        """Close the connections (except clients passed in). Safe to call twice.
+
+        An async client the store opened is closed too: at once outside an event loop,
+        as a task inside one (await :meth:`aclose` there to wait for it).
+        """
+        aclient, self._aclient = self._aclient, None
+        if aclient is not None and self._owns_aclient:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                with contextlib.suppress(Exception):
+                    asyncio.run(aclient.close())
+            else:
+                task = loop.create_task(aclient.close())
+                _CLOSING.add(task)
+                task.add_done_callback(_CLOSING.discard)
+        self._close_client()
+
+    async def aclose(self) -> None:
+        """Close the connections, waiting for the async client's to close."""
+        aclient, self._aclient = self._aclient, None
+        if aclient is not None and self._owns_aclient:
+            with contextlib.suppress(Exception):
+                await aclient.close()
         self._close_client()
 
     def __enter__(self) -> QdrantServerStore:
@@ -413,6 +513,21 @@ class QdrantServerStore:
     def _params(self, channel: Channel, oversampling: float) -> models.SearchParams | None:
         # The in-process engine searches exactly and warns about any search params.
         return None if self._local else _params(channel, oversampling)
+
+    def _async_client(self) -> AsyncQdrantClient | None:
+        """The async client, opened on first use for a server URL; None for a thread."""
+        self._open_client()
+        if self._aclient is None and self._owns_client and not self._local:
+            from qdrant_client import AsyncQdrantClient
+
+            self._aclient = AsyncQdrantClient(
+                url=self._url,
+                api_key=self._api_key,
+                timeout=self._seconds,
+                check_compatibility=False,
+            )
+            self._owns_aclient = True
+        return self._aclient
 
     def _open_client(self) -> QdrantClient:
         if self._client is None:
@@ -493,6 +608,10 @@ def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationC
     return quantization.binary if isinstance(quantization, models.BinaryQuantization) else None
 
 
+def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:
+    return [Hit(str(sp.id), sp.score, sp.payload or {}) for sp in points]
+
+
 def _sparse(vector: SparseVector) -> models.SparseVector:
     from qdrant_client import models
 
@@ -518,9 +637,12 @@ def _params(channel: Channel, oversampling: float) -> models.SearchParams | None
     return None
 
 
-def _client_filter(filter: MetadataFilter | None) -> models.Filter | None:
+def _client_filter(filter: StoreFilter | None) -> models.Filter | None:
     from qdrant_client import models
 
+    raw = qdrant_filter(filter)
+    if raw is not None:
+        return raw
     conditions = parse_filter(filter)
     if not conditions:
         return None
