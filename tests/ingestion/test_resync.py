@@ -181,5 +181,6 @@ def test_a_real_beat_sends_the_resync_on_schedule(tmp_path: Path) -> None:
     finally:
         beat.terminate()
         beat.wait(timeout=30)
-        client.delete(queue)
+        for key in client.scan_iter(f"*{queue}*"):  # the queue and kombu's bindings of it
+            client.delete(key)
         client.close()
