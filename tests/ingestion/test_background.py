@@ -446,6 +446,8 @@ def test_a_dead_workers_lease_is_taken_over(env: Env, tmp_path: Path) -> None:
     dead = f"{socket.gethostname()}:{int(child.stdout)}:gone"
     assert background.owner_is_dead(dead)
     assert not background.owner_is_dead(background.lease_owner())
+    assert not background.owner_is_dead(background.call_owner())
+    assert background.owner_is_dead(f"{dead}:call")
     assert not background.owner_is_dead("elsewhere:1:abc")
     env.ledger.acquire_leases(ids, dead, 600)
     env.ledger.acquire_leases(env.queued[1], "elsewhere:1:abc", 600)
@@ -499,3 +501,83 @@ def test_a_parse_that_overruns_its_time_limit_fails_as_timeout(env: Env) -> None
     failure = env.ledger.status().failures[0]
     assert failure.key == "doc01.txt" and failure.error_kind == "timeout"
     assert env.ledger.work_items(report.failed)[0].open_attempts == 0  # finished, not a crash
+
+
+def test_a_listing_delivered_twice_at_once_sends_no_document_round_again(env: Env) -> None:
+    """A second copy of a ``sync_source`` message starts before the first has finished
+    (a broker redelivery): its guard sees the run unlisted and it lists too. Documents
+    the first copy's workers have finished must not become pending again."""
+    run_id = env.start_run()
+    again: list[list[int]] = []
+
+    class Late(LocalFolderConnector):
+        def list_documents(self) -> Iterator[Any]:
+            # The second copy has read the ledger (everything pending); now the first
+            # copy's first batch gets indexed, then this copy lists the folder.
+            env.process(env.queued[0])
+            yield from super().list_documents()
+
+    class Interrupted(LocalFolderConnector):
+        def list_documents(self) -> Iterator[Any]:
+            yield from super().list_documents()
+            # Before this copy marks the run listed, the second copy runs.
+            background.queue_sync(
+                Late(env.root),
+                ledger=env.ledger,
+                run_id=run_id,
+                sink=env.sink,
+                enqueue=again.append,
+                batching=Batching(max_documents=4),
+            )
+
+    env.queued = []
+    background.queue_sync(
+        Interrupted(env.root),
+        ledger=env.ledger,
+        run_id=run_id,
+        sink=env.sink,
+        enqueue=env.queued.append,
+        batching=Batching(max_documents=4),
+    )
+    finished = set(env.queued[0])
+    assert finished.isdisjoint(i for ids in again for i in ids)
+    assert sorted(i for ids in again for i in ids) == sorted(
+        i for ids in env.queued[1:] for i in ids
+    )
+    reports = [env.process(ids) for ids in [*env.queued[1:], *again]]
+    assert sum(len(r.committed) for r in reports) == 6  # each document once, in all
+    progress = env.ledger.run_progress(run_id)
+    assert progress.finished and progress.indexed == 10
+    assert progress.run.counts.seen == 10 and progress.run.counts.indexed == 10
+    assert progress.run.counts.chunks_embedded == 30
+    env.assert_exactly_once()
+
+
+def test_a_second_delivery_to_the_same_process_finds_its_documents_taken(env: Env) -> None:
+    """With the embedded store, a batch waits in the writer's queue with its documents
+    still leased. The same message delivered again to the same worker process (a Redis
+    visibility timeout shorter than the task) must not parse and encode them again."""
+    env.queue()
+    waiting: list[tuple[WriteBatch, str, int | None]] = []
+
+    class WriterQueue:
+        def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> None:
+            waiting.append((batch, owner, run_id))
+
+        def delete(self, point_ids: Sequence[str]) -> None:
+            pass
+
+        def run_completed(self, run_id: int, source_id: int, source_key: str) -> None:
+            pass
+
+    ids = env.queued[0]
+    first = env.process(ids, sink=WriterQueue())
+    again = env.process(ids, sink=WriterQueue())
+    assert first.committed == ids and again.busy == ids and len(waiting) == 1
+    batch, owner, run_id = waiting[0]
+    env.sink.commit(batch, owner=owner, run_id=run_id)  # the writer gets to it
+    assert env.process(ids).skipped == ids
+    assert all(i.lease_owner is None for i in env.ledger.work_items(ids))
+    env.process_all()
+    assert env.ledger.run_progress(run_id or 0).run.counts.indexed == 10
+    env.assert_exactly_once()

@@ -7,14 +7,16 @@ unique to the test, and the embedded store is owned by a writer worker
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -380,3 +382,163 @@ def test_a_file_that_kills_its_worker_is_quarantined_on_the_filesystem_broker(
         cluster.assert_exactly_once()
     finally:
         cluster.stop_all()
+
+
+# -- a 300-file folder, two racing workers, a store outage, a file edited mid-run ---------
+
+
+def write_mixed_folder(root: Path, count: int) -> list[str]:
+    """``count`` one-paragraph documents in three sub-folders, as .txt, .md and .html.
+
+    Returns:
+        The document keys (paths relative to ``root``).
+    """
+    keys = []
+    for i in range(count):
+        sentence = (
+            f"Harbour log {i}: ferry {i % 17} left pier {i % 5} at {i % 24} o'clock "
+            f"carrying {i * 3} crates of {('salt', 'rope', 'tea', 'tin')[i % 4]} to berth {i}."
+        )
+        kind = i % 3
+        key = f"part-{i % 4}/log-{i:03}." + ("txt", "md", "html")[kind]
+        text = (
+            sentence + "\n",
+            f"{sentence}\n",
+            f"<html><body><p>{sentence}</p></body></html>\n",
+        )[kind]
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_text(text)
+        keys.append(key)
+    return keys
+
+
+def task_results(cluster: Cluster, names: Sequence[str], task: str) -> list[dict[str, int]]:
+    """The return values the workers logged for ``task`` (celery logs them at INFO)."""
+    pattern = re.compile(rf"Task {re.escape(task)}\[[^\]]+\] succeeded in [\d.]+s: (\{{.*\}})")
+    return [
+        ast.literal_eval(match.group(1))
+        for name in names
+        for match in pattern.finditer((cluster.tmp / f"{name}.log").read_text(errors="replace"))
+    ]
+
+
+def send_tasks(cluster: Cluster, task: str, batches: Sequence[list[int]]) -> None:
+    """Send ``task`` once per batch to the cluster's queue, from a client of its own."""
+    from celery import Celery
+
+    client = Celery("tribrid-test-client", set_as_current=False)
+    client.conf.update(worker.celery_config(cluster.settings))
+    try:
+        for ids in batches:
+            client.send_task(task, args=[ids], queue=cluster.queue)
+    finally:
+        client.close()
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_300_files_land_exactly_once_through_racing_workers_and_a_store_outage(
+    redis_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Two parse workers and the writer ingest 300 small .txt/.md/.html files.
+
+    On the way: every batch of document ids is delivered a second time, so the two
+    workers race on the same documents; the store is held by another process until the
+    writer has had to back off (an outage shorter than the retry budget); and a file is
+    edited while the run is going. The end state: every document indexed exactly once,
+    the store's points are exactly the ledger's chunk rows, no lease is left, and the
+    next sync leaves the edited file's new text, and only it, in the index.
+    """
+    cluster = redis_cluster
+    batch = 16
+    cluster.env.update(
+        TRIBRID_CELERY__BATCH_DOCUMENTS=str(batch),
+        TRIBRID_CELERY__MAX_RETRIES="10",
+        TRIBRID_CELERY__RETRY_BACKOFF_S="1",
+        TRIBRID_CELERY__RETRY_BACKOFF_MAX_S="2",
+        TRIBRID_MODELS__TORCH_THREADS="1",  # two workers on two cores
+    )
+    folder = tmp_path / "docs"
+    keys = write_mixed_folder(folder, 300)
+    outage = build_store(cluster.settings, build_encoders(cluster.settings))  # holds the store
+    try:
+        cluster.start("writer", writer=True)
+        cluster.start("a")
+        cluster.start("b")
+        run_id = cluster.ingest(folder)
+        cluster.wait(lambda: cluster.progress(run_id).listed, 120, "the listing")
+        engine = create_engine(cluster.settings.database_url)
+        try:
+            with engine.connect() as connection:
+                ids = list(
+                    connection.execute(
+                        text("SELECT id FROM documents WHERE run_id = :run ORDER BY id"),
+                        {"run": run_id},
+                    ).scalars()
+                )
+        finally:
+            engine.dispose()
+        assert len(ids) == 300
+        # Every document a second time, last batches first: the tail of the run is
+        # offered to both workers at once.
+        batches = [ids[i : i + batch] for i in range(0, len(ids), batch)]
+        send_tasks(cluster, worker.PROCESS_DOCUMENTS, batches[::-1])
+        writer_log = tmp_path / "writer.log"
+        cluster.wait(
+            lambda: "Retry in" in writer_log.read_text(errors="replace"),
+            150,
+            "the writer to back off from the busy store",
+        )
+        edited = folder / keys[-1]
+        edited.write_text("<html><body><p>Rewritten while the run was going.</p></body></html>")
+        info = edited.stat()
+        os.utime(edited, ns=(info.st_atime_ns, info.st_mtime_ns + 5_000_000_000))
+        outage.close()  # the store is back, within the retry budget
+        cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
+        progress = cluster.progress(run_id)
+        assert progress.run.status == "completed"
+        assert (progress.indexed, progress.failed, progress.queued, progress.in_progress) == (
+            300,
+            0,
+            0,
+            0,
+        )
+        counts = progress.run.counts
+        assert (counts.seen, counts.indexed, counts.chunks_embedded) == (300, 300, 300)
+        assert "StoreBusyError" in writer_log.read_text(errors="replace")
+
+        second = cluster.ingest(folder)  # picks up the edit if the worker read the old text
+        cluster.wait(lambda: cluster.progress(second).finished, 120, "the second run")
+        again = cluster.progress(second).run.counts
+        assert again.unchanged + again.indexed == 300 and again.indexed <= 1
+        done = task_results(cluster, ["a", "b"], worker.PROCESS_DOCUMENTS)
+        cluster.stop_all()
+    finally:
+        outage.close()
+        cluster.stop_all()
+
+    # No double work: each document was committed by exactly one delivery; every other
+    # delivery of it found it taken (busy) or done (skipped).
+    assert sum(r["committed"] for r in done) == 300 + again.indexed
+    assert sum(r["busy"] + r["skipped"] for r in done) >= 300
+    assert sum(r["failed"] + r["deleted"] for r in done) == 0
+    cluster.assert_exactly_once()
+    engine = create_engine(cluster.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT status, chunk_count, attempts, open_attempts FROM documents")
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == 300 and set(rows) == {("indexed", 1, 0, 0)}
+    store = build_store(cluster.settings, build_encoders(cluster.settings))
+    try:
+        texts = {
+            hit.payload["document_key"]: hit.payload["text"]
+            for hit in store.retrieve(sorted(store.ids()))
+        }
+    finally:
+        store.close()
+    assert len(texts) == 300 and texts[keys[-1]] == "Rewritten while the run was going."
+    assert texts[keys[0]].startswith("Harbour log 0: ferry 0")

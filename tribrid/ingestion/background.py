@@ -110,6 +110,16 @@ def lease_owner() -> str:
         return _owner[1]
 
 
+def call_owner() -> str:
+    """A lease owner id for one :func:`process_documents` call: ``host:pid:token:call``.
+
+    Leases belong to a call, not to its process: the documents a call handed to the
+    writer stay leased until the writer records them, and a second delivery of the same
+    message to the same process must find them taken, not take them again.
+    """
+    return f"{lease_owner()}:{secrets.token_hex(4)}"
+
+
 def owner_is_dead(owner: str) -> bool:
     """Whether a lease owner is a process of this host that no longer runs.
 
@@ -122,7 +132,8 @@ def owner_is_dead(owner: str) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return owner != lease_owner()
+        mine = lease_owner()  # this process's calls are alive; an older one with its pid is not
+        return owner != mine and not owner.startswith(mine + ":")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -381,7 +392,9 @@ def queue_sync(
         nonlocal batch, estimated
         if batch:
             rows = [(d.key, d.key, d.size, d.mtime_ns) for d in batch]
-            enqueue(ledger.queue_documents(source_id, run_id, rows))
+            ids = ledger.queue_documents(source_id, run_id, rows)
+            if ids:
+                enqueue(ids)
         batch, estimated = [], 0
 
     for item in connector.list_documents():
@@ -528,7 +541,7 @@ def process_documents(
         encoders: The encoders (loaded once per process by the caller).
         sink: Where encoded batches go.
         options: How to parse and chunk.
-        owner: Lease owner id (default: this process's, see :func:`lease_owner`).
+        owner: Lease owner id (default: one for this call, see :func:`call_owner`).
         lease_s: How long a lease lasts; renewed after every parsed document.
         max_attempts: Workers a file may kill before it is quarantined as ``crashed``.
         parse: The parse function (tests inject failures through it).
@@ -538,7 +551,7 @@ def process_documents(
             call took and did not hand to the sink is released first, so a retry can
             take them again.
     """
-    owner = owner or lease_owner()
+    owner = owner or call_owner()
     report = ProcessReport()
     items = ledger.work_items(document_ids)
     report.skipped = [i.id for i in items if i.status != DocumentStatus.PENDING]
@@ -741,6 +754,7 @@ __all__ = [
     "apply_write",
     "batch_from_json",
     "batch_to_json",
+    "call_owner",
     "document_path",
     "fail_documents",
     "failure_kind",

@@ -899,11 +899,16 @@ class SqlLedger:
         its chunks (its points stay searchable until a worker replaces them) and what was
         recorded of its file until a worker records what it parsed.
 
+        A document that ``run_id`` queued already and that is no longer pending (a worker
+        indexed it, or recorded it failed or deleted) is left alone: a listing delivered
+        twice, the second copy running while workers already finish the first one's
+        documents, must not send them round again.
+
         Args:
             documents: ``(key, path, size, mtime_ns)`` of every document to queue.
 
         Returns:
-            The documents' row ids, in the order given.
+            The row ids of the documents now pending for the run, in the order given.
         """
         ids: list[int] = []
         with self._write(f"queue {len(documents)} documents for run {run_id}") as session:
@@ -911,6 +916,8 @@ class SqlLedger:
                 document = self._lock_document(
                     session, source_id, key, path=path, size=size, mtime_ns=mtime_ns
                 )
+                if document.run_id == run_id and document.status != DocumentStatus.PENDING:
+                    continue  # this run has finished it already
                 document.status = DocumentStatus.PENDING.value
                 document.run_id = run_id
                 document.updated_at = utcnow()
@@ -1045,6 +1052,8 @@ class SqlLedger:
 
         Args:
             listed: Also record that the listing is done and every document is queued.
+                Only the first listing of a run counts: a second copy of it (a message
+                delivered twice) adds nothing.
         """
         values: dict[str, Any] = {
             name: getattr(RunRow, name) + value for name, value in counts.as_dict().items() if value
@@ -1053,13 +1062,11 @@ class SqlLedger:
             values["listed_at"] = utcnow()
         if not values:
             return
+        statement = update(RunRow).where(RunRow.id == run_id)
+        if listed:
+            statement = statement.where(RunRow.listed_at.is_(None))
         with self._write(f"count the work of run {run_id}") as session:
-            session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+            session.execute(statement.values(**values).execution_options(synchronize_session=False))
 
     def complete_run_if_done(self, run_id: int) -> bool:
         """Complete a background run whose listing is done and has nothing pending.
