@@ -58,12 +58,13 @@ class Clock:
 def test_a_burst_becomes_one_action_after_the_quiet_period() -> None:
     clock = Clock()
     d = Debouncer(quiet_s=1.0, max_wait_s=10.0, clock=clock)
-    assert not d.pending and d.deadline() is None and not d.take()
+    assert not d.pending and d.deadline() is None and d.remaining() is None and not d.take()
     for _ in range(5):  # five events, 0.5 s apart: never quiet for 1 s
         d.touch()
         clock.now += 0.5
         assert not d.take()
     assert d.deadline() == pytest.approx(clock.now + 0.5)  # 1 s after the last event
+    assert d.remaining() == pytest.approx(0.5)
     clock.now += 0.5
     assert d.due() and d.take()
     assert not d.pending and not d.take()  # consumed: one action for the burst
@@ -273,6 +274,54 @@ def test_a_busy_store_is_retried_and_stop_closes_the_syncer(
     assert "StoreBusyError" in lines[0] and "trying again in 2 s" in lines[0]
     assert lines[1] == "synced" and watcher.syncs == 1
     assert thread.is_alive()
+
+
+def test_polling_sees_changes_too(
+    tmp_path: Path, run_watcher: Callable[[FolderWatcher], threading.Thread]
+) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    syncer = CountingSyncer()
+    watcher = FolderWatcher(
+        LocalFolderConnector(root),
+        syncer,
+        debouncer=Debouncer(quiet_s=0.1, max_wait_s=1.0),
+        polling=True,
+        poll_s=0.2,
+    )
+    run_watcher(watcher)
+    _wait(lambda: len(syncer.calls) == 1, 5, "the initial sync")
+    (root / "a.md").write_text("a")
+    _wait(lambda: len(syncer.calls) == 2, 5, "a sync for the new file")
+
+
+def test_a_sync_waits_for_the_previous_run_without_spinning(
+    tmp_path: Path, run_watcher: Callable[[FolderWatcher], threading.Thread]
+) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+
+    class Busy(CountingSyncer):
+        """A previous run that is still going, as BackgroundSyncer reports it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked = 0
+            self.is_ready = False
+
+        def ready(self) -> bool:
+            self.asked += 1
+            return self.is_ready
+
+    syncer = Busy()
+    watcher = FolderWatcher(
+        LocalFolderConnector(root), syncer, debouncer=Debouncer(quiet_s=0.1, max_wait_s=1.0)
+    )
+    run_watcher(watcher)
+    time.sleep(2.0)
+    assert syncer.calls == [] and 1 <= syncer.asked <= 4  # about once a second
+    syncer.is_ready = True
+    _wait(lambda: len(syncer.calls) == 1, 3, "the sync once the run is done")
 
 
 def test_a_permanent_error_stops_the_watcher(tmp_path: Path) -> None:

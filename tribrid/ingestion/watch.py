@@ -139,6 +139,12 @@ class Debouncer:
         due = min(self._last + self.quiet_s, self._first + self.max_wait_s)
         return due if self._not_before is None else max(due, self._not_before)
 
+    def remaining(self) -> float | None:
+        """Seconds until the pending burst is due (<= 0: due), ``None`` if none is pending."""
+        with self._lock:
+            deadline = self._deadline()
+            return None if deadline is None else deadline - self._clock()
+
     def due(self) -> bool:
         """Whether the pending burst is due now (without consuming it)."""
         with self._lock:
@@ -536,11 +542,12 @@ class FolderWatcher:
             self.syncer.close()
 
     def _wait_s(self) -> float:
-        deadline = self.debouncer.deadline()
-        if deadline is None:
+        remaining = self.debouncer.remaining()
+        if remaining is None:
             return 0.5
-        # Wake at the deadline; while a queued run is still going, look again each second.
-        return min(1.0, max(0.05, deadline - time.monotonic()))
+        # Due but not taken: the syncer is not ready (a queued run still going); look
+        # again in a second rather than polling the ledger in a tight loop.
+        return 1.0 if remaining <= 0 else min(1.0, max(0.02, remaining))
 
     def _step(self) -> None:
         if not self.debouncer.due() or not self.syncer.ready():
