@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tribrid import app as api
 from tribrid.errors import TribridError
+from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import RunProgress
 from tribrid.settings import Settings
 
@@ -494,6 +495,9 @@ def watch(
             say("interrupted; the next sync finishes what this one left")
             raise typer.Exit(code=130) from None
     say(f"stopped after {watcher.syncs} sync(s)")
+
+
+evaluation_cli.register(cli)
 
 
 def main() -> None:

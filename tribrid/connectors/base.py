@@ -74,6 +74,29 @@ class SourceDocument:
 
 
 @dataclass(frozen=True)
+class TextDocument(SourceDocument):
+    """A document whose text the connector already holds (a record, not a file to parse).
+
+    It skips parsing: the pipeline hands ``title`` and ``text`` straight to chunking.
+    ``path`` is the file the record came from (for messages); ``content_hash`` is the
+    SHA-256 of the title and text, so an unchanged record is never re-encoded even when
+    the file around it changes.
+
+    Attributes:
+        title: The document's title ('' when it has none); chunked as a heading.
+        text: The document's body.
+    """
+
+    title: str = field(default="", compare=False, repr=False)
+    text: str = field(default="", compare=False, repr=False)
+
+    @property
+    def content_hash(self) -> str:  # a property here, not a cached hash of the file
+        """SHA-256 of the title and the text."""
+        return hashlib.sha256(f"{self.title}\x1f{self.text}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class ListingFailure:
     """A path the connector found but refused or could not read.
 
@@ -91,6 +114,7 @@ class ListingFailure:
 
 
 ListedItem = SourceDocument | ListingFailure
+"""What a connector yields: a document (a :class:`TextDocument` is one) or a refusal."""
 
 
 @runtime_checkable

@@ -93,11 +93,16 @@ class ParseJob:
         source_key: Key of the source the document belongs to.
         document_key: Key of the document within its source.
         path: The file on disk.
+        text: The document's text when the connector already has it (a record such as a
+            BEIR corpus line): it is chunked as is and ``path`` is not read.
+        title: The title of such a text, chunked as its heading.
     """
 
     source_key: str
     document_key: str
     path: Path
+    text: str | None = field(default=None, repr=False)
+    title: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,11 @@ def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
     """
     from tribrid.ingestion.chunking import chunk_elements
     from tribrid.ingestion.parsing import partition_with_page_count
+    from tribrid.ingestion.text import chunk_text
 
+    if job.text is not None:
+        # Already text (a record, not a file): nothing to read or partition, only chunking.
+        return chunk_text(job, options)
     key = job.document_key
     try:
         elements, page_count = partition_with_page_count(

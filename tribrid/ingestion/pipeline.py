@@ -22,11 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
+from tribrid.connectors.base import Connector, ListingFailure, SourceDocument, TextDocument
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import (
     Chunk,
@@ -619,6 +619,8 @@ class SyncPipeline:
         if plan.action == PlanAction.PARSE:
             assert plan.content_hash is not None
             job = ParseJob(source_key=doc.source_key, document_key=doc.key, path=doc.path)
+            if isinstance(doc, TextDocument):
+                job = replace(job, text=doc.text, title=doc.title)
             return job, plan.content_hash
         if plan.action == PlanAction.FAIL:
             assert plan.kind is not None and plan.message is not None

@@ -1,0 +1,185 @@
+"""Per-channel candidate lists of every query, searched once and fused many times.
+
+Evaluating a fusion or tuning one never needs the store again once each channel's
+ranking of each query is known: :func:`collect_candidates` searches every channel once
+per query (timing the query encoding and the search), and :func:`fused_documents` turns
+the cached lists into a document ranking for any fusion setting, with the same
+:func:`~tribrid.retrievers.fusion.fuse` the retriever runs.
+
+Documents are chunked, so chunk hits are aggregated into document scores by their
+best chunk (max): a document ranks where its best chunk ranks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tribrid.encoders import EncoderSet
+from tribrid.ledger.base import Ledger
+from tribrid.retrievers.config import RetrieverSettings
+from tribrid.retrievers.fusion import fuse
+from tribrid.store.base import Channel, ChannelQuery, StoreQuery, VectorStore
+
+Hits = list[tuple[str, float]]
+
+#: The query encoder each channel needs.
+CHANNEL_ENCODER = {
+    Channel.DENSE: "dense",
+    Channel.BINARY: "dense",
+    Channel.SPLADE: "splade",
+    Channel.BM25: "bm25",
+}
+
+Advance = Callable[[int], None]
+
+
+@dataclass
+class Candidates:
+    """Every channel's chunk ranking of every query, with timings.
+
+    Attributes:
+        ranked: ``{channel: {query id: [(point id, score), ...]}}``, best first.
+        search_ms: ``{channel: {query id: milliseconds}}`` of the store search.
+        encode_ms: ``{encoder: {query id: milliseconds}}`` of the query encoding.
+        dense_queries: The dense query vectors (for binary calibration).
+        depth: How many chunks each channel returned per query.
+    """
+
+    ranked: dict[str, dict[str, Hits]] = field(default_factory=dict)
+    search_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    encode_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    dense_queries: dict[str, np.ndarray] = field(default_factory=dict)
+    depth: int = 0
+
+    def latency_ms(self, query_id: str, channels: Iterable[str]) -> float:
+        """Encoding plus search time of one query over ``channels`` (each encoder once)."""
+        channels = list(channels)
+        encoders = {CHANNEL_ENCODER[Channel(c)] for c in channels}
+        return sum(self.encode_ms[e][query_id] for e in encoders) + sum(
+            self.search_ms[c][query_id] for c in channels
+        )
+
+
+def point_documents(ledger: Ledger, source_key: str) -> dict[str, str]:
+    """``{point id: document key}`` of every chunk the ledger lists for a source."""
+    source_id = ledger.ensure_source(
+        source_key, kind=source_key.split(":", 1)[0], location=source_key
+    )
+    states = {s.id: s.key for s in ledger.document_states(source_id) if s.chunk_count > 0}
+    ids = list(states)
+    mapping: dict[str, str] = {}
+    for start in range(0, len(ids), 1000):
+        for doc_id, records in ledger.chunks_of_many(ids[start : start + 1000]).items():
+            for record in records:
+                mapping[record.point_id] = states[doc_id]
+    return mapping
+
+
+def collect_candidates(
+    store: VectorStore,
+    encoders: EncoderSet,
+    queries: Mapping[str, str],
+    channels: Sequence[Channel],
+    *,
+    depth: int = 300,
+    oversampling: float = 8.0,
+    advance: Advance | None = None,
+) -> Candidates:
+    """Encode every query once per encoder and search each channel once, timed.
+
+    Args:
+        store: The open store.
+        encoders: The encoders the index was built with.
+        queries: ``{query id: text}``.
+        channels: Channels to search.
+        depth: Chunks returned per channel and query.
+        oversampling: For the binary channel.
+        advance: Called with 1 after each query.
+    """
+    result = Candidates(depth=depth)
+    needed = {CHANNEL_ENCODER[c] for c in channels}
+    for name in needed:
+        result.encode_ms[name] = {}
+    for channel in channels:
+        result.ranked[channel.value] = {}
+        result.search_ms[channel.value] = {}
+    for query_id, text in queries.items():
+        vectors: dict[str, object] = {}
+        for name in sorted(needed):
+            started = time.perf_counter()
+            if name == "dense":
+                dense = encoders.dense.encode_query(text)
+                result.dense_queries[query_id] = np.asarray(dense, dtype=np.float32)
+                vectors[name] = [float(x) for x in dense]
+            elif name == "splade":
+                vectors[name] = encoders.splade.encode_query(text)
+            else:
+                vectors[name] = encoders.bm25.encode_query(text)
+            result.encode_ms[name][query_id] = (time.perf_counter() - started) * 1000
+        for channel in channels:
+            query = StoreQuery(
+                channels=(ChannelQuery(channel, vectors[CHANNEL_ENCODER[channel]]),),  # type: ignore[arg-type]
+                limit=depth,
+                oversampling=oversampling,
+                with_payload=False,
+            )
+            started = time.perf_counter()
+            hits = store.query(query)
+            result.search_ms[channel.value][query_id] = (time.perf_counter() - started) * 1000
+            result.ranked[channel.value][query_id] = [(h.id, h.score) for h in hits]
+        if advance is not None:
+            advance(1)
+    return result
+
+
+def documents_of(
+    hits: Iterable[tuple[str, float]], point_doc: Mapping[str, str], limit: int
+) -> list[str]:
+    """Document ids ranked by their best chunk (max aggregation), at most ``limit``.
+
+    ``hits`` are best first, so a document's first appearance is its best chunk. Points
+    the mapping does not know (another source's) are skipped.
+    """
+    docs: dict[str, None] = {}
+    for point_id, _ in hits:
+        doc = point_doc.get(point_id)
+        if doc is not None and doc not in docs:
+            docs[doc] = None
+            if len(docs) >= limit:
+                break
+    return list(docs)
+
+
+def fused_documents(
+    candidates: Candidates,
+    query_id: str,
+    settings: RetrieverSettings,
+    point_doc: Mapping[str, str],
+    *,
+    limit: int = 100,
+) -> tuple[list[str], float]:
+    """The document ranking of one query under a fusion setting, and the fusion time (ms).
+
+    Mirrors :class:`~tribrid.retrievers.HybridRetriever`: each active channel's list is
+    cut to ``prefetch_k`` (default 100) and fused with the same function; a single
+    channel keeps its own order.
+    """
+    active = {c: w for c, w in settings.channels.items() if w > 0}
+    prefetch = settings.prefetch_k or 100
+    if len(active) == 1:
+        (channel,) = active
+        return documents_of(candidates.ranked[channel][query_id], point_doc, limit), 0.0
+    started = time.perf_counter()
+    fused = fuse(
+        settings.fusion,
+        {c: candidates.ranked[c][query_id][:prefetch] for c in active},
+        weights=active,
+        rrf_k=settings.rrf_k,
+        normalization=settings.normalization,
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    return documents_of(fused, point_doc, limit), elapsed

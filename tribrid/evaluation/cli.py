@@ -1,0 +1,152 @@
+"""``tribrid eval`` and ``tribrid tune``: thin commands over :mod:`tribrid.evaluation`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from tribrid.evaluation.harness import ALL_MODES, EvalMode, evaluate
+from tribrid.evaluation.report import markdown_table, write_report
+from tribrid.retrievers.config import RetrieverConfig
+from tribrid.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+DatasetDir = Annotated[
+    Path, typer.Argument(help="BEIR-format folder: corpus.jsonl, queries.jsonl, qrels/.")
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="TRIBRID_DATA_DIR",
+        help="Where the dataset's index is kept (use one per dataset) "
+        "(default: .tribrid-eval/<dataset name>).",
+    ),
+]
+
+
+def _settings(dataset: Path, data_dir: Path | None) -> Settings:
+    # The corpus is indexed into the data dir: by default a folder of its own, so an
+    # evaluation never mixes a dataset into the user's index.
+    return Settings(data_dir=data_dir or Path(".tribrid-eval") / dataset.resolve().name)
+
+
+class _Bar:
+    """Draws each phase of an evaluation as a rich progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+
+    def phase(self, name: str, total: int | None) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, visible=False)
+        self._task = self._progress.add_task(name, total=total)
+
+    def advance(self, steps: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, steps)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def eval_command(
+    dataset: DatasetDir,
+    split: Annotated[str, typer.Option("--split", help="Qrels split to evaluate.")] = "test",
+    modes: Annotated[
+        list[EvalMode] | None,
+        typer.Option("--modes", "-m", help="Modes to evaluate (repeat the option) (default: all)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Also evaluate this tuned retriever config (mode 'tuned')."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write <output>.md, <output>.json and <output>.png "
+            "(default: <data dir>/eval-<split>).",
+        ),
+    ] = None,
+    depth: Annotated[
+        int, typer.Option("--depth", min=100, help="Chunks fetched per channel and query.")
+    ] = 300,
+    calibrate: Annotated[
+        bool | None,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            help="Binary recall against float per encoding (default: when binary is evaluated).",
+        ),
+    ] = None,
+    target_recall: Annotated[
+        float, typer.Option("--target-recall", min=0.0, max=1.0, help="Binary recall@10 target.")
+    ] = 0.98,
+    max_queries: Annotated[
+        int | None, typer.Option("--max-queries", min=1, help="Only the first N judged queries.")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Measure every channel and fusion on a BEIR dataset: quality, latency, index size.
+
+    The corpus is indexed once into the data dir (the ledger skips it next time). Chunk
+    hits are aggregated to documents by their best chunk before nDCG@10, Recall@10/100
+    and MRR@10 are computed (pytrec_eval).
+    """
+    settings = _settings(dataset, data_dir)
+    chosen = [m.value for m in (modes or ALL_MODES)]
+    tuned = RetrieverConfig.load(config) if config else None
+    with _progress() as progress:
+        report = evaluate(
+            dataset,
+            settings,
+            modes=chosen,
+            split=split,
+            config=tuned,
+            depth=depth,
+            calibrate=calibrate,
+            target_recall=target_recall,
+            max_queries=max_queries,
+            progress=_Bar(progress),
+        )
+    paths = write_report(report, output or settings.data_dir / f"eval-{split}")
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    console.print(markdown_table(report), highlight=False, soft_wrap=True)
+    console.print(
+        "wrote " + ", ".join(str(p) for p in paths.values()) + f" ({report.duration_s:.0f} s)",
+        highlight=False,
+    )
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the evaluation commands to the ``tribrid`` CLI."""
+    cli.command("eval")(eval_command)
