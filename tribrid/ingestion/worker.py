@@ -158,6 +158,13 @@ def configure(settings: Settings | None = None, *, create_folders: bool = False)
     """
     settings = settings or Settings()
     app.conf.update(celery_config(settings, create_folders=create_folders))
+    # Connections and producers opened under the previous configuration would still
+    # send to the previous broker (or broker folder): drop them.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    if "amqp" in vars(app):  # created on first use; nothing to drop before that
+        app.amqp._producer_pool = None
     _runtime.settings = settings
     return settings
 
