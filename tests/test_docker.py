@@ -60,7 +60,7 @@ def compose() -> dict[str, Any]:
     return dict(_interpolate(raw, _env_example()))
 
 
-TRIBRID_SERVICES = ("worker", "beat", "flower", "cli")
+TRIBRID_SERVICES = ("worker", "beat", "flower", "watch", "cli")
 
 
 def test_services_and_images(compose: dict[str, Any]) -> None:
@@ -83,6 +83,8 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     ]
     assert services["flower"]["entrypoint"][3] == "flower"
     assert services["cli"]["profiles"] == ["cli"]  # `run --rm cli ...`, never started by `up`
+    assert services["watch"]["profiles"] == ["watch"]  # opt-in: `--profile watch`
+    assert services["watch"]["command"] == ["watch", "/documents", "--background"]
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
 
 
