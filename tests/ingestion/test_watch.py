@@ -399,14 +399,17 @@ def test_tribrid_watch_indexes_a_new_file_and_removes_a_deleted_one(tmp_path: Pa
     def output() -> str:
         return (tmp_path / "watch.log").read_text(errors="replace")
 
+    ledgers: list[SqlLedger] = []  # one, opened once the watcher has created it
+
     def statuses() -> dict[str, str]:
-        if not (data / "ledger.db").exists():
-            return {}
-        with SqlLedger(settings.database_url) as ledger:
-            source = ledger.sources()
-            if not source:
+        if not ledgers:
+            if not (data / "ledger.db").exists():
                 return {}
-            return {s.key: s.status.value for s in ledger.document_states(source[0].id)}
+            ledgers.append(SqlLedger(settings.database_url))
+        sources = ledgers[0].sources()
+        if not sources:
+            return {}
+        return {s.key: s.status.value for s in ledgers[0].document_states(sources[0].id)}
 
     def wait(what: Callable[[], bool], timeout: float, why: str) -> float:
         started = time.monotonic()
@@ -414,7 +417,7 @@ def test_tribrid_watch_indexes_a_new_file_and_removes_a_deleted_one(tmp_path: Pa
             if what():
                 return time.monotonic() - started
             assert proc.poll() is None, f"tribrid watch exited:\n{output()}"
-            time.sleep(0.1)
+            time.sleep(0.2)
         pytest.fail(f"timed out waiting for {why}:\n{output()}")
 
     try:
@@ -440,6 +443,8 @@ def test_tribrid_watch_indexes_a_new_file_and_removes_a_deleted_one(tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, output()
     finally:
+        for ledger in ledgers:
+            ledger.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
