@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +27,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# One ONNX export cache for the whole session (and the workers it starts): tests make many
+# data directories, and exporting the models again into each would cost seconds apiece.
+_OWN_MODEL_CACHE = "TRIBRID_MODELS__CACHE_DIR" not in os.environ
+if _OWN_MODEL_CACHE:
+    os.environ["TRIBRID_MODELS__CACHE_DIR"] = tempfile.mkdtemp(prefix="tribrid-test-models-")
+MODEL_CACHE_DIR = os.environ["TRIBRID_MODELS__CACHE_DIR"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_model_cache() -> Iterator[None]:
+    yield
+    if _OWN_MODEL_CACHE:
+        shutil.rmtree(MODEL_CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir() -> str:
+    """The session's shared ONNX export cache (``TRIBRID_MODELS__CACHE_DIR``)."""
+    return MODEL_CACHE_DIR
 
 
 ADMIN_URL = os.environ.get("TRIBRID_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -77,10 +77,18 @@ def build_encoders(settings: Settings) -> EncoderSet:
         "batch_size": models.batch_size,
         "max_seq_length": models.max_seq_length,
         "torch_threads": models.torch_threads,
+        "cache_dir": settings.model_cache_dir,
     }
     return EncoderSet(
-        dense=SentenceTransformerEncoder(models.dense, **common),
-        splade=SpladeEncoder(models.splade, **common),
+        dense=SentenceTransformerEncoder(
+            models.dense, backend=models.dense_backend or models.backend, **common
+        ),
+        splade=SpladeEncoder(
+            models.splade,
+            backend=models.splade_backend or models.backend,
+            top_k=models.splade_top_k,
+            **common,
+        ),
         bm25=Bm25Encoder(
             k=settings.bm25.k,
             b=settings.bm25.b,

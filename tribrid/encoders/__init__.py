@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tribrid.encoders.base import DenseEncoder, DenseMatrix, SparseEncoder, SparseVector
+from tribrid.encoders.base import (
+    DenseEncoder,
+    DenseMatrix,
+    EncoderBackend,
+    SparseEncoder,
+    SparseVector,
+)
 from tribrid.encoders.bm25 import Bm25Encoder
 from tribrid.encoders.dense import SentenceTransformerEncoder
 from tribrid.encoders.splade import SpladeEncoder
@@ -80,6 +86,7 @@ __all__ = [
     "Bm25Encoder",
     "DenseEncoder",
     "EncodedBatch",
+    "EncoderBackend",
     "EncoderSet",
     "QueryVectors",
     "SentenceTransformerEncoder",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
+from tribrid.encoders.base import EncoderBackend
 from tribrid.encoders.models import resolve_model
-from tribrid.errors import EncoderError, MissingDependencyError
+from tribrid.errors import ConfigError, EncoderError, MissingDependencyError
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, str, str, int | None], Any] = {}
@@ -62,8 +65,13 @@ def load_model(cls_name: str, location: str, *, device: str, max_seq_length: int
 class SentenceTransformersModel:
     """What the dense and the SPLADE encoder share: a lazily loaded, process-wide model.
 
+    With the ``torch`` backend the model is a sentence-transformers object. With the ONNX
+    backends it is an export (see :mod:`tribrid.encoders._onnx`), made from the torch model
+    the first time and then reused from ``cache_dir`` by every process.
+
     Subclasses set ``_kind`` (``"dense"`` or ``"splade"``) and ``_class_name`` (the
-    sentence-transformers class that loads it).
+    sentence-transformers class that loads it), and implement ``_export`` and
+    ``_load_onnx``.
     """
 
     _kind: str
@@ -73,12 +81,28 @@ class SentenceTransformersModel:
         self,
         model: str = "default",
         *,
+        backend: EncoderBackend | str = EncoderBackend.TORCH,
+        cache_dir: str | os.PathLike[str] | None = None,
         device: str = "cpu",
         batch_size: int = 32,
         max_seq_length: int | None = 256,
         torch_threads: int | None = None,
     ) -> None:
+        try:
+            self._backend = EncoderBackend(backend)
+        except ValueError as e:
+            valid = ", ".join(b.value for b in EncoderBackend)
+            raise ConfigError(
+                f"unknown encoder backend {backend!r}; valid backends: {valid} "
+                "(TRIBRID_MODELS__BACKEND)"
+            ) from e
+        if self._backend is not EncoderBackend.TORCH and device != "cpu":
+            raise ConfigError(
+                f"the {self._backend.value} backend runs on the CPU only, but device is "
+                f"{device!r}; set TRIBRID_MODELS__BACKEND=torch to use {device}"
+            )
         self._resolved = resolve_model(model, kind=self._kind)
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._device = device
         self._batch_size = batch_size
         self._max_seq_length = max_seq_length
@@ -87,16 +111,61 @@ class SentenceTransformersModel:
 
     @property
     def model_name(self) -> str:
-        """Stable identity of the model."""
+        """Stable identity of the model (the same for every backend)."""
         return self._resolved.identity
 
+    @property
+    def backend(self) -> EncoderBackend:
+        """What runs the network."""
+        return self._backend
+
     def warm_up(self) -> None:
-        """Load the model now rather than on the first encode."""
-        if self._model is None:
-            configure_threads(self._threads)
-            self._model = load_model(
-                self._class_name,
-                self._resolved.location,
-                device=self._device,
-                max_seq_length=self._max_seq_length,
-            )
+        """Load the model (exporting it first if an ONNX backend needs it) now."""
+        if self._model is not None:
+            return
+        if self._backend is EncoderBackend.TORCH:
+            self._model = self._torch_model()
+        else:
+            self._model = self._load_onnx(self.export_folder())
+
+    def _torch_model(self) -> Any:
+        configure_threads(self._threads)
+        return load_model(
+            self._class_name,
+            self._resolved.location,
+            device=self._device,
+            max_seq_length=self._max_seq_length,
+        )
+
+    def export_folder(self, backend: EncoderBackend | None = None) -> Path:
+        """The folder of this model's ONNX export, exporting it first if it is missing."""
+        from tribrid.encoders import _onnx
+
+        backend = backend or self._backend
+        if backend is EncoderBackend.TORCH:
+            raise ConfigError("the torch backend has no export folder")
+        cache = self._cache_dir or _onnx.default_cache_dir()
+        target = _onnx.export_dir(cache, self._resolved, backend)
+        if backend is EncoderBackend.ONNX:
+            return _onnx.ensure_export(target, self._export)
+        source = self.export_folder(EncoderBackend.ONNX)
+
+        def build(folder: Path) -> dict[str, Any]:
+            for item in source.iterdir():
+                if item.suffix == ".onnx":
+                    _onnx.quantize(item, folder / item.name)
+                elif item.name != _onnx.MANIFEST:
+                    shutil.copy2(item, folder / item.name)
+            manifest = _onnx.read_manifest(source)
+            manifest["backend"] = backend.value
+            return manifest
+
+        return _onnx.ensure_export(target, build)
+
+    def _export(self, folder: Path) -> dict[str, Any]:
+        """Write the fp32 ONNX files into ``folder`` and return the manifest."""
+        raise NotImplementedError
+
+    def _load_onnx(self, folder: Path) -> Any:
+        """Load an export into whatever the subclass encodes with."""
+        raise NotImplementedError
