@@ -37,6 +37,7 @@ from tribrid.store.base import (
 )
 
 if TYPE_CHECKING:
+    from tribrid.retrievers.config import RetrieverConfig
     from tribrid.retrievers.hybrid import HybridRetriever
 
 
@@ -281,7 +282,12 @@ def search(
         store.close()
 
 
-def as_retriever(*, settings: Settings | None = None, **overrides: Any) -> HybridRetriever:
+def as_retriever(
+    *,
+    settings: Settings | None = None,
+    config: RetrieverConfig | str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> HybridRetriever:
     """A LangChain retriever over the index ``tribrid ingest`` built, in one line.
 
     The store and models are those of the same :class:`~tribrid.settings.Settings` the
@@ -291,6 +297,8 @@ def as_retriever(*, settings: Settings | None = None, **overrides: Any) -> Hybri
 
     Args:
         settings: Settings to use (default: from the environment).
+        config: A tuned configuration (``tribrid tune`` writes one) or its path; its
+            options apply first and ``overrides`` win over them.
         **overrides: Retriever options (``k``, ``channels``, ``fusion``, ``filter`` …,
             see :class:`~tribrid.retrievers.HybridRetriever`) and top-level settings
             fields (``data_dir`` …), told apart by name.
@@ -303,6 +311,10 @@ def as_retriever(*, settings: Settings | None = None, **overrides: Any) -> Hybri
 
     options = {k: v for k, v in overrides.items() if k in CALL_OPTIONS or k in ("tags", "metadata")}
     cfg = _settings(settings, {k: v for k, v in overrides.items() if k not in options})
+    if config is not None:
+        from tribrid.retrievers.config import load_config
+
+        options = {**load_config(config).options(), **options}
     options.setdefault("oversampling", cfg.quantization.oversampling)
     encoders = build_encoders(cfg)
     store = build_store(cfg, encoders)

@@ -185,6 +185,25 @@ def _snippet(text: str, query: str, width: int = 220) -> str:
     return ("… " if best else "") + rest[:width] + ("…" if len(rest) > width else "")
 
 
+def _search_with_config(
+    query: str, config: Path, *, k: int, settings: Settings
+) -> list[api.SearchResult]:
+    with api.as_retriever(settings=settings, config=config, k=k) as retriever:
+        chunks = retriever.search(query)
+    return [
+        api.SearchResult(
+            point_id=c.id,
+            score=c.score,
+            path=str(c.payload.get("path", c.payload.get("document_key", ""))),
+            text=str(c.payload.get("text", "")),
+            chunk_index=int(c.payload.get("chunk_index", 0)),
+            page=c.payload.get("page"),
+            payload=dict(c.payload),
+        )
+        for c in chunks
+    ]
+
+
 @cli.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
@@ -192,11 +211,20 @@ def search(
         api.SearchMode, typer.Option("--mode", "-m", help="Ranking channel(s).")
     ] = api.SearchMode.HYBRID,
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Number of results.")] = 10,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Fuse as this tuned retriever config says (`tribrid tune`)."),
+    ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search the index."""
-    results = api.search(query, mode=mode, k=k, settings=_settings(data_dir))
+    if config is not None:
+        if mode is not api.SearchMode.HYBRID:
+            raise _fail("--config sets the channels and their fusion; leave out --mode")
+        results = _search_with_config(query, config, k=k, settings=_settings(data_dir))
+    else:
+        results = api.search(query, mode=mode, k=k, settings=_settings(data_dir))
     if as_json:
         rows = [
             {

@@ -17,6 +17,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from tribrid.evaluation.harness import ALL_MODES, EvalMode, evaluate
 from tribrid.evaluation.report import markdown_table, write_report
@@ -147,6 +148,105 @@ def eval_command(
     )
 
 
+def tune_command(
+    dataset: DatasetDir,
+    train_split: Annotated[str, typer.Option("--train-split", help="Split searched.")] = "train",
+    test_split: Annotated[
+        str, typer.Option("--test-split", help="Split reported, never searched.")
+    ] = "test",
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            "--holdout",
+            min=0.01,
+            max=0.99,
+            help="No train split? Tune on this fraction of the test queries (fixed by a hash "
+            "of their ids) and report on the rest.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write the config (default: <data dir>/tuned.json)."
+        ),
+    ] = None,
+    objective: Annotated[
+        str, typer.Option("--objective", help="Metric maximised on the train split.")
+    ] = "ndcg@10",
+    target_recall: Annotated[
+        float,
+        typer.Option(
+            "--target-recall",
+            min=0.0,
+            max=1.0,
+            help="Binary recall@10 the oversampling must reach.",
+        ),
+    ] = 0.98,
+    max_queries: Annotated[
+        int | None,
+        typer.Option("--max-queries", min=1, help="Only the first N judged queries per split."),
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Tune fusion (method, weights, RRF k, prefetch) on the train split; report train and test.
+
+    Writes a config that `tribrid search --config` and `tribrid.as_retriever(config=...)`
+    load. The test split is scored once for the chosen setting, never searched.
+    """
+    from tribrid.evaluation.tuning import tune
+
+    settings = _settings(dataset, data_dir)
+    with _progress() as progress:
+        report, _ = tune(
+            dataset,
+            settings,
+            train_split=train_split,
+            test_split=test_split,
+            holdout=holdout,
+            output=output,
+            objective=objective,
+            target_recall=target_recall,
+            max_queries=max_queries,
+            progress=_Bar(progress),
+        )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    table = Table(
+        title=f"tune {dataset.name}: {report.trials} settings tried on {report.train_split}"
+    )
+    table.add_column("setting")
+    metric_names = list(report.train)
+    for split in ("train", "test"):
+        for name in metric_names:
+            table.add_column(f"{split} {name}", justify="right")
+    for label, train, test in (
+        ("default (rrf k=60, equal weights)", report.default_train, report.default_test),
+        ("tuned", report.train, report.test),
+    ):
+        table.add_row(
+            label,
+            *(f"{train[m]:.4f}" for m in metric_names),
+            *(f"{test[m]:.4f}" for m in metric_names),
+        )
+    console.print(table)
+    console.print(f"best: {json.dumps(report.best)}", highlight=False, soft_wrap=True)
+    if report.binary.get("encoding"):
+        reached = report.binary.get("oversampling")
+        console.print(
+            f"binary {report.binary['encoding']}/{report.binary['query_encoding']}: "
+            + (
+                f"oversampling {reached:g} reaches recall@10 >= {report.binary['target_recall']}"
+                if reached
+                else f"no oversampling tried reaches recall@10 {report.binary['target_recall']}"
+            ),
+            highlight=False,
+        )
+    console.print(f"wrote {report.config_path} ({report.duration_s:.0f} s)", highlight=False)
+
+
 def register(cli: typer.Typer) -> None:
     """Add the evaluation commands to the ``tribrid`` CLI."""
     cli.command("eval")(eval_command)
+    cli.command("tune")(tune_command)

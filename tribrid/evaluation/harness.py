@@ -34,6 +34,7 @@ import numpy as np
 
 from tribrid.app import build_encoders, build_ledger, build_store
 from tribrid.connectors.beir import BeirCorpusConnector, Qrels, read_qrels, read_queries
+from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError
 from tribrid.evaluation.binary import (
     BITS,
@@ -55,7 +56,7 @@ from tribrid.ingestion.pipeline import SyncReport
 from tribrid.retrievers.config import RetrieverConfig, RetrieverSettings
 from tribrid.retrievers.fusion import FusionMethod
 from tribrid.settings import Settings
-from tribrid.store.base import Channel, VectorStore
+from tribrid.store.base import BinaryEncoding, Channel, QueryEncoding, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +343,10 @@ def evaluate(
     metrics: Sequence[str] = DEFAULT_METRICS,
     calibrate: bool | None = None,
     oversampling: Sequence[float] = DEFAULT_OVERSAMPLING,
+    encodings: Sequence[tuple[BinaryEncoding, QueryEncoding]] = DEFAULT_ENCODINGS,
     target_recall: float = 0.98,
     max_queries: int | None = None,
+    encoders: EncoderSet | None = None,
     progress: PhaseProgress | None = None,
 ) -> EvalReport:
     """Index a BEIR dataset (once) and measure every mode on one split.
@@ -363,8 +366,11 @@ def evaluate(
         calibrate: Measure binary recall against float search per encoding
             (default: when ``binary`` is among the modes).
         oversampling: Oversampling factors for the calibration.
+        encodings: ``(codes, query encoding)`` pairs calibrated.
         target_recall: Binary recall@10 target for choosing an oversampling.
         max_queries: Evaluate only the first N judged queries (quick runs).
+        encoders: Encoders to use (default: built from ``settings``), e.g. to reuse
+            loaded models or to try another backend on the same index.
         progress: Receives progress of the long phases.
 
     Returns:
@@ -393,13 +399,13 @@ def evaluate(
     calibrate = EvalMode.BINARY in chosen if calibrate is None else calibrate
 
     bar.phase("indexing corpus", None)
-    sync = _index(dataset, settings, bar)
+    encoders = encoders or build_encoders(settings)
+    sync = _index(dataset, settings, bar, encoders)
     connector = BeirCorpusConnector(dataset)
     evaluated: dict[str, RetrieverSettings] = {m.value: MODE_SETTINGS[m] for m in chosen}
     if config is not None:
         evaluated[TUNED] = config.retriever
     channels = _needed_channels(evaluated.values())
-    encoders = build_encoders(settings)
     ledger = build_ledger(settings)
     try:
         point_doc = point_documents(ledger, connector.source_key)
@@ -451,7 +457,7 @@ def evaluate(
         )
         bar.advance(1)
     if calibrate and len(ids):
-        bar.phase("binary calibration", len(DEFAULT_ENCODINGS))
+        bar.phase("binary calibration", len(encodings))
         with tempfile.TemporaryDirectory(prefix="calibration-", dir=settings.data_dir) as work:
             report.binary = calibrate_binary(
                 ids,
@@ -459,6 +465,7 @@ def evaluate(
                 candidates.dense_queries,
                 Path(work),
                 schema=schema,
+                encodings=encodings,
                 oversampling=oversampling,
                 advance=bar.advance,
             )
@@ -478,7 +485,9 @@ def binary_choices(rows: Sequence[CalibrationRow], target: float) -> dict[str, f
     return choices
 
 
-def _index(dataset: str | os.PathLike[str], settings: Settings, bar: PhaseProgress) -> SyncReport:
+def _index(
+    dataset: str | os.PathLike[str], settings: Settings, bar: PhaseProgress, encoders: EncoderSet
+) -> SyncReport:
     class _Listener:
         def document_done(self, key: str, outcome: str, chunks: int) -> None:
             bar.advance(1)
@@ -486,7 +495,7 @@ def _index(dataset: str | os.PathLike[str], settings: Settings, bar: PhaseProgre
         def chunks_embedded(self, count: int) -> None:
             pass
 
-    return index_dataset(dataset, settings, progress=_Listener())
+    return index_dataset(dataset, settings, encoders=encoders, progress=_Listener())
 
 
 def _check_store(store: VectorStore, point_doc: Mapping[str, str], settings: Settings) -> None:

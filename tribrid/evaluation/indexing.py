@@ -6,6 +6,7 @@ import os
 
 from tribrid.app import build_encoders, build_ledger, build_store
 from tribrid.connectors.beir import BeirCorpusConnector
+from tribrid.encoders import EncoderSet
 from tribrid.ingestion.parse_pool import ParseOptions
 from tribrid.ingestion.pipeline import ProgressListener, SyncPipeline, SyncReport
 from tribrid.ingestion.text import TextChunker
@@ -16,6 +17,7 @@ def index_dataset(
     dataset: str | os.PathLike[str],
     settings: Settings,
     *,
+    encoders: EncoderSet | None = None,
     progress: ProgressListener | None = None,
 ) -> SyncReport:
     """Sync the dataset's ``corpus.jsonl`` into the index of ``settings``.
@@ -28,6 +30,8 @@ def index_dataset(
     Args:
         dataset: The dataset folder (holding ``corpus.jsonl``).
         settings: Where the index lives (``data_dir``) and which models build it.
+        encoders: Encoders to use (default: built from ``settings``); pass them to
+            reuse models already loaded.
         progress: Receives progress events.
 
     Returns:
@@ -35,7 +39,7 @@ def index_dataset(
     """
     connector = BeirCorpusConnector(dataset)
     options = ParseOptions.from_settings(settings.parsing, settings.chunking)
-    encoders = build_encoders(settings)
+    encoders = encoders or build_encoders(settings)
     ledger = build_ledger(settings)
     try:
         store = build_store(settings, encoders)

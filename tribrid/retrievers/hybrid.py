@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +31,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from tribrid.encoders import EncoderSet
+from tribrid.retrievers.config import RetrieverConfig, load_config
 from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse
 from tribrid.retrievers.rerank import CrossEncoderReranker
 from tribrid.store.base import (
@@ -369,6 +371,29 @@ class HybridRetriever(BaseRetriever):
                     ChannelQuery(channel, self.encoders.bm25.encode_query(query), weight)
                 )
         return queries
+
+    @classmethod
+    def from_config(
+        cls,
+        config: RetrieverConfig | str | os.PathLike[str],
+        *,
+        store: Any,
+        encoders: EncoderSet,
+        **overrides: Any,
+    ) -> HybridRetriever:
+        """A retriever with the options of a configuration file (see ``tribrid tune``).
+
+        Args:
+            config: A :class:`~tribrid.retrievers.config.RetrieverConfig` or its path.
+            store: The open store.
+            encoders: The encoders the index was built with.
+            **overrides: Options that win over the file's (``k``, ``filter`` ...).
+
+        Raises:
+            ConfigError: The file is missing or invalid.
+        """
+        options = {**load_config(config).options(), **overrides}
+        return cls(store=store, encoders=encoders, **options)
 
     # -- lifetime ------------------------------------------------------------------
 
