@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tribrid.evaluation.harness import ALL_MODES, EvalMode, evaluate
+from tribrid.evaluation.metrics import DEFAULT_METRICS
 from tribrid.evaluation.report import markdown_table, write_report
 from tribrid.retrievers.config import RetrieverConfig
 from tribrid.settings import Settings
@@ -112,6 +113,14 @@ def eval_command(
     max_queries: Annotated[
         int | None, typer.Option("--max-queries", min=1, help="Only the first N judged queries.")
     ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Metric to report (repeat the option; default: ndcg@10, recall@10, "
+            "recall@100, mrr@10; also recall@2).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
@@ -135,6 +144,7 @@ def eval_command(
             calibrate=calibrate,
             target_recall=target_recall,
             max_queries=max_queries,
+            metrics=tuple(metric or DEFAULT_METRICS),
             progress=_Bar(progress),
         )
     paths = write_report(report, output or settings.data_dir / f"eval-{split}")
@@ -186,6 +196,14 @@ def tune_command(
         int | None,
         typer.Option("--max-queries", min=1, help="Only the first N judged queries per split."),
     ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Metric to report (repeat the option; default: ndcg@10, recall@10, "
+            "recall@100, mrr@10; also recall@2).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
@@ -208,6 +226,7 @@ def tune_command(
             objective=objective,
             target_recall=target_recall,
             max_queries=max_queries,
+            metrics=tuple(metric or DEFAULT_METRICS),
             progress=_Bar(progress),
         )
     if as_json:

@@ -421,9 +421,8 @@ def evaluate(
             queries,
             channels,
             depth=depth,
-            oversampling=(
-                config.retriever.oversampling if config else settings.quantization.oversampling
-            ),
+            # The binary mode runs as `tribrid search --mode binary` would.
+            oversampling=settings.quantization.oversampling,
             advance=bar.advance,
         )
         bar.phase("reading vectors", None)

@@ -258,6 +258,7 @@ def tune(
     target_recall: float = 0.98,
     oversampling: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0),
     max_queries: int | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     encoders: EncoderSet | None = None,
     progress: PhaseProgress | None = None,
 ) -> tuple[TuneReport, RetrieverConfig]:
@@ -277,6 +278,7 @@ def tune(
         target_recall: Binary recall@10 the chosen oversampling must reach.
         oversampling: Oversampling factors calibrated.
         max_queries: Use only the first N judged queries of each split (quick runs).
+        metrics: Metrics reported for train and test.
         encoders: Encoders to use (default: built from ``settings``).
         progress: Receives progress of the long phases.
 
@@ -355,10 +357,10 @@ def tune(
         factor = chosen.oversampling if chosen else max(oversampling)
         best = best.model_copy(update={"oversampling": factor})
 
-    def metrics(
+    def measure(
         candidates: Candidates, qrels: Qrels, chosen: RetrieverSettings
     ) -> dict[str, float]:
-        result = score_mode("x", chosen, candidates, qrels, point_doc, metrics=DEFAULT_METRICS)
+        result = score_mode("x", chosen, candidates, qrels, point_doc, metrics=metrics)
         return {k: round(v, 4) for k, v in result.metrics.items()}
 
     report = TuneReport(
@@ -369,10 +371,10 @@ def tune(
         train_queries=len(train_qrels),
         test_queries=len(test_qrels),
         best=best.model_dump(mode="json"),
-        train=metrics(train, train_qrels, best),
-        test=metrics(test, test_qrels, best),
-        default_train=metrics(train, train_qrels, DEFAULT),
-        default_test=metrics(test, test_qrels, DEFAULT),
+        train=measure(train, train_qrels, best),
+        test=measure(test, test_qrels, best),
+        default_train=measure(train, train_qrels, DEFAULT),
+        default_test=measure(test, test_qrels, DEFAULT),
         trials=trials,
         binary=binary,
         machine=machine_info(),
