@@ -154,8 +154,10 @@ def test_invoke_overrides_and_validation(corpus_store: VectorStore, encoders: En
         retriever(corpus_store, encoders, channels=["dense", "colbert"])
     with pytest.raises(ValueError, match="no channel to search"):
         retriever(corpus_store, encoders, channels={"dense": 0})
-    with pytest.raises(ValueError, match="raw Qdrant filter"):
+    with pytest.raises(ValueError, match=r"filter must be a dict such as .*models\.Filter"):
         retriever(corpus_store, encoders, filter=object())
+    with pytest.raises(ValueError, match="not a valid one: must"):
+        retriever(corpus_store, encoders, filter={"must": [{"key": "path", "match": {}}]})
     with pytest.raises(ValueError, match="convex"):
         retriever(corpus_store, encoders, fusion="convex", store_fusion=True)
     with pytest.raises(ValueError, match="tribrid store"):

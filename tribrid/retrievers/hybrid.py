@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+import qdrant_edge as qe
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
@@ -34,7 +36,9 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers.config import RetrieverConfig, load_config
 from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse
 from tribrid.retrievers.rerank import CrossEncoderReranker
+from tribrid.store._common import parse_filter, qdrant_filter
 from tribrid.store.base import (
+    AsyncSearch,
     Channel,
     ChannelQuery,
     Fusion,
@@ -122,7 +126,10 @@ class HybridRetriever(BaseRetriever):
         prefetch_k: Candidates per channel before fusion; default ``max(100, 10·k)``.
         k: Number of documents to return.
         filter: Payload filter: ``{"key": value}`` equality, ``{"key": [a, b]}`` any-of,
-            ``{"key": {"gte": 1, "lt": 5}}`` range; all entries must hold.
+            ``{"key": {"gte": 1, "lt": 5}}`` range, all entries must hold; or a raw
+            Qdrant filter, passed through: a ``qdrant_client.models.Filter`` or its JSON
+            form ``{"must": [...], "should": [...], "must_not": [...]}`` (both
+            backends), or a ``qdrant_edge.Filter`` (embedded store only).
         score_threshold: Drop documents whose fused score is below this. Refused with
             ``rrf``, whose scores depend only on ranks and have no absolute meaning.
         oversampling: For ``binary``: candidates from the codes per result, before
@@ -155,7 +162,7 @@ class HybridRetriever(BaseRetriever):
     normalization: Normalization = Normalization.MINMAX
     prefetch_k: int | None = Field(default=None, ge=1)
     k: int = Field(default=10, ge=1)
-    filter: dict[str, Any] | None = None
+    filter: Any = None
     score_threshold: float | None = None
     oversampling: float = Field(default=8.0, ge=1.0)
     store_fusion: bool = False
@@ -203,13 +210,14 @@ class HybridRetriever(BaseRetriever):
     @field_validator("filter", mode="before")
     @classmethod
     def _check_filter(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, Mapping):
-            raise ValueError(
-                f"filter must be a dict such as {{'path': 'a.md', 'page': {{'gte': 2}}}}, "
-                f"got {type(value).__name__}; raw Qdrant filter objects are not supported "
-                "by tribrid stores yet"
-            )
-        return dict(value) if value is not None else None
+        if value is None or isinstance(value, qe.Filter):
+            return value
+        # Checked here, so a bad filter fails when the retriever is made, not per query.
+        raw = qdrant_filter(value)
+        if raw is not None:
+            return raw  # validated once, not per query
+        parse_filter(value)
+        return dict(value)
 
     @model_validator(mode="after")
     def _check_combination(self) -> HybridRetriever:
@@ -243,10 +251,7 @@ class HybridRetriever(BaseRetriever):
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        # Encoding is CPU-bound and both stores answer synchronously; a worker thread
-        # keeps the event loop free.
-        chunks = await asyncio.to_thread(self.search, query, **kwargs)
-        return [to_document(chunk) for chunk in chunks]
+        return [to_document(chunk) for chunk in await self.asearch(query, **kwargs)]
 
     # -- search --------------------------------------------------------------------
 
@@ -279,74 +284,105 @@ class HybridRetriever(BaseRetriever):
             return params._search(query, params.k)
         wanted = max(params.k, params.rerank_candidates or DEFAULT_RERANK_CANDIDATES)
         chunks = params._search(query, wanted)
-        scores = params.reranker.score(query, [str(c.payload.get(TEXT_KEY, "")) for c in chunks])
+        return params._reranked(chunks, params.reranker.score(query, _texts(chunks)))
+
+    async def asearch(self, query: str, **options: Any) -> list[RetrievedChunk]:
+        """:meth:`search` for an event loop, which it never blocks.
+
+        Query encoding (and reranking) run in a worker thread, as they are CPU work; the
+        store is asked through its async calls (see
+        :class:`~tribrid.store.base.AsyncSearch`).
+        """
+        params = self.with_options(**options)
+        if params.reranker is None:
+            return await params._asearch(query, params.k)
+        wanted = max(params.k, params.rerank_candidates or DEFAULT_RERANK_CANDIDATES)
+        chunks = await params._asearch(query, wanted)
+        scores = await asyncio.to_thread(params.reranker.score, query, _texts(chunks))
+        return params._reranked(chunks, scores)
+
+    def _reranked(
+        self, chunks: Sequence[RetrievedChunk], scores: Sequence[float]
+    ) -> list[RetrievedChunk]:
         reranked = [replace(c, rerank_score=s) for c, s in zip(chunks, scores, strict=True)]
         # sorted() is stable: equal rerank scores keep the fused order.
         reranked.sort(key=lambda c: -(c.rerank_score or 0.0))
-        return reranked[: params.k]
+        return reranked[: self.k]
 
     def _search(self, query: str, limit: int) -> list[RetrievedChunk]:
-        active = {c: w for c, w in self.channels.items() if w > 0}
-        queries = self._encode(query, active)
+        queries = self._encode(query, self._active())
+        requests = self._requests(queries, limit)
+        if len(requests) == 1 and len(requests[0].channels) > 1:
+            return self._store_fused(self.store.query(requests[0]))
+        top, ranked = self._fuse(queries, self.store.query_batch(requests), limit)
+        payloads = self.store.retrieve([i for i, _ in top]) if top else []
+        return _chunks(top, ranked, payloads)
+
+    async def _asearch(self, query: str, limit: int) -> list[RetrievedChunk]:
+        queries = await asyncio.to_thread(self._encode, query, self._active())
+        requests = self._requests(queries, limit)
+        store = self.store
+        if not isinstance(store, AsyncSearch):  # a third-party store: a worker thread
+            store = _ThreadedSearch(store)
+        if len(requests) == 1 and len(requests[0].channels) > 1:
+            return self._store_fused(await store.aquery(requests[0]))
+        top, ranked = self._fuse(queries, await store.aquery_batch(requests), limit)
+        payloads = await store.aretrieve([i for i, _ in top]) if top else []
+        return _chunks(top, ranked, payloads)
+
+    def _active(self) -> dict[Channel, float]:
+        return {c: w for c, w in self.channels.items() if w > 0}
+
+    def _requests(self, queries: Sequence[ChannelQuery], limit: int) -> list[StoreQuery]:
+        """The store searches of one retrieval: one fused query, or one per channel."""
         prefetch = self.prefetch_k if self.prefetch_k is not None else max(100, 10 * self.k)
         prefetch = max(prefetch, limit)  # fewer candidates could return fewer than asked
         if self.store_fusion and len(queries) > 1:
-            return self._store_fused(queries, prefetch, limit)
+            return [
+                StoreQuery(
+                    channels=tuple(queries),
+                    limit=limit,
+                    prefetch_limit=prefetch,
+                    fusion=Fusion.RRF if self.fusion is FusionMethod.RRF else Fusion.DBSF,
+                    # Qdrant's RRF scores rank r (from 1) as 1 / (r + k - 1); k + 1 makes
+                    # unweighted scores equal to the client's 1 / (k + r).
+                    rrf_k=self.rrf_k + 1,
+                    filter=self.filter,
+                    oversampling=self.oversampling,
+                )
+            ]
         if self.fusion is FusionMethod.RRF and len(queries) == 1:
             # One channel under RRF: the fused order is that channel's, so limit suffices.
             prefetch = limit
-        ranked: dict[str, list[tuple[str, float]]] = {}
-        for cq in queries:
-            hits = self.store.query(
-                StoreQuery(
-                    channels=(cq,),
-                    limit=prefetch,
-                    filter=self.filter,
-                    oversampling=self.oversampling,
-                    with_payload=False,
-                )
+        # Payloads are fetched afterwards for the fused top only, not for every candidate.
+        return [
+            StoreQuery(
+                channels=(cq,),
+                limit=prefetch,
+                filter=self.filter,
+                oversampling=self.oversampling,
+                with_payload=False,
             )
-            ranked[cq.channel.value] = [(h.id, h.score) for h in hits]
+            for cq in queries
+        ]
+
+    def _fuse(
+        self, queries: Sequence[ChannelQuery], results: Sequence[Sequence[Hit]], limit: int
+    ) -> tuple[list[tuple[str, float]], dict[str, list[Hit]]]:
+        """The fused top ``limit`` (id, score), and each channel's hits."""
+        ranked = {cq.channel.value: list(hits) for cq, hits in zip(queries, results, strict=True)}
         fused = fuse(
             self.fusion,
-            ranked,
-            weights={c.value: w for c, w in active.items()},
+            {c: [(h.id, h.score) for h in hits] for c, hits in ranked.items()},
+            weights={cq.channel.value: cq.weight for cq in queries},
             rrf_k=self.rrf_k,
             normalization=self.normalization,
         )
         if self.score_threshold is not None:
             fused = [(i, s) for i, s in fused if s >= self.score_threshold]
-        top = fused[:limit]
-        payloads = {hit.id: hit.payload for hit in self.store.retrieve([i for i, _ in top])}
-        details = _channel_details(ranked)
-        return [
-            RetrievedChunk(
-                id=point_id,
-                score=score,
-                payload=payloads[point_id],
-                channel_scores=details[point_id][0],
-                channel_ranks=details[point_id][1],
-            )
-            for point_id, score in top
-            if point_id in payloads  # deleted between the search and the fetch
-        ]
+        return fused[:limit], ranked
 
-    def _store_fused(
-        self, queries: Sequence[ChannelQuery], prefetch: int, limit: int
-    ) -> list[RetrievedChunk]:
-        hits: list[Hit] = self.store.query(
-            StoreQuery(
-                channels=tuple(queries),
-                limit=limit,
-                prefetch_limit=prefetch,
-                fusion=Fusion.RRF if self.fusion is FusionMethod.RRF else Fusion.DBSF,
-                # Qdrant's RRF scores rank r (from 1) as 1 / (r + k - 1); k + 1 makes
-                # unweighted scores equal to the client's 1 / (k + r).
-                rrf_k=self.rrf_k + 1,
-                filter=self.filter,
-                oversampling=self.oversampling,
-            )
-        )
+    def _store_fused(self, hits: Sequence[Hit]) -> list[RetrievedChunk]:
         return [
             RetrievedChunk(id=h.id, score=h.score, payload=h.payload)
             for h in hits
@@ -356,7 +392,7 @@ class HybridRetriever(BaseRetriever):
     def _encode(self, query: str, active: Mapping[Channel, float]) -> list[ChannelQuery]:
         dense: list[float] | None = None
         if Channel.DENSE in active or Channel.BINARY in active:
-            dense = [float(x) for x in self.encoders.dense.encode_query(query)]
+            dense = np.asarray(self.encoders.dense.encode_query(query), dtype=np.float64).tolist()
         queries = []
         for channel, weight in active.items():
             if channel in (Channel.DENSE, Channel.BINARY):
@@ -410,17 +446,63 @@ class HybridRetriever(BaseRetriever):
         self.close()
 
 
-def _channel_details(
-    ranked: Mapping[str, Sequence[tuple[str, float]]],
-) -> dict[str, tuple[dict[str, float], dict[str, int]]]:
-    details: dict[str, tuple[dict[str, float], dict[str, int]]] = {}
-    for channel, hits in ranked.items():
-        for rank, (point_id, score) in enumerate(hits, start=1):
-            scores, ranks = details.setdefault(point_id, ({}, {}))
-            if channel not in ranks:
-                scores[channel] = score
-                ranks[channel] = rank
-    return details
+def _chunks(
+    top: Sequence[tuple[str, float]], ranked: Mapping[str, Sequence[Hit]], payloads: list[Hit]
+) -> list[RetrievedChunk]:
+    """The fused top as chunks, with payloads and each channel's score and rank.
+
+    Only the top ids are looked up in the channels' lists (a C-level ``list.index``),
+    rather than indexing every candidate: a few hundred Python objects per query were
+    most of the client-side fusion's cost.
+    """
+    by_id = {hit.id: hit.payload for hit in payloads}
+    channel_ids = {c: [h.id for h in hits] for c, hits in ranked.items()}
+    chunks = []
+    for point_id, score in top:
+        if point_id not in by_id:
+            continue  # deleted between the search and the fetch
+        scores: dict[str, float] = {}
+        ranks: dict[str, int] = {}
+        for channel, ids in channel_ids.items():
+            try:
+                at = ids.index(point_id)  # the first, i.e. best, occurrence
+            except ValueError:
+                continue
+            scores[channel] = ranked[channel][at].score
+            ranks[channel] = at + 1
+        chunks.append(
+            RetrievedChunk(
+                id=point_id,
+                score=score,
+                payload=by_id[point_id],
+                channel_scores=scores,
+                channel_ranks=ranks,
+            )
+        )
+    return chunks
+
+
+def _texts(chunks: Sequence[RetrievedChunk]) -> list[str]:
+    return [str(c.payload.get(TEXT_KEY, "")) for c in chunks]
+
+
+class _ThreadedSearch:
+    """:class:`~tribrid.store.base.AsyncSearch` for a store without async calls."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def aquery(self, query: StoreQuery) -> list[Hit]:
+        hits: list[Hit] = await asyncio.to_thread(self._store.query, query)
+        return hits
+
+    async def aquery_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
+        hits: list[list[Hit]] = await asyncio.to_thread(self._store.query_batch, queries)
+        return hits
+
+    async def aretrieve(self, point_ids: Sequence[str]) -> list[Hit]:
+        hits: list[Hit] = await asyncio.to_thread(self._store.retrieve, point_ids)
+        return hits
 
 
 def to_document(chunk: RetrievedChunk) -> Document:

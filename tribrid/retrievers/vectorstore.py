@@ -35,7 +35,7 @@ from tribrid.retrievers.hybrid import (
     RetrievedChunk,
 )
 from tribrid.settings import Settings
-from tribrid.store.base import Channel, ChannelQuery, Hit, MetadataFilter, Point, StoreQuery
+from tribrid.store.base import Channel, ChannelQuery, Hit, Point, StoreFilter, StoreQuery
 from tribrid.store.base import VectorStore as TribridStore
 
 # Payload keys tribrid writes for every text; metadata may not use them.
@@ -263,23 +263,37 @@ class TribridVectorStore(VectorStore):
         ]
 
     def similarity_search(
-        self, query: str, k: int = 4, filter: MetadataFilter | None = None, **kwargs: Any
+        self, query: str, k: int = 4, filter: StoreFilter | None = None, **kwargs: Any
     ) -> list[Document]:
         """Hybrid search; ``kwargs`` override retriever options (``fusion``, ``channels`` …)."""
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
 
     def similarity_search_with_score(
-        self, query: str, k: int = 4, filter: MetadataFilter | None = None, **kwargs: Any
+        self, query: str, k: int = 4, filter: StoreFilter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Hybrid search with the fused score of each document."""
         chunks = self._retriever.search(query, k=k, filter=filter, **kwargs)
+        return [(self._chunk_document(c), c.score) for c in chunks]
+
+    async def asimilarity_search(
+        self, query: str, k: int = 4, filter: StoreFilter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """:meth:`similarity_search` without blocking the event loop (see ``asearch``)."""
+        scored = await self.asimilarity_search_with_score(query, k, filter, **kwargs)
+        return [doc for doc, _ in scored]
+
+    async def asimilarity_search_with_score(
+        self, query: str, k: int = 4, filter: StoreFilter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """:meth:`similarity_search_with_score` through the retriever's async path."""
+        chunks = await self._retriever.asearch(query, k=k, filter=filter, **kwargs)
         return [(self._chunk_document(c), c.score) for c in chunks]
 
     def similarity_search_by_vector(
         self,
         embedding: list[float],
         k: int = 4,
-        filter: MetadataFilter | None = None,
+        filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         """Dense-channel search with a ready query vector."""
@@ -301,7 +315,7 @@ class TribridVectorStore(VectorStore):
         k: int = 4,
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
-        filter: MetadataFilter | None = None,
+        filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         """Maximal marginal relevance over the dense channel's ``fetch_k`` best."""
@@ -316,7 +330,7 @@ class TribridVectorStore(VectorStore):
         k: int = 4,
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
-        filter: MetadataFilter | None = None,
+        filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         """MMR from a query vector. The candidates are re-encoded (stores return no vectors)."""
@@ -400,9 +414,7 @@ class TribridVectorStore(VectorStore):
                 found.append(str(uuid.UUID(str(external))))
         return list(dict.fromkeys(found))
 
-    def _dense_hits(
-        self, vector: Sequence[float], k: int, filter: MetadataFilter | None
-    ) -> list[Hit]:
+    def _dense_hits(self, vector: Sequence[float], k: int, filter: StoreFilter | None) -> list[Hit]:
         query = StoreQuery(
             channels=(ChannelQuery(Channel.DENSE, [float(x) for x in vector]),),
             limit=k,
