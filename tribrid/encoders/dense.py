@@ -42,6 +42,13 @@ def model_inputs(model: Any) -> list[str]:
     return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names]
 
 
+def prompts_of(model: Any) -> tuple[str, str]:
+    """The query and the document prompt sentence-transformers would prepend."""
+    prompts = dict(getattr(model, "prompts", None) or {})
+    document = next((prompts[k] for k in _DOCUMENT_PROMPTS if k in prompts), "")
+    return str(prompts.get("query", "")), str(document)
+
+
 def save_tokenizer(model: Any, folder: Path) -> int:
     """Write the model's fast tokenizer to ``folder/tokenizer.json``; returns the pad id."""
     tokenizer = model[0].tokenizer
@@ -118,7 +125,7 @@ class SentenceTransformerEncoder(SentenceTransformersModel):
             output_name="embedding",
             output_axes={0: "batch"},
         )
-        prompts = dict(model.prompts or {})
+        query_prompt, document_prompt = prompts_of(model)
         return {
             "kind": "dense",
             "identity": self.model_name,
@@ -126,8 +133,8 @@ class SentenceTransformerEncoder(SentenceTransformersModel):
             "pad_id": save_tokenizer(model, folder),
             "max_seq_length": int(model.max_seq_length or 512),
             "dimension": int(model.get_embedding_dimension()),
-            "query_prompt": prompts.get("query", ""),
-            "document_prompt": next((prompts[k] for k in _DOCUMENT_PROMPTS if k in prompts), ""),
+            "query_prompt": query_prompt,
+            "document_prompt": document_prompt,
         }
 
     def _load_onnx(self, folder: Path) -> _OnnxDense:

@@ -33,7 +33,7 @@ from tribrid.encoders import _onnx
 from tribrid.encoders._tokens import TokenBatcher
 from tribrid.encoders._torch import SentenceTransformersModel
 from tribrid.encoders.base import EncoderBackend, SparseVector
-from tribrid.encoders.dense import model_inputs, save_tokenizer
+from tribrid.encoders.dense import model_inputs, prompts_of, save_tokenizer
 from tribrid.errors import ConfigError, EncoderError
 
 FloatVector = npt.NDArray[np.float32]
@@ -175,9 +175,11 @@ class _Runner:
     trunk: Callable[[dict[str, Any]], FloatVector]
     project: Callable[[FloatVector], FloatVector]
     log1p_times: int
+    query_prompt: str = ""
+    document_prompt: str = ""
 
 
-def _torch_runner(parts: MlmParts, batcher: TokenBatcher) -> _Runner:
+def _torch_runner(parts: MlmParts, batcher: TokenBatcher, prompts: tuple[str, str]) -> _Runner:
     import torch
 
     weight_t = parts.weight.t()
@@ -192,7 +194,7 @@ def _torch_runner(parts: MlmParts, batcher: TokenBatcher) -> _Runner:
             scores = torch.from_numpy(hidden) @ weight_t
             return (scores.amax(dim=0) + parts.bias).numpy()
 
-    return _Runner(batcher, trunk, project, parts.log1p_times)
+    return _Runner(batcher, trunk, project, parts.log1p_times, *prompts)
 
 
 class SpladeEncoder(SentenceTransformersModel):
@@ -248,7 +250,7 @@ class SpladeEncoder(SentenceTransformersModel):
             input_names=model_inputs(model),
             pad_id=int(model[0].tokenizer.pad_token_id or 0),
         )
-        self._model = _torch_runner(parts, batcher)
+        self._model = _torch_runner(parts, batcher, prompts_of(model))
 
     def _export(self, folder: Path) -> dict[str, Any]:
         model = self._torch_model()
@@ -288,6 +290,8 @@ class SpladeEncoder(SentenceTransformersModel):
             "pad_id": save_tokenizer(model, folder),
             "max_seq_length": int(model.max_seq_length or 512),
             "log1p_times": parts.log1p_times,
+            "query_prompt": prompts_of(model)[0],
+            "document_prompt": prompts_of(model)[1],
         }
 
     def _load_onnx(self, folder: Path) -> _Runner:
@@ -312,7 +316,14 @@ class SpladeEncoder(SentenceTransformersModel):
             input_names=manifest["input_names"],
             pad_id=int(manifest["pad_id"]),
         )
-        return _Runner(batcher, trunk, project, int(manifest["log1p_times"]))
+        return _Runner(
+            batcher,
+            trunk,
+            project,
+            int(manifest["log1p_times"]),
+            manifest.get("query_prompt", ""),
+            manifest.get("document_prompt", ""),
+        )
 
     def _encode(self, texts: Sequence[str], top_k: int | None) -> list[SparseVector]:
         runner = self._model
@@ -330,7 +341,8 @@ class SpladeEncoder(SentenceTransformersModel):
             return []
         self.warm_up()
         if isinstance(self._model, _Runner):
-            return self._encode(texts, self._top_k)
+            prompt = self._model.document_prompt
+            return self._encode([prompt + t for t in texts] if prompt else texts, self._top_k)
         tensor = self._model.encode_document(
             list(texts),
             batch_size=self._batch_size,
@@ -343,7 +355,7 @@ class SpladeEncoder(SentenceTransformersModel):
         """Encode one query."""
         self.warm_up()
         if isinstance(self._model, _Runner):
-            return self._encode([text], None)[0]
+            return self._encode([self._model.query_prompt + text], None)[0]
         tensor = self._model.encode_query(
             [text], convert_to_sparse_tensor=True, show_progress_bar=False
         )
