@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -231,6 +232,10 @@ def export_torch(
 def session(path: Path, threads: int | None) -> Any:
     """An ONNX Runtime session for ``path``, created once per process and thread count."""
     ort = import_onnxruntime()
+    if threads is None and "torch" in sys.modules:
+        # Worker bootstraps cap torch's threads per process (cores / concurrency); follow
+        # that cap rather than ONNX Runtime's default of every core in every process.
+        threads = int(sys.modules["torch"].get_num_threads())
     key = (str(path), threads)
     with _lock:
         if key not in _sessions:
