@@ -1,16 +1,18 @@
 """The LangChain retriever: hybrid search over a tribrid store, with tunable fusion.
 
 Each channel (dense, binary, SPLADE, BM25) is searched on its own for ``prefetch_k``
-candidates under the filter, and the rankings are fused on the client (see
-:mod:`tribrid.retrievers.fusion`). Fusing on the client is what lets every returned
-document carry each channel's score and rank, lets the weights mean the same thing for
-every method, and makes convex combination possible at all. It costs latency: on a
-10k-point embedded store (random vectors, prefetch 100 per channel, query encoding
-excluded, a busy 2-core machine) client-side RRF took about 10-14 ms median against
-about 2 ms for the store's own fusion, the difference being one store call per channel
-and turning a few hundred hits into Python objects. ``store_fusion=True`` sends one
-prefetch-and-fuse query to the store instead, for RRF and unweighted DBSF, when latency
-matters more than the per-channel scores.
+candidates under the filter, all in one batched store call, and the rankings are fused
+on the client (see :mod:`tribrid.retrievers.fusion`); payloads are then fetched for the
+fused top only. Fusing on the client is what lets every returned document carry each
+channel's score and rank, lets the weights mean the same thing for every method, and
+makes convex combination possible at all. It costs latency, mostly turning a few
+hundred candidate ids into Python strings: on the embedded store with SciFact vectors
+(benchmarks/results/retriever-latency.md, query encoding excluded, a busy 2-core
+machine) client-side RRF took 10.5 ms median at 10k chunks and 17.5 ms at 100k, against
+4.8 and 7.8 ms for the store's own fusion. ``store_fusion=True`` sends that one
+prefetch-and-fuse query instead, for RRF and unweighted DBSF, when latency matters more
+than the per-channel scores; it stays off by default because those scores are part of
+every document's metadata.
 """
 
 from __future__ import annotations
