@@ -291,3 +291,51 @@ def test_points_lost_from_the_store_are_rebuilt_from_the_ledger(index: Index) ->
     assert report.counts.chunks_embedded == len(lost) and report.counts.chunks_reused == 0
     assert index.store.count() == first.counts.chunks_embedded
     assert index.paths("reciprocal rank fusion", SearchMode.BM25, k=1) == ["rank-fusion.md"]
+
+
+def test_parsing_runs_ahead_on_its_own_thread_and_hands_errors_back(tmp_path: Path) -> None:
+    """While the caller is busy (encoding), the parser keeps going up to the chunk bound;
+    an error of the parser is raised on the caller's thread."""
+    import contextlib
+    import threading
+    from typing import Any
+
+    from tribrid.ingestion.base import Chunk, ParsedDocument, content_hash
+    from tribrid.ingestion.parse_pool import ParseJob
+    from tribrid.ingestion.pipeline import _LazyParser, _ParseAhead
+
+    parsed: list[str] = []
+
+    class Parser:
+        def imap(self, jobs: Any) -> Any:
+            for job in jobs:
+                if job.document_key == "bad":
+                    raise RuntimeError("the parse pool broke")
+                parsed.append(job.document_key)
+                digest = content_hash("text")
+                chunk = Chunk(job.document_key, "s", job.document_key, 0, "text", digest)
+                yield job, ParsedDocument(job.document_key, (chunk,), element_count=1)
+
+    def ahead(keys: list[str], max_chunks: int) -> _ParseAhead:
+        jobs = [ParseJob("s", key, tmp_path / key) for key in keys]
+        return _ParseAhead(
+            _LazyParser(lambda: contextlib.nullcontext(Parser()), []), jobs, max_chunks=max_chunks
+        )
+
+    parsing = ahead([f"d{i}" for i in range(10)], max_chunks=4)
+    results = iter(parsing)
+    first = next(results)
+    assert first[0].document_key == "d0"
+    deadline = threading.Event()
+    while len(parsed) < 6 and not deadline.wait(0.01):
+        pass
+    deadline.wait(0.2)
+    # One taken, four waiting (the bound), one parsed and held: parsing stops there.
+    assert len(parsed) == 6
+    assert [job.document_key for job, _ in results] == [f"d{i}" for i in range(1, 10)]
+    parsing.close()
+
+    broken = ahead(["d0", "bad", "d2"], max_chunks=4)
+    with pytest.raises(RuntimeError, match="the parse pool broke"):
+        list(broken)
+    broken.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -534,12 +535,19 @@ class SyncPipeline:
                     jobs[item.key] = (item, job[1])
                     yield job[0]
 
+        # Listing and planning first, on this thread (they write to the ledger and the
+        # store); then parsing runs ahead on its own thread while this one encodes.
+        planned = list(plan())
         pending: list[_Pending] = []
         pending_chunks = 0
         opened: list[AbstractContextManager[DocumentParser]] = []
+        parsing = _ParseAhead(
+            _LazyParser(self._parser_factory, opened, on_open=self._warm_up_in_background),
+            planned,
+            max_chunks=2 * self._batch_chunks,
+        )
         try:
-            parser = _LazyParser(self._parser_factory, opened, on_open=self._warm_up_in_background)
-            for job, outcome in parser.imap(plan()):
+            for job, outcome in parsing:
                 doc, digest = jobs.pop(job.document_key)
                 if isinstance(outcome, DocumentFailure):
                     self._fail(
@@ -560,6 +568,7 @@ class SyncPipeline:
                     pending, pending_chunks = [], 0
             self._flush(source_id, pending, known, trusted, state, listener)
         finally:
+            parsing.close()
             for context in opened:
                 context.__exit__(None, None, None)
         self._remove_vanished(known, seen, unlisted_prefixes, state, listener)
@@ -715,6 +724,87 @@ class SyncPipeline:
                 self._store.delete(stale)
             state.add(deleted=1, chunks_deleted=len(stale))
             listener.document_done(key, "deleted", 0)
+
+
+class _ParseAhead:
+    """Drains a parser on a thread of its own, so files are parsed while batches encode.
+
+    Without it, the thread that encodes also collects the parse pool's results: while a
+    batch encodes, the pool finishes the few jobs it holds and idles, and parsing and
+    encoding take turns instead of overlapping. Only the parser is used on that thread;
+    the ledger, the store and the encoders stay with the caller. Parsed documents wait
+    until ``max_chunks`` chunks are waiting (one document always may, however large),
+    which bounds memory.
+
+    Iterate it once, on one thread; :meth:`close` it when done or abandoning it.
+    """
+
+    def __init__(self, parser: _LazyParser, jobs: Sequence[ParseJob], *, max_chunks: int) -> None:
+        self._max_chunks = max_chunks
+        self._ready: deque[tuple[ParseJob, ParseOutcome]] = deque()
+        self._waiting_chunks = 0
+        self._finished = False
+        self._error: BaseException | None = None
+        self._stop = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, args=(parser, jobs), name="tribrid-parse-ahead", daemon=True
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _cost(outcome: ParseOutcome) -> int:
+        return len(outcome.chunks) if isinstance(outcome, ParsedDocument) else 0
+
+    def _run(self, parser: _LazyParser, jobs: Sequence[ParseJob]) -> None:
+        results = parser.imap(jobs)
+        try:
+            for job, outcome in results:
+                with self._changed:
+                    while self._ready and self._waiting_chunks >= self._max_chunks:
+                        if self._stop:
+                            return
+                        self._changed.wait(0.5)
+                    if self._stop:
+                        return
+                    self._ready.append((job, outcome))
+                    self._waiting_chunks += self._cost(outcome)
+                    self._changed.notify_all()
+        except BaseException as e:  # handed to the caller, raised on its thread
+            with self._changed:
+                self._error = e
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+            with self._changed:
+                self._finished = True
+                self._changed.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[ParseJob, ParseOutcome]]:
+        while True:
+            with self._changed:
+                while not self._ready and not self._finished:
+                    self._changed.wait()
+                if self._ready:
+                    job, outcome = self._ready.popleft()
+                    self._waiting_chunks -= self._cost(outcome)
+                    self._changed.notify_all()
+                elif self._error is not None:
+                    raise self._error
+                else:
+                    return
+            yield job, outcome
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop parsing ahead and wait (up to ``timeout`` s) for the thread to end.
+
+        A thread stuck in a long parse is left to end when the parser is closed.
+        """
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
+        self._thread.join(timeout)
 
 
 class _LazyParser:
