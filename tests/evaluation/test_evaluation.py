@@ -148,3 +148,32 @@ def test_holdout_split_is_deterministic_and_disjoint() -> None:
     assert set(train).isdisjoint(test) and len(train) + len(test) == 1000
     assert 400 < len(train) < 600
     assert holdout_split(list(reversed(ids)), 0.5)[0] == list(reversed(train))
+
+
+def test_cli_eval_and_search_with_a_config(tiny: tuple[Path, Settings], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tribrid.cli import cli
+
+    dataset, settings = tiny
+    data_dir = str(settings.data_dir)
+    runner = CliRunner()
+    # BM25 alone encodes no query with a neural model; the index is the module's.
+    out = tmp_path / "bm25"
+    result = runner.invoke(
+        cli, ["eval", str(dataset), "--data-dir", data_dir, "-m", "bm25", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "| bm25 |" in result.output
+    assert json.loads(out.with_suffix(".json").read_text())["modes"]["bm25"]["metrics"]
+    config = RetrieverConfig.model_validate(
+        {"retriever": {"channels": {"bm25": 1.0}, "fusion": "rrf"}}
+    ).save(tmp_path / "bm25.json")
+    result = runner.invoke(
+        cli,
+        ["search", "Sicilian Defence", "--config", str(config), "--data-dir", data_dir, "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["path"] == "chess"
+    result = runner.invoke(cli, ["search", "x", "--config", str(config), "-m", "dense"])
+    assert result.exit_code == 2 and "leave out --mode" in result.output
