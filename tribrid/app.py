@@ -31,6 +31,7 @@ from tribrid.store.base import (
     Channel,
     ChannelQuery,
     CollectionSchema,
+    Fusion,
     MetadataFilter,
     StoreQuery,
     VectorStore,
@@ -200,6 +201,7 @@ def search_store(
     k: int = 10,
     filter: MetadataFilter | None = None,
     prefetch_k: int | None = None,
+    fusion: Fusion = Fusion.DBSF,
     rrf_k: int = 60,
     oversampling: float = 8.0,
 ) -> list[SearchResult]:
@@ -225,6 +227,7 @@ def search_store(
             channels=tuple(channels),
             limit=k,
             prefetch_limit=prefetch_k or max(100, 5 * k),
+            fusion=fusion,
             rrf_k=rrf_k,
             filter=filter,
             oversampling=oversampling,
@@ -257,7 +260,7 @@ def search(
 
     Args:
         query: The query text.
-        mode: ``hybrid`` (RRF of dense, SPLADE and BM25), ``dense``, ``splade``, ``bm25``
+        mode: ``hybrid`` (DBSF of dense, SPLADE and BM25), ``dense``, ``splade``, ``bm25``
             or ``binary`` (binary-quantized dense codes, oversampled and rescored).
         k: Number of results.
         filter: Payload filter, e.g. ``{"filetype": "application/pdf"}``.

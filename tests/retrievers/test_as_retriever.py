@@ -41,5 +41,5 @@ def test_as_retriever_opens_the_settings_index(data_dir: Path) -> None:
 
 def test_as_retriever_closes_the_store_on_bad_options(data_dir: Path) -> None:
     with pytest.raises(ValueError, match="no absolute meaning"):
-        tribrid.as_retriever(data_dir=data_dir, score_threshold=0.1)
+        tribrid.as_retriever(data_dir=data_dir, fusion="rrf", score_threshold=0.1)
     tribrid.as_retriever(data_dir=data_dir).close()  # not left locked

@@ -38,7 +38,9 @@ def test_rrf_score_is_the_formula_over_channel_ranks(
     corpus_store: VectorStore, encoders: EncoderSet
 ) -> None:
     weights = {"dense": 1.0, "splade": 0.5, "bm25": 2.0}
-    docs = retriever(corpus_store, encoders, channels=weights, rrf_k=10, k=10).invoke("pump valves")
+    docs = retriever(corpus_store, encoders, fusion="rrf", channels=weights, rrf_k=10, k=10).invoke(
+        "pump valves"
+    )
     assert docs
     for doc in docs:
         ranks = doc.metadata["channel_ranks"]
@@ -88,14 +90,16 @@ def test_score_threshold_with_rrf_is_refused(
     corpus_store: VectorStore, encoders: EncoderSet
 ) -> None:
     with pytest.raises(ValueError, match="no absolute meaning"):
-        retriever(corpus_store, encoders, score_threshold=0.5)
+        retriever(corpus_store, encoders, fusion="rrf", score_threshold=0.5)
     with pytest.raises(ValueError, match="no absolute meaning"):
-        retriever(corpus_store, encoders).invoke("x", score_threshold=0.5)
+        retriever(corpus_store, encoders, fusion="rrf").invoke("x", score_threshold=0.5)
 
 
 def test_store_fusion_matches_client_rrf(corpus_store: VectorStore, encoders: EncoderSet) -> None:
-    client = retriever(corpus_store, encoders, k=5).invoke("rank fusion")
-    store = retriever(corpus_store, encoders, k=5, store_fusion=True).invoke("rank fusion")
+    client = retriever(corpus_store, encoders, k=5, fusion="rrf").invoke("rank fusion")
+    store = retriever(corpus_store, encoders, k=5, fusion="rrf", store_fusion=True).invoke(
+        "rank fusion"
+    )
     assert [d.id for d in store] == [d.id for d in client]
     assert [d.metadata["score"] for d in store] == pytest.approx(
         [d.metadata["score"] for d in client], rel=1e-5

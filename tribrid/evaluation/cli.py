@@ -241,7 +241,7 @@ def tune_command(
         for name in metric_names:
             table.add_column(f"{split} {name}", justify="right")
     for label, train, test in (
-        ("default (rrf k=60, equal weights)", report.default_train, report.default_test),
+        ("default (dbsf, equal weights)", report.default_train, report.default_test),
         ("tuned", report.train, report.test),
     ):
         table.add_row(

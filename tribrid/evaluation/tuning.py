@@ -86,7 +86,7 @@ class TuneReport:
         best: The chosen retriever settings.
         train: Metrics of the chosen setting on train.
         test: Metrics of the chosen setting on test.
-        default_train: Metrics of the default (RRF k=60, equal weights) on train.
+        default_train: Metrics of the default (DBSF, equal weights) on train.
         default_test: The same on test.
         trials: Settings tried.
         binary: Calibration on the train queries for the index's own encoding.

@@ -35,7 +35,7 @@ class RetrieverSettings(BaseModel):
     channels: dict[str, float] = Field(
         default_factory=lambda: {"dense": 1.0, "splade": 1.0, "bm25": 1.0}
     )
-    fusion: FusionMethod = FusionMethod.RRF
+    fusion: FusionMethod = FusionMethod.DBSF  # the retriever's default (see hybrid.py)
     rrf_k: int = Field(default=60, ge=0)
     normalization: Normalization = Normalization.MINMAX
     prefetch_k: int | None = Field(default=None, ge=1)

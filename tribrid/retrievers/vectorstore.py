@@ -5,7 +5,7 @@ get deterministic point ids: ``point_id("langchain:<collection>", <id>)``, where
 is the caller's id, or the SHA-256 of the text when none is given. Adding the same text
 twice therefore leaves one point, and re-adding a given id replaces its point.
 
-Searches are the hybrid retriever's (RRF of dense, SPLADE and BM25 by default), so a
+Searches are the hybrid retriever's (DBSF of dense, SPLADE and BM25 by default), so a
 vector store built over an index that ``tribrid ingest`` made returns its chunks too.
 """
 
@@ -374,8 +374,9 @@ class TribridVectorStore(VectorStore):
                     "search_type='similarity_score_threshold' needs "
                     "search_kwargs={'score_threshold': ...}"
                 )
-            if "fusion" not in search_kwargs and self._retriever.fusion == "rrf":
-                search_kwargs["fusion"] = "convex"
+            # LangChain's thresholds are relevance scores in [0, 1]: convex min-max fusion
+            # gives exactly that, where RRF and DBSF scores have other ranges.
+            search_kwargs.setdefault("fusion", "convex")
         unknown = set(kwargs) - {"tags", "metadata"}
         if unknown:
             raise ValueError(
