@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -63,6 +63,19 @@ class SearchResult:
     chunk_index: int
     page: int | None
     payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, point_id: str, score: float, payload: Mapping[str, Any]) -> SearchResult:
+        """A result from a point's id, score and payload."""
+        return cls(
+            point_id=point_id,
+            score=score,
+            path=str(payload.get("path", payload.get("document_key", ""))),
+            text=str(payload.get("text", "")),
+            chunk_index=int(payload.get("chunk_index", 0)),
+            page=payload.get("page"),
+            payload=dict(payload),
+        )
 
 
 def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
@@ -233,18 +246,7 @@ def search_store(
             oversampling=oversampling,
         )
     )
-    return [
-        SearchResult(
-            point_id=hit.id,
-            score=hit.score,
-            path=str(hit.payload.get("path", hit.payload.get("document_key", ""))),
-            text=str(hit.payload.get("text", "")),
-            chunk_index=int(hit.payload.get("chunk_index", 0)),
-            page=hit.payload.get("page"),
-            payload=dict(hit.payload),
-        )
-        for hit in hits
-    ]
+    return [SearchResult.of(hit.id, hit.score, hit.payload) for hit in hits]
 
 
 def search(

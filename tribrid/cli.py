@@ -190,18 +190,7 @@ def _search_with_config(
 ) -> list[api.SearchResult]:
     with api.as_retriever(settings=settings, config=config, k=k) as retriever:
         chunks = retriever.search(query)
-    return [
-        api.SearchResult(
-            point_id=c.id,
-            score=c.score,
-            path=str(c.payload.get("path", c.payload.get("document_key", ""))),
-            text=str(c.payload.get("text", "")),
-            chunk_index=int(c.payload.get("chunk_index", 0)),
-            page=c.payload.get("page"),
-            payload=dict(c.payload),
-        )
-        for c in chunks
-    ]
+    return [api.SearchResult.of(c.id, c.score, c.payload) for c in chunks]
 
 
 @cli.command()

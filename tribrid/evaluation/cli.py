@@ -40,6 +40,15 @@ DataDir = Annotated[
         "(default: .tribrid-eval/<dataset name>).",
     ),
 ]
+MetricOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--metric",
+        help="Metric to report (repeat the option; default: ndcg@10, recall@10, "
+        "recall@100, mrr@10; also recall@2).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the JSON report.")]
 
 
 def _settings(dataset: Path, data_dir: Path | None) -> Settings:
@@ -113,16 +122,9 @@ def eval_command(
     max_queries: Annotated[
         int | None, typer.Option("--max-queries", min=1, help="Only the first N judged queries.")
     ] = None,
-    metric: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--metric",
-            help="Metric to report (repeat the option; default: ndcg@10, recall@10, "
-            "recall@100, mrr@10; also recall@2).",
-        ),
-    ] = None,
+    metric: MetricOption = None,
     data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Measure every channel and fusion on a BEIR dataset: quality, latency, index size.
 
@@ -196,16 +198,9 @@ def tune_command(
         int | None,
         typer.Option("--max-queries", min=1, help="Only the first N judged queries per split."),
     ] = None,
-    metric: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--metric",
-            help="Metric to report (repeat the option; default: ndcg@10, recall@10, "
-            "recall@100, mrr@10; also recall@2).",
-        ),
-    ] = None,
+    metric: MetricOption = None,
     data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Tune fusion (method, weights, RRF k, prefetch) on the train split; report train and test.
 
