@@ -26,21 +26,14 @@ from tribrid.encoders.base import DenseMatrix
 from tribrid.errors import StoreError
 from tribrid.ingestion import background
 from tribrid.ingestion.background import Batching, DirectSink
-from tribrid.ingestion.base import (
-    Chunk,
-    DocumentFailure,
-    DocumentStatus,
-    FailureKind,
-    ParsedDocument,
-    content_hash,
-    point_id,
-)
+from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.parse_pool import ParseJob, ParseOptions
 from tribrid.ingestion.pipeline import PlanAction, WriteBatch, plan_document
 from tribrid.ledger import SqlLedger
-from tribrid.ledger.base import DocumentState
+from tribrid.ledger.base import DocumentState, DocumentStatus
 from tribrid.store import open_store
 from tribrid.store.base import CollectionSchema, VectorStore
+from tribrid.store.points import content_hash, point_id
 
 DIM = 8
 OPTIONS = ParseOptions(memory_limit_mb=None)

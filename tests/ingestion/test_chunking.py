@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tribrid.errors import ConfigError
-from tribrid.ingestion.base import content_hash, point_id
 from tribrid.ingestion.chunking import chunk_elements
 from tribrid.ingestion.parsing import partition_document, prepare_unstructured
+from tribrid.store.points import content_hash, point_id
 
 
 def _element(kind: str, text: str, page: int | None = None, filetype: str | None = None) -> Any:

@@ -16,13 +16,14 @@ import pytest
 from tribrid.app import SearchMode, build_encoders, collection_schema, search_store
 from tribrid.connectors import LocalFolderConnector
 from tribrid.encoders import EncoderSet
-from tribrid.ingestion.base import Chunk, content_hash, point_id
+from tribrid.ingestion.base import Chunk
 from tribrid.ingestion.parse_pool import ParsePool
 from tribrid.ingestion.pipeline import SyncPipeline, SyncReport, encode_chunks
 from tribrid.ledger import DocumentState, SqlLedger
 from tribrid.settings import Settings
 from tribrid.store import open_store
 from tribrid.store.base import VectorStore
+from tribrid.store.points import content_hash, point_id
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 
@@ -300,9 +301,10 @@ def test_parsing_runs_ahead_on_its_own_thread_and_hands_errors_back(tmp_path: Pa
     import threading
     from typing import Any
 
-    from tribrid.ingestion.base import Chunk, ParsedDocument, content_hash
+    from tribrid.ingestion.base import Chunk, ParsedDocument
     from tribrid.ingestion.parse_pool import ParseJob
     from tribrid.ingestion.pipeline import _LazyParser, _ParseAhead
+    from tribrid.store.points import content_hash
 
     parsed: list[str] = []
 

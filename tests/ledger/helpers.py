@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tribrid.ingestion.base import content_hash, point_id
 from tribrid.ledger import ChunkRecord
+from tribrid.store.points import content_hash, point_id
 
 
 def chunks_for(source_key: str, document_key: str, *texts: str) -> list[ChunkRecord]:

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from tribrid.errors import LedgerError
-from tribrid.ingestion.base import DocumentStatus
 from tribrid.ledger import RunCounts, RunStatus, SqlLedger
+from tribrid.ledger.base import DocumentStatus
 
 from .helpers import chunks_for
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from tribrid.errors import ConfigError, LedgerError
-from tribrid.ingestion.base import DocumentStatus, FailureKind
+from tribrid.ingestion.base import FailureKind
 from tribrid.ledger import (
     ChunkRecord,
     DocumentState,
@@ -22,6 +22,7 @@ from tribrid.ledger import (
     SqlLedger,
 )
 from tribrid.ledger import ledger as ledger_module
+from tribrid.ledger.base import DocumentStatus
 
 from .helpers import chunks_for, ids
 

@@ -16,11 +16,12 @@ import pytest
 
 from tribrid.app import build_encoders, collection_schema
 from tribrid.encoders import EncoderSet
-from tribrid.ingestion.base import Chunk, content_hash, point_id
+from tribrid.ingestion.base import Chunk
 from tribrid.ingestion.pipeline import encode_chunks
 from tribrid.settings import Settings
 from tribrid.store import EdgeStore, QdrantServerStore
 from tribrid.store.base import Point, VectorStore
+from tribrid.store.points import content_hash, point_id
 
 BACKENDS = ("edge", "memory")
 

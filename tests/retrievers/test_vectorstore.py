@@ -11,8 +11,8 @@ from langchain_core.vectorstores import VectorStoreRetriever
 
 from tests.retrievers.conftest import BACKENDS, corpus_points, open_backend
 from tribrid.encoders import EncoderSet
-from tribrid.ingestion.base import content_hash
 from tribrid.retrievers import EncoderEmbeddings, HybridRetriever, TribridVectorStore
+from tribrid.store.points import content_hash
 
 
 @pytest.fixture(params=BACKENDS)

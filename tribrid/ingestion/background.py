@@ -45,7 +45,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
 from tribrid.encoders import EncoderSet, SparseVector
 from tribrid.errors import ConfigError, EncoderError, LedgerError, SchemaMismatchError, StoreError
-from tribrid.ingestion.base import DocumentFailure, DocumentStatus, FailureKind, ParsedDocument
+from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.parse_pool import ParseJob, ParseOptions, parse_and_chunk
 from tribrid.ingestion.pipeline import (
     DocumentRecord,
@@ -55,7 +55,7 @@ from tribrid.ingestion.pipeline import (
     encode_batch,
     plan_document,
 )
-from tribrid.ledger.base import ChunkRecord, DocumentState, RunCounts, WorkItem
+from tribrid.ledger.base import ChunkRecord, DocumentState, DocumentStatus, RunCounts, WorkItem
 from tribrid.ledger.ledger import SqlLedger
 from tribrid.store.base import Point, VectorStore
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# Fixed namespace for point ids. Changing it would re-key every index ever built.
-POINT_NAMESPACE = uuid.UUID("6f1c2d1e-5b7a-4c59-9a53-2f0d6b8e1a47")
+from tribrid.store.points import chunk_payload, content_hash
 
 
 class FailureKind(StrEnum):
@@ -29,34 +26,6 @@ class FailureKind(StrEnum):
     CRASHED = "crashed"
     ENCODE_FAILED = "encode_failed"
     STORE_FAILED = "store_failed"
-
-
-class DocumentStatus(StrEnum):
-    """Lifecycle of a document row in the ledger."""
-
-    PENDING = "pending"
-    INDEXED = "indexed"
-    FAILED = "failed"
-    DELETED = "deleted"
-
-
-def content_hash(text: str) -> str:
-    """SHA-256 of a chunk's text, the identity of its content."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def point_id(source_key: str, document_key: str, chunk_hash: str, occurrence: int = 0) -> str:
-    """Deterministic point id of a chunk.
-
-    The id depends on where the chunk comes from and what it says, not on its position,
-    so an unchanged paragraph keeps its point when text is inserted before it, and a
-    retried upsert overwrites instead of duplicating. ``occurrence`` tells apart chunks
-    with identical text in the same document.
-    """
-    if occurrence < 0:
-        raise ValueError(f"occurrence must be >= 0, got {occurrence}")
-    name = f"{source_key}\x1f{document_key}\x1f{chunk_hash}\x1f{occurrence}"
-    return str(uuid.uuid5(POINT_NAMESPACE, name))
 
 
 @dataclass(frozen=True)
@@ -93,14 +62,14 @@ class Chunk:
 
     def payload(self) -> dict[str, Any]:
         """The payload stored with the point: the text, its keys and its metadata."""
-        return {
-            **self.metadata,
-            "text": self.text,
-            "source_key": self.source_key,
-            "document_key": self.document_key,
-            "chunk_index": self.index,
-            "content_hash": self.content_hash,
-        }
+        return chunk_payload(
+            text=self.text,
+            source_key=self.source_key,
+            document_key=self.document_key,
+            chunk_index=self.index,
+            digest=self.content_hash,
+            metadata=self.metadata,
+        )
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from tribrid.errors import ConfigError
-from tribrid.ingestion.base import Chunk, content_hash, point_id
+from tribrid.ingestion.base import Chunk
 from tribrid.ingestion.parsing import prepare_unstructured
+from tribrid.store.points import content_hash, point_id
 
 if TYPE_CHECKING:
     from unstructured.documents.elements import Element

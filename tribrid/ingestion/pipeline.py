@@ -32,12 +32,18 @@ from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import (
     Chunk,
     DocumentFailure,
-    DocumentStatus,
     FailureKind,
     ParsedDocument,
 )
 from tribrid.ingestion.parse_pool import ParseJob
-from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts, RunStatus
+from tribrid.ledger.base import (
+    ChunkRecord,
+    DocumentState,
+    DocumentStatus,
+    Ledger,
+    RunCounts,
+    RunStatus,
+)
 from tribrid.store.base import Point, VectorStore
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,11 @@ from tribrid.ingestion.base import (
     DocumentFailure,
     FailureKind,
     ParsedDocument,
-    content_hash,
-    point_id,
 )
 from tribrid.ingestion.chunking import chunk_elements
 from tribrid.ingestion.parse_pool import ParseJob, ParseOptions, ParseOutcome
 from tribrid.ingestion.parsing import prepare_unstructured
+from tribrid.store.points import content_hash, point_id
 
 if TYPE_CHECKING:
     from unstructured.documents.elements import Element

@@ -12,6 +12,7 @@ from __future__ import annotations
 from tribrid.ledger.base import (
     ChunkRecord,
     DocumentState,
+    DocumentStatus,
     FailureRecord,
     Ledger,
     RunCounts,
@@ -27,6 +28,7 @@ from tribrid.ledger.ledger import SqlLedger, open_ledger
 __all__ = [
     "ChunkRecord",
     "DocumentState",
+    "DocumentStatus",
     "FailureRecord",
     "Ledger",
     "RunCounts",

@@ -13,7 +13,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from tribrid.ingestion.base import DocumentStatus
+
+class DocumentStatus(StrEnum):
+    """Lifecycle of a document row in the ledger."""
+
+    PENDING = "pending"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    DELETED = "deleted"
 
 
 class RunStatus(StrEnum):

@@ -66,10 +66,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tribrid.errors import ConfigError, LedgerError
-from tribrid.ingestion.base import DocumentStatus
 from tribrid.ledger.base import (
     ChunkRecord,
     DocumentState,
+    DocumentStatus,
     FailureRecord,
     RunCounts,
     RunProgress,

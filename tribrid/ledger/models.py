@@ -29,8 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tribrid.ingestion.base import DocumentStatus
-from tribrid.ledger.base import RunStatus
+from tribrid.ledger.base import DocumentStatus, RunStatus
 
 # Explicit constraint names, so migrations can address them on every backend
 # (SQLite in particular can only alter a named constraint through batch mode).

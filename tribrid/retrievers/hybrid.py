@@ -48,15 +48,13 @@ from tribrid.store.base import (
     StoreQuery,
     VectorStore,
 )
+from tribrid.store.points import LANGCHAIN_ID_KEY, TEXT_KEY
 
 DEFAULT_CHANNELS: dict[Channel, float] = {
     Channel.DENSE: 1.0,
     Channel.SPLADE: 1.0,
     Channel.BM25: 1.0,
 }
-# Payload key holding the id a LangChain caller gave a point (see TribridVectorStore).
-LANGCHAIN_ID_KEY = "langchain_id"
-TEXT_KEY = "text"
 # What a call may override through ``invoke(query, k=..., filter=...)``.
 CALL_OPTIONS = (
     "k",

@@ -26,22 +26,20 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from tribrid.encoders import EncoderSet
-from tribrid.ingestion.base import content_hash, point_id
 from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
-from tribrid.retrievers.hybrid import (
-    LANGCHAIN_ID_KEY,
-    TEXT_KEY,
-    HybridRetriever,
-    RetrievedChunk,
-)
+from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, ChannelQuery, Hit, Point, StoreFilter, StoreQuery
 from tribrid.store.base import VectorStore as TribridStore
-
-# Payload keys tribrid writes for every text; metadata may not use them.
-RESERVED_KEYS = frozenset(
-    {TEXT_KEY, LANGCHAIN_ID_KEY, "source_key", "document_key", "chunk_index", "content_hash"}
+from tribrid.store.points import (
+    LANGCHAIN_ID_KEY,
+    RESERVED_KEYS,
+    TEXT_KEY,
+    chunk_payload,
+    content_hash,
+    point_id,
 )
+
 DEFAULT_COLLECTION = "langchain"
 _ADD_BATCH = 64
 
@@ -222,15 +220,15 @@ class TribridVectorStore(VectorStore):
                         dense=encoded.dense[row].tolist(),
                         splade=encoded.splade[row],
                         bm25=encoded.bm25[row],
-                        payload={
-                            **metadata,
-                            TEXT_KEY: text,
-                            LANGCHAIN_ID_KEY: external,
-                            "source_key": self.source_key,
-                            "document_key": external,
-                            "chunk_index": 0,
-                            "content_hash": digest,
-                        },
+                        payload=chunk_payload(
+                            text=text,
+                            source_key=self.source_key,
+                            document_key=external,
+                            chunk_index=0,
+                            digest=digest,
+                            metadata=metadata,
+                            langchain_id=external,
+                        ),
                     )
                 )
                 out.append(external)
