@@ -100,7 +100,7 @@ class Sample:
 
 def chunk_texts(data_dir: Path) -> list[tuple[str, str]]:
     """``(document key, text)`` of every chunk in the index, in document and chunk order."""
-    from tribrid.app import build_encoders, build_store
+    from tribrid.factory import build_encoders, build_store
     from tribrid.settings import Settings
 
     settings = Settings(data_dir=data_dir)
@@ -203,7 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from tribrid.app import build_encoders
+    from tribrid.factory import build_encoders
     from tribrid.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="tribrid-ingestion-bench-"))

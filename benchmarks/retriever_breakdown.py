@@ -22,8 +22,8 @@ from pathlib import Path
 import qdrant_edge as qe
 import retriever_latency as rl
 
-from tribrid.app import build_encoders
 from tribrid.encoders import EncoderSet
+from tribrid.factory import build_encoders
 from tribrid.retrievers import HybridRetriever
 from tribrid.retrievers.hybrid import _chunks, to_document
 from tribrid.settings import Settings

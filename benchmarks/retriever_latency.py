@@ -730,8 +730,8 @@ def main() -> None:
         args.out.write_text(report(json.loads(args.report.read_text()), before, breakdown))
         return
 
-    from tribrid.app import build_encoders
     from tribrid.encoders import EncoderSet
+    from tribrid.factory import build_encoders
     from tribrid.store.base import CollectionSchema
 
     real = build_encoders(__import__("tribrid.settings", fromlist=["Settings"]).Settings())

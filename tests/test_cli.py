@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from tribrid.app import build_encoders, build_store
 from tribrid.cli import cli
+from tribrid.factory import build_encoders, build_store
 from tribrid.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "docs"

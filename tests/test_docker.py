@@ -78,7 +78,7 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     assert services["beat"]["entrypoint"][:4] == [
         "celery",
         "-A",
-        "tribrid.ingestion.worker",
+        "tribrid.background.worker",
         "beat",
     ]
     assert services["flower"]["entrypoint"][3] == "flower"

@@ -1,7 +1,8 @@
 """The public Python API: ``ingest``, ``search``, ``status`` and ``as_retriever``.
 
-These are the only functions (with the CLI and the worker bootstrap) that read
-:class:`~tribrid.settings.Settings`; everything below them takes explicit arguments.
+A façade over the composition root (:mod:`tribrid.factory`), which builds every
+component from :class:`~tribrid.settings.Settings`. Each function reads the settings
+(from the environment unless given) once, at the edge; nothing below them does.
 
 Example:
     >>> import tribrid
@@ -14,28 +15,18 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tribrid.connectors import LocalFolderConnector
-from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder, SpladeEncoder
-from tribrid.ingestion.pipeline import ProgressListener, SyncPipeline, SyncReport
-from tribrid.ledger import SqlLedger, StatusReport, open_ledger
+from tribrid import factory
+from tribrid.encoders import EncoderSet
+from tribrid.ingestion.pipeline import ProgressListener, SyncReport
+from tribrid.ledger import StatusReport
 from tribrid.settings import Settings
-from tribrid.store import open_store
-from tribrid.store.base import (
-    Channel,
-    ChannelQuery,
-    CollectionSchema,
-    Fusion,
-    MetadataFilter,
-    StoreQuery,
-    VectorStore,
-)
+from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
 if TYPE_CHECKING:
     from tribrid.retrievers.config import RetrieverConfig
@@ -50,6 +41,16 @@ class SearchMode(StrEnum):
     SPLADE = "splade"
     BM25 = "bm25"
     BINARY = "binary"
+
+
+#: The channels each search mode searches (all with weight 1).
+MODE_CHANNELS: Mapping[SearchMode, tuple[Channel, ...]] = {
+    SearchMode.HYBRID: (Channel.DENSE, Channel.SPLADE, Channel.BM25),
+    SearchMode.DENSE: (Channel.DENSE,),
+    SearchMode.SPLADE: (Channel.SPLADE,),
+    SearchMode.BM25: (Channel.BM25,),
+    SearchMode.BINARY: (Channel.BINARY,),
+}
 
 
 @dataclass(frozen=True)
@@ -84,85 +85,6 @@ def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
     return settings or Settings(**overrides)
 
 
-def build_encoders(settings: Settings) -> EncoderSet:
-    """The encoders the settings name (models load lazily, on first use)."""
-    models = settings.models
-    common: dict[str, Any] = {
-        "device": models.device,
-        "batch_size": models.batch_size,
-        "max_seq_length": models.max_seq_length,
-        "torch_threads": models.torch_threads,
-        "cache_dir": settings.model_cache_dir,
-    }
-    return EncoderSet(
-        dense=SentenceTransformerEncoder(
-            models.dense, backend=models.dense_backend or models.backend, **common
-        ),
-        splade=SpladeEncoder(
-            models.splade,
-            backend=models.splade_backend or models.backend,
-            top_k=models.splade_top_k,
-            **common,
-        ),
-        bm25=Bm25Encoder(
-            k=settings.bm25.k,
-            b=settings.bm25.b,
-            avg_len=settings.bm25.avg_len,
-            language=settings.bm25.language,
-        ),
-    )
-
-
-def collection_schema(settings: Settings, encoders: EncoderSet) -> CollectionSchema:
-    """The schema an index built with these settings must have."""
-    return CollectionSchema(
-        name=settings.store.collection,
-        dense_size=encoders.dense.dimension,
-        dense_model=encoders.dense.model_name,
-        splade_model=encoders.splade.model_name,
-        bm25_model=encoders.bm25.model_name,
-        binary_encoding=settings.quantization.encoding,
-        query_encoding=settings.quantization.query_encoding,
-    )
-
-
-def build_store(settings: Settings, encoders: EncoderSet, *, recreate: bool = False) -> VectorStore:
-    """Open the store the settings name, validating its schema."""
-    store = settings.store
-    return open_store(
-        store.backend,
-        collection_schema(settings, encoders),
-        path=settings.store_path,
-        url=store.url,
-        api_key=store.api_key.get_secret_value() if store.api_key else None,
-        timeout=store.timeout_s,
-        recreate=recreate,
-    )
-
-
-def build_ledger(settings: Settings) -> SqlLedger:
-    """Open (and migrate) the ledger the settings name."""
-    if settings.database.url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return open_ledger(settings.database_url)
-
-
-@contextmanager
-def _opened(
-    settings: Settings, *, recreate: bool = False
-) -> Iterator[tuple[SqlLedger, VectorStore, EncoderSet]]:
-    encoders = build_encoders(settings)
-    ledger = build_ledger(settings)
-    try:
-        store = build_store(settings, encoders, recreate=recreate)
-        try:
-            yield ledger, store, encoders
-        finally:
-            store.close()
-    finally:
-        ledger.close()
-
-
 def ingest(
     path: str | os.PathLike[str],
     *,
@@ -170,39 +92,32 @@ def ingest(
     recreate: bool = False,
     retry_failed: bool = False,
     progress: ProgressListener | None = None,
+    connector: str = "local",
     **overrides: Any,
 ) -> SyncReport:
     """Index a folder, incrementally: unchanged files cost nothing, deleted files leave.
 
     Args:
-        path: The folder.
+        path: The folder (or, with another ``connector``, what it reads).
         settings: Settings to use (default: from the environment).
         recreate: Drop the collection and build it again.
         retry_failed: Parse files that failed before even if they did not change.
         progress: Receives progress events.
+        connector: Which connector lists ``path``: a name in
+            :data:`tribrid.connectors.CONNECTORS` (``local`` folder by default, ``beir``
+            for a BEIR dataset folder).
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
 
     Returns:
         What the sync did: counts, failures, duration.
     """
-    from tribrid.ingestion.parse_pool import ParsePool
-
     cfg = _settings(settings, overrides)
-    conn = cfg.connector
-    connector = LocalFolderConnector(
-        Path(path), include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
-    )
-    with _opened(cfg, recreate=recreate) as (ledger, store, encoders):
-        pipeline = SyncPipeline(
-            ledger=ledger,
-            store=store,
-            encoders=encoders,
-            parser_factory=lambda: ParsePool.from_settings(cfg.parsing, cfg.chunking),
-            batch_chunks=cfg.models.batch_size * 8,
-            max_file_bytes=int(cfg.parsing.max_file_mb * 2**20),
-            retry_failed=retry_failed,
+    source = factory.build_connector(cfg, Path(path), connector=connector)
+    with factory.opened(cfg, recreate=recreate) as (ledger, store, encoders):
+        pipeline = factory.sync_pipeline(
+            cfg, ledger=ledger, store=store, encoders=encoders, retry_failed=retry_failed
         )
-        return pipeline.sync(connector, progress=progress)
+        return pipeline.sync(source, progress=progress)
 
 
 def search_store(
@@ -213,12 +128,16 @@ def search_store(
     mode: SearchMode | str = SearchMode.HYBRID,
     k: int = 10,
     filter: MetadataFilter | None = None,
-    prefetch_k: int | None = None,
-    fusion: Fusion = Fusion.DBSF,
-    rrf_k: int = 60,
     oversampling: float = 8.0,
 ) -> list[SearchResult]:
-    """Search an open store (the function behind :func:`search`)."""
+    """Search an open store (the function behind :func:`search`).
+
+    It is the hybrid retriever's own search with the store fusing the channels (one
+    query; see ``store_fusion`` of :class:`~tribrid.retrievers.HybridRetriever`), so
+    ``tribrid search`` and ``as_retriever(store_fusion=True)`` give the same hits.
+    """
+    from tribrid.retrievers.hybrid import HybridRetriever
+
     try:
         chosen = SearchMode(mode)
     except ValueError as e:
@@ -227,26 +146,17 @@ def search_store(
         ) from e
     if k <= 0:
         raise ValueError(f"k must be > 0, got {k}")
-    channels: list[ChannelQuery] = []
-    if chosen in (SearchMode.HYBRID, SearchMode.DENSE, SearchMode.BINARY):
-        channel = Channel.BINARY if chosen == SearchMode.BINARY else Channel.DENSE
-        channels.append(ChannelQuery(channel, encoders.dense.encode_query(query).tolist()))
-    if chosen in (SearchMode.HYBRID, SearchMode.SPLADE):
-        channels.append(ChannelQuery(Channel.SPLADE, encoders.splade.encode_query(query)))
-    if chosen in (SearchMode.HYBRID, SearchMode.BM25):
-        channels.append(ChannelQuery(Channel.BM25, encoders.bm25.encode_query(query)))
-    hits = store.query(
-        StoreQuery(
-            channels=tuple(channels),
-            limit=k,
-            prefetch_limit=prefetch_k or max(100, 5 * k),
-            fusion=fusion,
-            rrf_k=rrf_k,
-            filter=filter,
-            oversampling=oversampling,
-        )
+    retriever = HybridRetriever(
+        store=store,
+        encoders=encoders,
+        channels=dict.fromkeys(MODE_CHANNELS[chosen], 1.0),
+        k=k,
+        filter=filter,
+        store_fusion=True,
+        prefetch_k=max(100, 5 * k),
+        oversampling=oversampling,
     )
-    return [SearchResult.of(hit.id, hit.score, hit.payload) for hit in hits]
+    return [SearchResult.of(c.id, c.score, c.payload) for c in retriever.search(query)]
 
 
 def search(
@@ -270,9 +180,9 @@ def search(
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
     """
     cfg = _settings(settings, overrides)
-    encoders = build_encoders(cfg)
+    encoders = factory.build_encoders(cfg)
     # Search needs only the store: no ledger is opened (or migrated) for it.
-    store = build_store(cfg, encoders)
+    store = factory.build_store(cfg, encoders)
     try:
         return search_store(
             store,
@@ -321,8 +231,8 @@ def as_retriever(
 
         options = {**load_config(config).options(), **options}
     options.setdefault("oversampling", cfg.quantization.oversampling)
-    encoders = build_encoders(cfg)
-    store = build_store(cfg, encoders)
+    encoders = factory.build_encoders(cfg)
+    store = factory.build_store(cfg, encoders)
     try:
         retriever = HybridRetriever(store=store, encoders=encoders, **options)
     except BaseException:
@@ -337,7 +247,7 @@ def status(
 ) -> StatusReport:
     """Counts by status, every failed file with its reason, and the last run."""
     cfg = _settings(settings, overrides)
-    ledger = build_ledger(cfg)
+    ledger = factory.build_ledger(cfg)
     try:
         return ledger.status(source)
     finally:

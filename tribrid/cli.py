@@ -1,4 +1,4 @@
-"""The ``tribrid`` command: a thin layer over :mod:`tribrid.app`."""
+"""The ``tribrid`` command: a thin layer over :mod:`tribrid.app` and :mod:`tribrid.factory`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tribrid import app as api
+from tribrid import factory
 from tribrid.errors import TribridError
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import RunProgress
@@ -86,6 +87,13 @@ class _LiveProgress:
 def ingest(
     path: Annotated[Path, typer.Argument(help="Folder to index.")],
     data_dir: DataDir = None,
+    connector: Annotated[
+        str,
+        typer.Option(
+            "--connector",
+            help="What lists PATH: a connector name (`local` folder, `beir` dataset folder).",
+        ),
+    ] = "local",
     recreate: Annotated[bool, typer.Option(help="Drop the collection and build it again.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Retry files that failed before.")] = False,
     background: Annotated[
@@ -100,16 +108,29 @@ def ingest(
     """Index a folder: new and changed files are embedded, deleted files removed."""
     if not path.is_dir():
         raise _fail(f"{path} is not a folder; pass the folder that holds the documents")
+    from tribrid.connectors import CONNECTORS
+
+    if connector not in CONNECTORS:
+        raise _fail(
+            f"unknown connector {connector!r}; valid names: {', '.join(sorted(CONNECTORS))}"
+        )
     settings = _settings(data_dir)
     if background:
         if recreate:
             raise _fail("--recreate cannot run in the background; run it in the foreground")
+        if connector != "local":
+            raise _fail("--background syncs local folders only; leave out --connector")
         _ingest_in_background(path, settings, retry_failed=retry_failed, as_json=as_json)
         return
     with Live(console=err_console, refresh_per_second=4, transient=True) as live:
         progress = _LiveProgress(live)
         report = api.ingest(
-            path, settings=settings, recreate=recreate, retry_failed=retry_failed, progress=progress
+            path,
+            settings=settings,
+            recreate=recreate,
+            retry_failed=retry_failed,
+            progress=progress,
+            connector=connector,
         )
     counts = report.counts
     if as_json:
@@ -146,13 +167,12 @@ def ingest(
 def _ingest_in_background(
     path: Path, settings: Settings, *, retry_failed: bool, as_json: bool
 ) -> None:
-    from tribrid.connectors import LocalFolderConnector
-    from tribrid.ingestion import worker
+    from tribrid.background import worker
 
-    connector = LocalFolderConnector(path)
+    connector = factory.local_folder(settings, path)
     key = connector.source_key
     worker.configure(settings, create_folders=True)
-    ledger = api.build_ledger(settings)
+    ledger = factory.build_ledger(settings)
     try:
         run_id = worker.enqueue_sync(
             ledger, connector.root, queue=settings.celery.queue, retry_failed=retry_failed
@@ -165,7 +185,7 @@ def _ingest_in_background(
     console.print(
         f"queued run #{run_id} for {connector.root}; follow it with "
         f"`tribrid status --run {run_id} --follow` (workers: `tribrid worker`"
-        + (", and one `tribrid worker --writer`" if settings.store.backend == "edge" else "")
+        + (", and one `tribrid worker --writer`" if factory.single_writer(settings) else "")
         + ")",
         highlight=False,
     )
@@ -334,7 +354,7 @@ def _render_progress(progress: RunProgress) -> Table:
 
 
 def _run_status(settings: Settings, run_id: int, *, follow: bool, as_json: bool) -> None:
-    ledger = api.build_ledger(settings)
+    ledger = factory.build_ledger(settings)
     try:
         progress = ledger.run_progress(run_id)
         if follow and not as_json:
@@ -399,16 +419,16 @@ def worker_command(
         )
     if data_dir is not None:
         os.environ["TRIBRID_DATA_DIR"] = str(data_dir)  # for anything that re-reads settings
-    from tribrid.ingestion import worker
+    from tribrid.background import worker
 
     worker.configure(settings, create_folders=True)
     cfg = settings.celery
     if writer:
         if concurrency not in (None, 1):
             raise _fail("the writer owns the embedded store alone: it runs with --concurrency 1")
-        if settings.store.backend != "edge":
+        if not factory.single_writer(settings):
             err_console.print(
-                "note: with the Qdrant server backend every worker writes; no writer is needed"
+                "note: this store backend takes writes from every worker; no writer is needed"
             )
         queue_list = [cfg.write_queue]
         concurrency = 1
@@ -472,16 +492,12 @@ def watch(
     Bursts of changes become one sync after a quiet period. By default the sync runs in
     this process (no broker, no worker); Ctrl-C or SIGTERM stops after the current sync.
     """
-    from tribrid.connectors import LocalFolderConnector
-    from tribrid.ingestion import watch as watching
+    from tribrid import watch as watching
 
     if not path.is_dir():
         raise _fail(f"{path} is not a folder; pass the folder that holds the documents")
     settings = _settings(data_dir)
-    conn = settings.connector
-    connector = LocalFolderConnector(
-        path, include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
-    )
+    connector = factory.local_folder(settings, path)
     watching.check_data_dir(connector, settings)
     debouncer = watching.Debouncer(quiet_s=debounce, max_wait_s=max(max_wait, debounce))
 

@@ -10,8 +10,7 @@ import pytest
 from tribrid.connectors import CONNECTORS, BeirCorpusConnector, TextDocument
 from tribrid.connectors.beir import available_splits, read_qrels, read_queries
 from tribrid.errors import ConnectorError
-from tribrid.ingestion.parse_pool import ParseJob, ParseOptions, parse_and_chunk
-from tribrid.ingestion.text import TextChunker
+from tribrid.ingestion.parse import ParseJob, ParseOptions, TextChunker, parse_and_chunk
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 

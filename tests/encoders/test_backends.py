@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from tribrid.app import build_encoders, collection_schema
 from tribrid.encoders import _onnx
 from tribrid.encoders._torch import load_model
 from tribrid.encoders.base import EncoderBackend, SparseVector
 from tribrid.encoders.dense import SentenceTransformerEncoder
 from tribrid.encoders.splade import SpladeEncoder, _rows_to_sparse
 from tribrid.errors import MissingDependencyError
+from tribrid.factory import build_encoders, collection_schema
 from tribrid.settings import Settings
 
 SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact" / "corpus.jsonl"

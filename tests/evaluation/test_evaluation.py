@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tribrid.app import build_encoders, build_store
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError
 from tribrid.evaluation import ALL_MODES, evaluate, write_report
 from tribrid.evaluation.tuning import holdout_split, tune
+from tribrid.factory import build_encoders, build_store
 from tribrid.retrievers import HybridRetriever
 from tribrid.retrievers.config import RetrieverConfig
 from tribrid.settings import Settings

@@ -20,12 +20,8 @@ import pytest
 from tribrid.errors import ParseError
 from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.chunking import chunk_elements
-from tribrid.ingestion.parse_pool import (
-    WORKER_ENVIRONMENT,
-    ParseJob,
-    ParseOptions,
-    ParsePool,
-)
+from tribrid.ingestion.parse import ParseJob, ParseOptions
+from tribrid.ingestion.parse_pool import WORKER_ENVIRONMENT, ParsePool
 from tribrid.ingestion.parsing import ocr_missing, partition_document
 from tribrid.settings import ChunkingSettings, ParsingSettings
 

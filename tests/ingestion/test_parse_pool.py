@@ -17,7 +17,8 @@ import pytest
 
 from tribrid.errors import ConfigError
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument
-from tribrid.ingestion.parse_pool import ParseJob, ParseOptions, ParsePool, parse_and_chunk
+from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
+from tribrid.ingestion.parse_pool import ParsePool
 from tribrid.settings import ChunkingSettings, ParsingSettings
 
 TIMEOUT_S = 5.0

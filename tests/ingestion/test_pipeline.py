@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tribrid.app import SearchMode, build_encoders, collection_schema, search_store
+from tribrid.app import SearchMode, search_store
 from tribrid.connectors import LocalFolderConnector
 from tribrid.encoders import EncoderSet
+from tribrid.factory import build_encoders, collection_schema
 from tribrid.ingestion.base import Chunk
 from tribrid.ingestion.parse_pool import ParsePool
-from tribrid.ingestion.pipeline import SyncPipeline, SyncReport, encode_chunks
+from tribrid.ingestion.pipeline import SyncPipeline, SyncReport
+from tribrid.ingestion.write import encode_chunks
 from tribrid.ledger import DocumentState, SqlLedger
 from tribrid.settings import Settings
 from tribrid.store import open_store
@@ -302,7 +304,7 @@ def test_parsing_runs_ahead_on_its_own_thread_and_hands_errors_back(tmp_path: Pa
     from typing import Any
 
     from tribrid.ingestion.base import Chunk, ParsedDocument
-    from tribrid.ingestion.parse_pool import ParseJob
+    from tribrid.ingestion.parse import ParseJob
     from tribrid.ingestion.pipeline import _LazyParser, _ParseAhead
     from tribrid.store.points import content_hash
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tribrid.app import build_encoders, collection_schema
 from tribrid.encoders import EncoderSet
+from tribrid.factory import build_encoders, collection_schema
 from tribrid.ingestion.base import Chunk
-from tribrid.ingestion.pipeline import encode_chunks
+from tribrid.ingestion.write import encode_chunks
 from tribrid.settings import Settings
 from tribrid.store import EdgeStore, QdrantServerStore
 from tribrid.store.base import Point, VectorStore

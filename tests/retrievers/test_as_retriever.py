@@ -8,9 +8,9 @@ import pytest
 
 import tribrid
 from tests.retrievers.conftest import corpus_points
-from tribrid.app import build_store
 from tribrid.encoders import EncoderSet
 from tribrid.errors import StoreBusyError
+from tribrid.factory import build_store
 from tribrid.retrievers import HybridRetriever
 
 

@@ -18,8 +18,8 @@ from langchain_core.documents import Document
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from tests.retrievers.conftest import corpus_points
-from tribrid.app import collection_schema
 from tribrid.encoders import EncoderSet
+from tribrid.factory import collection_schema
 from tribrid.retrievers import HybridRetriever, TribridVectorStore
 from tribrid.settings import Settings
 from tribrid.store import QdrantServerStore

@@ -129,3 +129,29 @@ class Connector(Protocol):
     def list_documents(self) -> Iterator[ListedItem]:
         """Yield every document of the source, and a failure for every path refused."""
         ...
+
+
+@dataclass(frozen=True)
+class ConnectorOptions:
+    """Options the composition root hands every connector it opens by name.
+
+    A connector uses those that apply to it (a folder's include/exclude globs) and
+    ignores the rest.
+
+    Attributes:
+        include: Glob patterns of documents to list (all when empty).
+        exclude: Glob patterns of documents or folders to skip.
+        follow_symlinks: Follow symlinks that stay inside the source.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+
+
+class ConnectorClass(Protocol):
+    """What a connector class registered in :data:`tribrid.connectors.CONNECTORS` offers."""
+
+    def from_location(self, location: str, options: ConnectorOptions) -> Connector:
+        """The connector of the source at ``location`` (a folder, a dataset …)."""
+        ...

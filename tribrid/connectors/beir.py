@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tribrid.connectors.base import ListedItem, TextDocument
+from tribrid.connectors.base import ConnectorOptions, ListedItem, TextDocument
 from tribrid.errors import ConnectorError
 
 CORPUS_FILE = "corpus.jsonl"
@@ -128,6 +128,11 @@ class BeirCorpusConnector:
         self._root = dataset_root(dataset)
         self._corpus = self._root / CORPUS_FILE
         self._source_key = source_key or f"beir:{self._corpus.as_posix()}"
+
+    @classmethod
+    def from_location(cls, location: str, options: ConnectorOptions) -> BeirCorpusConnector:
+        """The connector of the dataset folder ``location`` (the options do not apply)."""
+        return cls(location)
 
     @property
     def root(self) -> Path:

@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tribrid.connectors.base import ListedItem, ListingFailure, SourceDocument
+from tribrid.connectors.base import ConnectorOptions, ListedItem, ListingFailure, SourceDocument
 from tribrid.errors import ConnectorError
 
 # Folders no one wants indexed: version control, caches, virtual environments.
@@ -67,6 +67,16 @@ class LocalFolderConnector:
         self._follow_symlinks = follow_symlinks
         self._include_hidden = include_hidden
         self._source_key = source_key or f"local:{self._root.as_posix()}"
+
+    @classmethod
+    def from_location(cls, location: str, options: ConnectorOptions) -> LocalFolderConnector:
+        """The connector of the folder ``location``, with the include/exclude options."""
+        return cls(
+            location,
+            include=options.include,
+            exclude=options.exclude,
+            follow_symlinks=options.follow_symlinks,
+        )
 
     @property
     def root(self) -> Path:

@@ -22,17 +22,11 @@ from tribrid.encoders import EncoderSet
 from tribrid.ledger.base import Ledger
 from tribrid.retrievers.config import RetrieverSettings
 from tribrid.retrievers.fusion import fuse
-from tribrid.store.base import Channel, ChannelQuery, StoreQuery, VectorStore
+from tribrid.retrievers.query import CHANNEL_ENCODER, encode_query
+from tribrid.store.base import Channel, StoreQuery, VectorStore
 
 Hits = list[tuple[str, float]]
 
-#: The query encoder each channel needs.
-CHANNEL_ENCODER = {
-    Channel.DENSE: "dense",
-    Channel.BINARY: "dense",
-    Channel.SPLADE: "splade",
-    Channel.BM25: "bm25",
-}
 
 Advance = Callable[[int], None]
 
@@ -108,21 +102,18 @@ def collect_candidates(
         result.ranked[channel.value] = {}
         result.search_ms[channel.value] = {}
     for query_id, text in queries.items():
-        vectors: dict[str, object] = {}
-        for name in sorted(needed):
-            started = time.perf_counter()
-            if name == "dense":
-                dense = encoders.dense.encode_query(text)
-                result.dense_queries[query_id] = np.asarray(dense, dtype=np.float32)
-                vectors[name] = [float(x) for x in dense]
-            elif name == "splade":
-                vectors[name] = encoders.splade.encode_query(text)
-            else:
-                vectors[name] = encoders.bm25.encode_query(text)
-            result.encode_ms[name][query_id] = (time.perf_counter() - started) * 1000
+        timings: dict[str, float] = {}
+        encoded = {
+            cq.channel: cq for cq in encode_query(encoders, text, channels, timings_ms=timings)
+        }
+        for name, ms in timings.items():
+            result.encode_ms[name][query_id] = ms
+        dense = next((cq for c, cq in encoded.items() if CHANNEL_ENCODER[c] == "dense"), None)
+        if dense is not None:
+            result.dense_queries[query_id] = np.asarray(dense.vector, dtype=np.float32)
         for channel in channels:
             query = StoreQuery(
-                channels=(ChannelQuery(channel, vectors[CHANNEL_ENCODER[channel]]),),  # type: ignore[arg-type]
+                channels=(encoded[channel],),
                 limit=depth,
                 oversampling=oversampling,
                 with_payload=False,

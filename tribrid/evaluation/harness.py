@@ -32,7 +32,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tribrid.app import build_encoders, build_ledger, build_store
 from tribrid.connectors.beir import BeirCorpusConnector, Qrels, read_qrels, read_queries
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError
@@ -52,6 +51,7 @@ from tribrid.evaluation.candidates import (
 )
 from tribrid.evaluation.indexing import index_dataset
 from tribrid.evaluation.metrics import DEFAULT_METRICS, evaluate_run
+from tribrid.factory import build_encoders, build_ledger, build_store
 from tribrid.ingestion.pipeline import SyncReport
 from tribrid.retrievers.config import RetrieverConfig, RetrieverSettings
 from tribrid.retrievers.fusion import FusionMethod

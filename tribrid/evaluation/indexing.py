@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 
-from tribrid.app import build_encoders, build_ledger, build_store
+from tribrid import factory
 from tribrid.connectors.beir import BeirCorpusConnector
 from tribrid.encoders import EncoderSet
-from tribrid.ingestion.parse_pool import ParseOptions
-from tribrid.ingestion.pipeline import ProgressListener, SyncPipeline, SyncReport
-from tribrid.ingestion.text import TextChunker
+from tribrid.ingestion.parse import TextChunker
+from tribrid.ingestion.pipeline import ProgressListener, SyncReport
 from tribrid.settings import Settings
 
 
@@ -23,7 +22,7 @@ def index_dataset(
     """Sync the dataset's ``corpus.jsonl`` into the index of ``settings``.
 
     Records go through :class:`~tribrid.ingestion.pipeline.SyncPipeline` like files do,
-    chunked by :class:`~tribrid.ingestion.text.TextChunker` (no parsing). The ledger
+    chunked by :class:`~tribrid.ingestion.parse.TextChunker` (no parsing). The ledger
     remembers every record, so a second call costs one pass over the corpus file and
     encodes nothing; a changed record is re-encoded alone.
 
@@ -38,18 +37,18 @@ def index_dataset(
         What the sync did.
     """
     connector = BeirCorpusConnector(dataset)
-    options = ParseOptions.from_settings(settings.parsing, settings.chunking)
-    encoders = encoders or build_encoders(settings)
-    ledger = build_ledger(settings)
+    options = factory.parse_options(settings)
+    encoders = encoders or factory.build_encoders(settings)
+    ledger = factory.build_ledger(settings)
     try:
-        store = build_store(settings, encoders)
+        store = factory.build_store(settings, encoders)
         try:
-            pipeline = SyncPipeline(
+            pipeline = factory.sync_pipeline(
+                settings,
                 ledger=ledger,
                 store=store,
                 encoders=encoders,
-                parser_factory=lambda: TextChunker(options),
-                batch_chunks=settings.models.batch_size * 8,
+                parsers=lambda: TextChunker(options),
             )
             return pipeline.sync(connector, progress=progress)
         finally:

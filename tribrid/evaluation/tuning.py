@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tribrid.app import build_encoders, build_ledger, build_store
 from tribrid.connectors.beir import (
     BeirCorpusConnector,
     Qrels,
@@ -52,6 +51,7 @@ from tribrid.evaluation.harness import (
     score_mode,
 )
 from tribrid.evaluation.metrics import DEFAULT_METRICS, evaluate_run
+from tribrid.factory import build_encoders, build_ledger, build_store
 from tribrid.retrievers.config import RetrieverConfig, RetrieverSettings
 from tribrid.retrievers.fusion import FusionMethod, Normalization
 from tribrid.settings import Settings

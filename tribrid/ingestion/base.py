@@ -99,3 +99,7 @@ class DocumentFailure:
     document_key: str
     kind: FailureKind
     message: str
+
+
+#: What parsing one document gives: its chunks, or why there are none.
+ParseOutcome = ParsedDocument | DocumentFailure

@@ -14,8 +14,8 @@ it torch); it refuses to import torch at all. Workers import ``unstructured`` on
 then parse file after file; they talk to the parent over a socket pair with
 length-prefixed pickles.
 
-:func:`parse_and_chunk` is the same work done in the calling process, without the time
-limit: the building block for a Celery task.
+:func:`~tribrid.ingestion.parse.parse_and_chunk` is the same work done in the calling
+process, without the time limit: the building block for a Celery task.
 
 Example:
     >>> options = ParseOptions(timeout_s=120)
@@ -46,16 +46,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from tribrid.errors import ConfigError, MissingDependencyError, ParseError, TribridError
-from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument
-from tribrid.ingestion.parsing import DEFAULT_OCR_MAX_PAGES
+from tribrid.errors import ConfigError, MissingDependencyError, TribridError
+from tribrid.ingestion.base import DocumentFailure, FailureKind, ParseOutcome
+from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 
 if TYPE_CHECKING:
     from tribrid.settings import ChunkingSettings, ParsingSettings
 
 log = logging.getLogger(__name__)
-
-ParseOutcome = ParsedDocument | DocumentFailure
 
 # Jobs handed to one worker at a time: the one it parses and the next, so it never waits
 # for the parent (busy encoding) between two files.
@@ -64,8 +62,6 @@ _HEADER: Final = struct.Struct("!Q")
 _STDERR_TAIL_BYTES: Final = 4096
 _SHUTDOWN_GRACE_S: Final = 5.0
 _MAX_STARTUP_FAILURES: Final = 3
-# A worker maps ~1 GB of address space once unstructured and its libraries are loaded.
-_MIN_MEMORY_LIMIT_MB: Final = 1024
 
 #: Environment of every worker, on top of the parent's. One thread per worker, Tesseract
 #: included (``OMP_THREAD_LIMIT``): the pool size is the parallelism. Fewer malloc arenas
@@ -83,188 +79,6 @@ WORKER_ENVIRONMENT: Final[dict[str, str]] = {
     "MPLBACKEND": "Agg",
     "PYTHONUNBUFFERED": "1",
 }
-
-
-@dataclass(frozen=True)
-class ParseJob:
-    """One file to parse.
-
-    Attributes:
-        source_key: Key of the source the document belongs to.
-        document_key: Key of the document within its source.
-        path: The file on disk.
-        text: The document's text when the connector already has it (a record such as a
-            BEIR corpus line): it is chunked as is and ``path`` is not read.
-        title: The title of such a text, chunked as its heading.
-    """
-
-    source_key: str
-    document_key: str
-    path: Path
-    text: str | None = field(default=None, repr=False)
-    title: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class ParseOptions:
-    """How to parse and chunk; the same for every file of a run.
-
-    Attributes:
-        strategy: PDF strategy; only ``"fast"`` (text layer via pdfminer) is supported.
-        timeout_s: Longest a worker may spend on one file (pool only).
-        max_file_mb: Larger files are refused without being read.
-        max_pages: PDFs with more pages are refused before partitioning.
-        memory_limit_mb: Address-space cap of each worker (pool only); ``None`` for none.
-        languages: ISO 639-3 codes of the documents' languages; empty to detect them.
-        ocr: OCR images and PDFs without a text layer when Tesseract is installed.
-        ocr_max_pages: PDFs without a text layer with more pages are refused, not OCRed.
-        max_characters: Hard maximum chunk length.
-        new_after_n_chars: Soft maximum chunk length.
-        overlap: Characters repeated between consecutive split chunks.
-        overlap_all: Overlap all chunks, not only split ones.
-        combine_text_under_n_chars: Merge consecutive sections shorter than this.
-        multipage_sections: Let sections span page breaks.
-    """
-
-    strategy: str = "fast"
-    timeout_s: float = 300.0
-    max_file_mb: float = 200.0
-    max_pages: int = 2000
-    memory_limit_mb: int | None = 6144
-    languages: tuple[str, ...] = ("eng",)
-    ocr: bool = True
-    ocr_max_pages: int = DEFAULT_OCR_MAX_PAGES
-    max_characters: int = 1200
-    new_after_n_chars: int = 900
-    overlap: int = 100
-    overlap_all: bool = False
-    combine_text_under_n_chars: int = 300
-    multipage_sections: bool = True
-
-    def __post_init__(self) -> None:
-        from tribrid.ingestion.parsing import check_pdf_strategy
-
-        check_pdf_strategy(self.strategy)
-        if self.timeout_s <= 0:
-            raise ConfigError(f"parsing timeout_s must be > 0, got {self.timeout_s}")
-        if self.max_file_mb <= 0 or self.max_pages < 1 or self.ocr_max_pages < 1:
-            raise ConfigError(
-                f"parsing limits must be positive, got max_file_mb={self.max_file_mb}, "
-                f"max_pages={self.max_pages}, ocr_max_pages={self.ocr_max_pages}"
-            )
-        if self.memory_limit_mb is not None and self.memory_limit_mb < _MIN_MEMORY_LIMIT_MB:
-            raise ConfigError(
-                f"parsing memory_limit_mb={self.memory_limit_mb} is too small: a parser needs "
-                f"about {_MIN_MEMORY_LIMIT_MB} MB of address space just to start; set "
-                "TRIBRID_PARSING__MEMORY_LIMIT_MB to 2048 or more"
-            )
-        if not 0 <= self.overlap < self.max_characters:
-            raise ConfigError(
-                f"chunking overlap={self.overlap} must be >= 0 and below "
-                f"max_characters={self.max_characters} (TRIBRID_CHUNKING__OVERLAP)"
-            )
-        if self.new_after_n_chars < 0 or self.combine_text_under_n_chars < 0:
-            raise ConfigError(
-                "chunking new_after_n_chars and combine_text_under_n_chars must be >= 0"
-            )
-        object.__setattr__(self, "languages", tuple(self.languages))
-
-    @classmethod
-    def from_settings(cls, parsing: ParsingSettings, chunking: ChunkingSettings) -> ParseOptions:
-        """Build options from the ``parsing`` and ``chunking`` parts of :class:`Settings`."""
-        return cls(
-            strategy=parsing.pdf_strategy,
-            timeout_s=parsing.timeout_s,
-            max_file_mb=parsing.max_file_mb,
-            max_pages=parsing.max_pages,
-            memory_limit_mb=parsing.memory_limit_mb,
-            languages=tuple(parsing.languages),
-            ocr=parsing.ocr,
-            ocr_max_pages=parsing.ocr_max_pages,
-            max_characters=chunking.max_characters,
-            new_after_n_chars=chunking.new_after_n_chars,
-            overlap=chunking.overlap,
-            overlap_all=chunking.overlap_all,
-            combine_text_under_n_chars=chunking.combine_text_under_n_chars,
-            multipage_sections=chunking.multipage_sections,
-        )
-
-
-def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
-    """Parse and chunk one file in this process.
-
-    Every problem with the file comes back as a :class:`DocumentFailure`; only problems
-    of the installation or configuration raise. There is no time limit here: use
-    :class:`ParsePool` (or the task runner's own limit) for that.
-
-    Args:
-        job: The file.
-        options: How to parse and chunk it.
-
-    Returns:
-        The chunks, or why there are none.
-
-    Raises:
-        ConfigError: The chunking options contradict each other.
-        MissingDependencyError: The packaged spaCy model is missing.
-    """
-    from tribrid.ingestion.chunking import chunk_elements
-    from tribrid.ingestion.parsing import partition_with_page_count
-    from tribrid.ingestion.text import chunk_text
-
-    if job.text is not None:
-        # Already text (a record, not a file): nothing to read or partition, only chunking.
-        return chunk_text(job, options)
-    key = job.document_key
-    try:
-        elements, page_count = partition_with_page_count(
-            job.path,
-            document_key=key,
-            strategy=options.strategy,
-            max_file_mb=options.max_file_mb,
-            max_pages=options.max_pages,
-            languages=options.languages,
-            ocr=options.ocr,
-            ocr_max_pages=options.ocr_max_pages,
-        )
-        chunks = chunk_elements(
-            elements,
-            source_key=job.source_key,
-            document_key=key,
-            max_characters=options.max_characters,
-            new_after_n_chars=options.new_after_n_chars,
-            overlap=options.overlap,
-            overlap_all=options.overlap_all,
-            combine_text_under_n_chars=options.combine_text_under_n_chars,
-            multipage_sections=options.multipage_sections,
-        )
-    except ParseError as error:
-        return DocumentFailure(key, FailureKind(error.kind), str(error))
-    except TribridError:
-        raise
-    except MemoryError:
-        limit = f"{options.memory_limit_mb} MB" if options.memory_limit_mb else "available memory"
-        return DocumentFailure(
-            key,
-            FailureKind.CRASHED,
-            f"{key}: parsing ran out of memory ({limit}); raise "
-            "TRIBRID_PARSING__MEMORY_LIMIT_MB or remove the file from the folder",
-        )
-    except Exception as error:
-        return DocumentFailure(
-            key,
-            FailureKind.CORRUPT,
-            f"{key}: could not be chunked ({type(error).__name__}: {error}); "
-            "the file may be malformed; re-save it or remove it from the folder",
-        )
-    if not chunks:
-        return DocumentFailure(key, FailureKind.EMPTY, f"{key}: no text to index after chunking")
-    if page_count is None:
-        pages = [c.metadata["page"] for c in chunks if c.metadata.get("page") is not None]
-        page_count = max(pages) if pages else None
-    return ParsedDocument(
-        document_key=key, chunks=chunks, element_count=len(elements), page_count=page_count
-    )
 
 
 class ParsePool:

@@ -28,6 +28,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
+from tribrid.store.base import Fusion
+
 Ranked = Sequence[tuple[str, float]]
 """One channel's hits, best first: ``(id, score)`` pairs."""
 
@@ -41,6 +43,22 @@ class FusionMethod(StrEnum):
     RRF = "rrf"
     DBSF = "dbsf"
     CONVEX = "convex"
+
+
+def store_fusion(method: FusionMethod) -> Fusion:
+    """The store's own fusion that does what ``method`` does: the one mapping between them.
+
+    Raises:
+        ValueError: The store cannot run ``method`` (Qdrant has no convex fusion).
+    """
+    if method is FusionMethod.RRF:
+        return Fusion.RRF
+    if method is FusionMethod.DBSF:
+        return Fusion.DBSF
+    raise ValueError(
+        f"the store cannot fuse with {method.value!r}: it runs 'rrf' and 'dbsf' only; "
+        "leave store_fusion off for client-side fusion"
+    )
 
 
 class Normalization(StrEnum):

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -36,14 +35,14 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.config import RetrieverConfig, load_config
-from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse
+from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse, store_fusion
+from tribrid.retrievers.query import encode_query
 from tribrid.retrievers.rerank import CrossEncoderReranker
 from tribrid.store._common import parse_filter, qdrant_filter
 from tribrid.store.base import (
     AsyncSearch,
     Channel,
     ChannelQuery,
-    Fusion,
     Hit,
     StoreQuery,
     VectorStore,
@@ -230,11 +229,13 @@ class HybridRetriever(BaseRetriever):
                 "[0, 1] with minmax) or 'dbsf', or drop the threshold"
             )
         if self.store_fusion:
-            if self.fusion is FusionMethod.CONVEX:
+            try:
+                store_fusion(self.fusion)
+            except ValueError as e:
                 raise ValueError(
                     "store_fusion=True supports fusion 'rrf' and 'dbsf' only; Qdrant has "
                     "no convex fusion, so leave store_fusion off for 'convex'"
-                )
+                ) from e
             weights = {w for w in self.channels.values() if w > 0}
             if self.fusion is FusionMethod.DBSF and weights != {1.0}:
                 raise ValueError(
@@ -312,21 +313,21 @@ class HybridRetriever(BaseRetriever):
         return reranked[: self.k]
 
     def _search(self, query: str, limit: int) -> list[RetrievedChunk]:
-        queries = self._encode(query, self._active())
+        queries = encode_query(self.encoders, query, self._active())
         requests = self._requests(queries, limit)
-        if len(requests) == 1 and len(requests[0].channels) > 1:
+        if self._store_fuses(requests):
             return self._store_fused(self.store.query(requests[0]))
         top, ranked = self._fuse(queries, self.store.query_batch(requests), limit)
         payloads = self.store.retrieve([i for i, _ in top]) if top else []
         return _chunks(top, ranked, payloads)
 
     async def _asearch(self, query: str, limit: int) -> list[RetrievedChunk]:
-        queries = await asyncio.to_thread(self._encode, query, self._active())
+        queries = await asyncio.to_thread(encode_query, self.encoders, query, self._active())
         requests = self._requests(queries, limit)
         store = self.store
         if not isinstance(store, AsyncSearch):  # a third-party store: a worker thread
             store = _ThreadedSearch(store)
-        if len(requests) == 1 and len(requests[0].channels) > 1:
+        if self._store_fuses(requests):
             return self._store_fused(await store.aquery(requests[0]))
         top, ranked = self._fuse(queries, await store.aquery_batch(requests), limit)
         payloads = await store.aretrieve([i for i, _ in top]) if top else []
@@ -335,17 +336,26 @@ class HybridRetriever(BaseRetriever):
     def _active(self) -> dict[Channel, float]:
         return {c: w for c, w in self.channels.items() if w > 0}
 
+    def _store_fuses(self, requests: Sequence[StoreQuery]) -> bool:
+        """Whether the store answers with the final hits (it fused, or there is one channel
+        under ``store_fusion``), rather than with per-channel candidates."""
+        return len(requests) == 1 and (self.store_fusion or len(requests[0].channels) > 1)
+
     def _requests(self, queries: Sequence[ChannelQuery], limit: int) -> list[StoreQuery]:
-        """The store searches of one retrieval: one fused query, or one per channel."""
+        """The store searches of one retrieval: one fused query, or one per channel.
+
+        With ``store_fusion`` the store answers in one query: the fused hits, or a lone
+        channel's own hits and scores.
+        """
         prefetch = self.prefetch_k if self.prefetch_k is not None else max(100, 10 * self.k)
         prefetch = max(prefetch, limit)  # fewer candidates could return fewer than asked
-        if self.store_fusion and len(queries) > 1:
+        if self.store_fusion:
             return [
                 StoreQuery(
                     channels=tuple(queries),
                     limit=limit,
                     prefetch_limit=prefetch,
-                    fusion=Fusion.RRF if self.fusion is FusionMethod.RRF else Fusion.DBSF,
+                    fusion=store_fusion(self.fusion),
                     # Qdrant's RRF scores rank r (from 1) as 1 / (r + k - 1); k + 1 makes
                     # unweighted scores equal to the client's 1 / (k + r).
                     rrf_k=self.rrf_k + 1,
@@ -390,25 +400,6 @@ class HybridRetriever(BaseRetriever):
             for h in hits
             if self.score_threshold is None or h.score >= self.score_threshold
         ]
-
-    def _encode(self, query: str, active: Mapping[Channel, float]) -> list[ChannelQuery]:
-        dense: list[float] | None = None
-        if Channel.DENSE in active or Channel.BINARY in active:
-            dense = np.asarray(self.encoders.dense.encode_query(query), dtype=np.float64).tolist()
-        queries = []
-        for channel, weight in active.items():
-            if channel in (Channel.DENSE, Channel.BINARY):
-                assert dense is not None
-                queries.append(ChannelQuery(channel, dense, weight))
-            elif channel is Channel.SPLADE:
-                queries.append(
-                    ChannelQuery(channel, self.encoders.splade.encode_query(query), weight)
-                )
-            else:
-                queries.append(
-                    ChannelQuery(channel, self.encoders.bm25.encode_query(query), weight)
-                )
-        return queries
 
     @classmethod
     def from_config(

@@ -112,7 +112,8 @@ class TribridVectorStore(VectorStore):
         Raises:
             ValueError: Both ``path`` and ``url`` were given.
         """
-        from tribrid.app import build_encoders, collection_schema
+        # A public factory: it reads the settings (its edge) through the composition root.
+        from tribrid.factory import build_encoders, collection_schema
         from tribrid.store import open_store
 
         if path is not None and url is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tribrid.ingestion import resync, worker
+from tribrid.background import resync, worker
 from tribrid.ledger import SqlLedger
 from tribrid.settings import Settings
 
@@ -162,7 +162,7 @@ def test_a_real_beat_sends_the_resync_on_schedule(tmp_path: Path) -> None:
     log = (tmp_path / "beat.log").open("wb")
     with log:
         beat = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "tribrid.ingestion.worker", "beat", "--loglevel=INFO"],
+            [str(BIN / "celery"), "-A", "tribrid.background.worker", "beat", "--loglevel=INFO"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,16 +19,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tribrid.background import jobs, leases
+from tribrid.background.jobs import Batching
+from tribrid.background.sinks import DirectSink
 from tribrid.connectors import LocalFolderConnector
 from tribrid.connectors.base import SourceDocument
 from tribrid.encoders import Bm25Encoder, EncoderSet
 from tribrid.encoders.base import DenseMatrix
 from tribrid.errors import StoreError
-from tribrid.ingestion import background
-from tribrid.ingestion.background import Batching, DirectSink
 from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
-from tribrid.ingestion.parse_pool import ParseJob, ParseOptions
-from tribrid.ingestion.pipeline import PlanAction, WriteBatch, plan_document
+from tribrid.ingestion.parse import ParseJob, ParseOptions
+from tribrid.ingestion.plan import PlanAction, plan_document
+from tribrid.ingestion.write import WriteBatch, batch_from_json, batch_to_json
 from tribrid.ledger import SqlLedger
 from tribrid.ledger.base import DocumentState, DocumentStatus
 from tribrid.store import open_store
@@ -128,7 +130,7 @@ class Env:
     def queue(self, run_id: int | None = None, **kwargs: Any) -> int:
         run_id = run_id or self.start_run()
         self.queued = []
-        background.queue_sync(
+        jobs.queue_sync(
             self.connector,
             ledger=self.ledger,
             run_id=run_id,
@@ -139,13 +141,11 @@ class Env:
         )
         return run_id
 
-    def process(self, ids: Sequence[int], **kwargs: Any) -> background.ProcessReport:
+    def process(self, ids: Sequence[int], **kwargs: Any) -> jobs.ProcessReport:
         kwargs.setdefault("parse", paragraphs)
         kwargs.setdefault("sink", self.sink)
         kwargs.setdefault("options", OPTIONS)
-        return background.process_documents(
-            ids, ledger=self.ledger, encoders=self.encoders, **kwargs
-        )
+        return jobs.process_documents(ids, ledger=self.ledger, encoders=self.encoders, **kwargs)
 
     def process_all(self, **kwargs: Any) -> None:
         for ids in self.queued:
@@ -233,19 +233,19 @@ def test_a_write_batch_survives_json(env: Env) -> None:
     items = env.ledger.work_items(ids)
     parsed = []
     for item in items:
-        path = background.document_path(item)
+        path = jobs.document_path(item)
         info = path.stat()
         doc = SourceDocument(item.source_key, item.key, path, info.st_size, info.st_mtime_ns)
         job = ParseJob(item.source_key, item.key, path)
         result = paragraphs(job, OPTIONS)
         assert isinstance(result, ParsedDocument)
         parsed.append((doc, doc.content_hash, result))
-    from tribrid.ingestion.pipeline import encode_batch
+    from tribrid.ingestion.write import encode_batch
 
     batch = encode_batch(env.ledger, env.encoders, items[0].source_id, parsed, existing={})
     import json
 
-    again = background.batch_from_json(json.loads(json.dumps(background.batch_to_json(batch))))
+    again = batch_from_json(json.loads(json.dumps(batch_to_json(batch))))
     assert again == batch
     assert run_id
 
@@ -347,13 +347,13 @@ def test_a_store_outage_fails_the_documents_and_the_next_sync_recovers_them(env:
     for ids in env.queued:
         with pytest.raises(StoreError) as caught:
             env.process(ids, sink=down)
-        assert background.is_transient(caught.value)
+        assert jobs.is_transient(caught.value)
         # The task's retries are exhausted: the documents are recorded failed.
-        background.fail_documents(
+        jobs.fail_documents(
             ids,
             ledger=env.ledger,
             sink=env.sink,
-            kind=background.failure_kind(caught.value),
+            kind=jobs.failure_kind(caught.value),
             message=str(caught.value),
         )
     progress = env.ledger.run_progress(run_id)
@@ -437,11 +437,11 @@ def test_a_dead_workers_lease_is_taken_over(env: Env, tmp_path: Path) -> None:
     import socket
 
     dead = f"{socket.gethostname()}:{int(child.stdout)}:gone"
-    assert background.owner_is_dead(dead)
-    assert not background.owner_is_dead(background.lease_owner())
-    assert not background.owner_is_dead(background.call_owner())
-    assert background.owner_is_dead(f"{dead}:call")
-    assert not background.owner_is_dead("elsewhere:1:abc")
+    assert leases.owner_is_dead(dead)
+    assert not leases.owner_is_dead(leases.lease_owner())
+    assert not leases.owner_is_dead(leases.call_owner())
+    assert leases.owner_is_dead(f"{dead}:call")
+    assert not leases.owner_is_dead("elsewhere:1:abc")
     env.ledger.acquire_leases(ids, dead, 600)
     env.ledger.acquire_leases(env.queued[1], "elsewhere:1:abc", 600)
     report = env.process(ids + env.queued[1])
@@ -514,7 +514,7 @@ def test_a_listing_delivered_twice_at_once_sends_no_document_round_again(env: En
         def list_documents(self) -> Iterator[Any]:
             yield from super().list_documents()
             # Before this copy marks the run listed, the second copy runs.
-            background.queue_sync(
+            jobs.queue_sync(
                 Late(env.root),
                 ledger=env.ledger,
                 run_id=run_id,
@@ -524,7 +524,7 @@ def test_a_listing_delivered_twice_at_once_sends_no_document_round_again(env: En
             )
 
     env.queued = []
-    background.queue_sync(
+    jobs.queue_sync(
         Interrupted(env.root),
         ledger=env.ledger,
         run_id=run_id,

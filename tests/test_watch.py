@@ -25,10 +25,12 @@ from watchdog.events import (
     FileOpenedEvent,
 )
 
-from tribrid.app import build_encoders, build_store
 from tribrid.connectors import LocalFolderConnector
 from tribrid.errors import ConfigError, StoreBusyError
-from tribrid.ingestion.watch import (
+from tribrid.factory import build_encoders, build_store
+from tribrid.ledger import SqlLedger
+from tribrid.settings import Settings
+from tribrid.watch import (
     BackgroundSyncer,
     Debouncer,
     FolderWatcher,
@@ -36,8 +38,6 @@ from tribrid.ingestion.watch import (
     check_data_dir,
     ignored_paths,
 )
-from tribrid.ledger import SqlLedger
-from tribrid.settings import Settings
 
 BIN = Path(sys.executable).parent
 

@@ -1,9 +1,10 @@
 """The Celery app: background ingestion by worker processes.
 
-Start workers with ``tribrid worker`` (or ``celery -A tribrid.ingestion.worker worker``);
+Start workers with ``tribrid worker`` (or ``celery -A tribrid.background.worker worker``);
 queue a sync with ``tribrid ingest PATH --background`` and follow it with
 ``tribrid status --run ID --follow``. The tasks are thin wrappers around the plain
-functions of :mod:`tribrid.ingestion.background`.
+functions of :mod:`tribrid.background.jobs`, which call the same sync stages as
+the foreground sync.
 
 Queues:
 
@@ -11,8 +12,8 @@ Queues:
   ``process_documents`` tasks of document ids; ``process_documents`` leases, parses,
   chunks and encodes them.
 * ``tribrid.write`` (``TRIBRID_CELERY__WRITE_QUEUE``): store writes, when the store is
-  the embedded Qdrant Edge (``TRIBRID_STORE__BACKEND=edge``). Edge allows one process
-  per store, so exactly one worker consumes this queue, with one process:
+  one that allows a single writing process (the embedded Qdrant Edge,
+  ``TRIBRID_STORE__BACKEND=edge``), so exactly one worker consumes this queue, with one process:
   ``tribrid worker --writer``. Parse and encode workers send it the encoded points as
   JSON (ids, dense floats, sparse indices and values, payloads); it upserts them,
   records the documents in the ledger, deletes stale points and releases the leases.
@@ -20,9 +21,9 @@ Queues:
   worker upserts directly.
 
 Periodic resync: with ``TRIBRID_CELERY__RESYNC_INTERVAL_S`` set, celery beat
-(``tribrid worker --beat``, or ``celery -A tribrid.ingestion.worker beat``) sends
+(``tribrid worker --beat``, or ``celery -A tribrid.background.worker beat``) sends
 ``resync_sources`` at that interval, which queues a ``sync_source`` run per folder (see
-:mod:`tribrid.ingestion.resync`).
+:mod:`tribrid.background.resync`).
 
 Delivery: JSON only (pickle is refused), ``acks_late`` with ``reject_on_worker_lost``
 (a task whose worker dies is delivered again; tasks are idempotent and leases keep two
@@ -45,10 +46,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
@@ -56,12 +55,21 @@ from celery.signals import celeryd_init, worker_process_init, worker_process_shu
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
+from tribrid import factory
+from tribrid.background import jobs, resync
+from tribrid.background.jobs import Batching
+from tribrid.background.sinks import (
+    DELETE_POINTS,
+    RECONCILE,
+    WRITE_BATCH,
+    WRITE_TASKS,
+    DirectSink,
+    QueueSink,
+    StoreSink,
+)
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, LedgerError, SchemaMismatchError, StoreError
-from tribrid.ingestion import background, resync
-from tribrid.ingestion.background import Batching, DirectSink, StoreSink
-from tribrid.ingestion.parse_pool import ParseOptions
-from tribrid.ingestion.pipeline import WriteBatch
+from tribrid.ingestion.write import batch_from_json, remove_orphans
 from tribrid.ledger.ledger import SqlLedger
 from tribrid.settings import Settings
 from tribrid.store.base import VectorStore
@@ -71,12 +79,8 @@ log = logging.getLogger(__name__)
 SYNC_SOURCE = "tribrid.sync_source"
 RESYNC_SOURCES = resync.RESYNC_SOURCES
 PROCESS_DOCUMENTS = "tribrid.process_documents"
-WRITE_BATCH = "tribrid.write_batch"
-DELETE_POINTS = "tribrid.delete_points"
-RECONCILE = "tribrid.reconcile"
-WRITE_TASKS = (WRITE_BATCH, DELETE_POINTS, RECONCILE)
 
-#: Errors a task retries with backoff (see :func:`background.is_transient`).
+#: Errors a task retries with backoff (see :func:`tribrid.background.jobs.is_transient`).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     StoreError,
     LedgerError,
@@ -229,26 +233,20 @@ class _Runtime:
     def get_ledger(self) -> SqlLedger:
         with self.lock:
             if self.ledger is None:
-                from tribrid.app import build_ledger
-
-                self.ledger = build_ledger(self.get_settings())
+                self.ledger = factory.build_ledger(self.get_settings())
             return self.ledger
 
     def get_encoders(self) -> EncoderSet:
         with self.lock:
             if self.encoders is None:
-                from tribrid.app import build_encoders
-
-                self.encoders = build_encoders(self.get_settings())
+                self.encoders = factory.build_encoders(self.get_settings())
             return self.encoders
 
     def get_store(self) -> VectorStore:
         encoders = self.get_encoders()
         with self.lock:
             if self.store is None:
-                from tribrid.app import build_store
-
-                self.store = build_store(self.get_settings(), encoders)
+                self.store = factory.build_store(self.get_settings(), encoders)
             return self.store
 
     def drop_store(self) -> None:
@@ -275,33 +273,12 @@ class _Runtime:
 
     def sink(self) -> StoreSink:
         settings = self.get_settings()
-        if settings.store.backend == "edge":
-            return QueueSink(settings.celery.write_queue)
+        if factory.single_writer(settings):
+            return QueueSink(app, settings.celery.write_queue)
         return DirectSink(self.get_ledger(), self.get_store)
 
 
 _runtime = _Runtime()
-
-
-class QueueSink:
-    """Sends store writes to the writer queue (the embedded store's single owner)."""
-
-    def __init__(self, queue: str) -> None:
-        self._queue = queue
-
-    def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> None:
-        write_batch.apply_async(
-            args=[background.batch_to_json(batch)],
-            kwargs={"owner": owner, "run_id": run_id},
-            queue=self._queue,
-        )
-
-    def delete(self, point_ids: Sequence[str]) -> None:
-        if point_ids:
-            delete_points.apply_async(args=[list(point_ids)], queue=self._queue)
-
-    def run_completed(self, run_id: int, source_id: int, source_key: str) -> None:
-        reconcile.apply_async(args=[run_id, source_id, source_key], queue=self._queue)
 
 
 @celeryd_init.connect
@@ -373,14 +350,14 @@ class TribridTask(Task):
         if not ids:
             log.error("task %s %s failed: %r", self.name, task_id, exc)
             return
-        kind = background.failure_kind(exc)
+        kind = jobs.failure_kind(exc)
         message = (
             f"gave up after {self.request.retries} retries: {type(exc).__name__}: {exc}; "
             "the next sync tries again"
         )
         try:
             ledger = _runtime.get_ledger()
-            background.fail_documents(
+            jobs.fail_documents(
                 ids, ledger=ledger, sink=_runtime.sink(), kind=kind, message=message
             )
         except Exception:
@@ -396,14 +373,9 @@ def sync_source(
     self: TribridTask, root: str, run_id: int | None = None, retry_failed: bool = False
 ) -> dict[str, int]:
     """List the folder ``root`` and queue its new and changed documents (run ``run_id``)."""
-    from tribrid.connectors import LocalFolderConnector
-
     settings = _runtime.get_settings()
     ledger = _runtime.get_ledger()
-    conn = settings.connector
-    connector = LocalFolderConnector(
-        Path(root), include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
-    )
+    connector = factory.build_connector(settings, root)
     if run_id is None:
         key = connector.source_key
         run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
@@ -419,18 +391,18 @@ def sync_source(
         process_documents.apply_async(args=[ids], queue=queue)
 
     try:
-        counts = background.queue_sync(
+        counts = jobs.queue_sync(
             connector,
             ledger=ledger,
             run_id=run_id,
             sink=_runtime.sink(),
             enqueue=enqueue,
             batching=batching,
-            max_file_bytes=int(settings.parsing.max_file_mb * 2**20),
+            max_file_bytes=factory.max_file_bytes(settings),
             retry_failed=retry_failed,
         )
     except Exception as e:
-        if not background.is_transient(e) or self.request.retries >= (self.max_retries or 0):
+        if not jobs.is_transient(e) or self.request.retries >= (self.max_retries or 0):
             ledger.fail_run(run_id, f"{type(e).__name__}: {e}")
         raise
     return {"run_id": run_id, **counts.as_dict()}
@@ -452,12 +424,12 @@ def process_documents(
     settings = _runtime.get_settings()
     ledger = _runtime.get_ledger()
     try:
-        report = background.process_documents(
+        report = jobs.process_documents(
             document_ids,
             ledger=ledger,
             encoders=_runtime.get_encoders(),
             sink=_runtime.sink(),
-            options=ParseOptions.from_settings(settings.parsing, settings.chunking),
+            options=factory.parse_options(settings),
             lease_s=settings.celery.lease_s,
             max_attempts=settings.celery.max_attempts,
         )
@@ -490,7 +462,7 @@ class _WriteTask(_DocumentTask):
         data = args[0] if args else (kwargs or {}).get("data")
         if not data:
             return []
-        batch = background.batch_from_json(data)
+        batch = batch_from_json(data)
         ledger = _runtime.get_ledger()
         ids = []
         for record in batch.documents:
@@ -505,7 +477,7 @@ def resync_sources(self: TribridTask) -> list[int]:
     """Celery beat's periodic task: queue a sync of every folder to keep in sync.
 
     The folders are ``TRIBRID_CELERY__RESYNC_SOURCES``, or every local source in the
-    ledger (see :mod:`tribrid.ingestion.resync`). Returns the ids of the runs queued.
+    ledger (see :mod:`tribrid.background.resync`). Returns the ids of the runs queued.
     """
     settings = _runtime.get_settings()
     ledger = _runtime.get_ledger()
@@ -524,7 +496,7 @@ def write_batch(
 ) -> dict[str, int]:
     """The writer: upsert an encoded batch, record it in the ledger, release its leases."""
     ledger = _runtime.get_ledger()
-    batch = background.batch_from_json(data)
+    batch = batch_from_json(data)
     try:
         counts = DirectSink(ledger, _runtime.get_store).commit(batch, owner=owner, run_id=run_id)
     except StoreError:
@@ -548,7 +520,7 @@ def delete_points(self: TribridTask, point_ids: list[str]) -> int:
 def reconcile(self: TribridTask, run_id: int, source_id: int, source_key: str) -> int:
     """The writer, at the end of a run: remove points of the source the ledger lacks."""
     store = _runtime.get_store()
-    removed = background.remove_orphans(_runtime.get_ledger(), store, source_id, source_key)
+    removed = remove_orphans(_runtime.get_ledger(), store, source_id, source_key)
     store.flush()
     return removed
 

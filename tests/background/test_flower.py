@@ -2,7 +2,7 @@
 
 Flower is the optional extra ``tribrid[flower]`` (in ``dev`` too, so this runs in CI).
 A live check with a worker was done by hand (see the README): ``celery -A
-tribrid.ingestion.worker flower`` lists each task as sent, received, started and
+tribrid.background.worker flower`` lists each task as sent, received, started and
 succeeded.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tornado.ioloop import IOLoop
 
-from tribrid.ingestion import worker
+from tribrid.background import worker
 from tribrid.settings import Settings
 
 

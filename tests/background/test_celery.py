@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tribrid.app import build_encoders, build_store
-from tribrid.ingestion import worker
+from tribrid.background import worker
+from tribrid.factory import build_encoders, build_store
 from tribrid.ledger import RunProgress, SqlLedger
 from tribrid.settings import Settings
 
@@ -114,7 +114,7 @@ class Cluster:
             command = [
                 str(BIN / "celery"),
                 "-A",
-                "tribrid.ingestion.worker",
+                "tribrid.background.worker",
                 "worker",
                 "--pool=prefork",
                 "-c",

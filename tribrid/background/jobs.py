@@ -1,24 +1,27 @@
-"""Background ingestion as plain functions: queue a sync, process documents, write them.
+"""Background ingestion as plain functions: queue a sync, process documents, give up.
 
-The Celery tasks of :mod:`tribrid.ingestion.worker` are thin wrappers around these
+The Celery tasks of :mod:`tribrid.background.worker` are thin wrappers around these
 functions, which take every collaborator explicitly and can be tested without Celery.
+They call the same stages as the foreground sync: the listing diff of
+:mod:`tribrid.ingestion.plan`, :func:`~tribrid.ingestion.parse.parse_and_chunk`, and the
+writer, failure recorder and removers of :mod:`tribrid.ingestion.write`.
 
 How a background run goes:
 
-1. :func:`queue_sync` lists the source, decides per document with the same
-   :func:`~tribrid.ingestion.pipeline.plan_document` rule as the foreground sync, marks
-   the documents to (re-)index ``pending`` for the run in the ledger, hands their ids to
+1. :func:`queue_sync` lists the source through the same
+   :class:`~tribrid.ingestion.plan.ListingDiff` as the foreground sync, marks the
+   documents to (re-)index ``pending`` for the run in the ledger, hands their ids to
    ``enqueue`` in batches sized so the encoders get full batches across small files,
    and marks vanished documents deleted.
 2. :func:`process_documents` re-reads each id's state, takes a **lease** on every pending
    document (a conditional ``UPDATE`` in the ledger, so two workers never process one
    document at once; a lease whose holder died is taken over), parses and chunks in
    this process, encodes the new chunks, and hands the encoded batch to a
-   :class:`StoreSink`.
-3. The sink commits the batch with :func:`apply_write`: points are upserted, then the
-   ledger records the documents, then stale points are deleted, then the leases are
-   released. Point ids are deterministic, so a batch committed twice (a crash, a
-   redelivery) leaves exactly one copy of every point.
+   :class:`~tribrid.background.sinks.StoreSink`.
+3. The sink commits the batch (:func:`~tribrid.background.sinks.apply_write`): points
+   are upserted, then the ledger records the documents, then stale points are deleted,
+   then the leases are released. Point ids are deterministic, so a batch committed twice
+   (a crash, a redelivery) leaves exactly one copy of every point.
 
 A file that kills its worker (a segfault, the OOM killer) leaves its parse attempt open
 in the ledger (:meth:`~tribrid.ledger.SqlLedger.begin_attempt`); after ``max_attempts``
@@ -28,38 +31,26 @@ such deaths the file is quarantined as failed with kind ``crashed``.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import secrets
 import signal
-import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
-from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
-from tribrid.encoders import EncoderSet, SparseVector
+from tribrid.background.leases import call_owner, owner_is_dead
+from tribrid.background.sinks import StoreSink
+from tribrid.connectors.base import Connector, SourceDocument
+from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, EncoderError, LedgerError, SchemaMismatchError, StoreError
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument
-from tribrid.ingestion.parse_pool import ParseJob, ParseOptions, parse_and_chunk
-from tribrid.ingestion.pipeline import (
-    DocumentRecord,
-    PlanAction,
-    WriteBatch,
-    commit_batch,
-    encode_batch,
-    plan_document,
-)
-from tribrid.ledger.base import ChunkRecord, DocumentState, DocumentStatus, RunCounts, WorkItem
+from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
+from tribrid.ingestion.plan import ListingDiff, PlanAction, settle_unchanged
+from tribrid.ingestion.write import encode_batch, record_failure, remove_vanished
+from tribrid.ledger.base import DocumentState, DocumentStatus, RunCounts, WorkItem
 from tribrid.ledger.ledger import SqlLedger
-from tribrid.store.base import Point, VectorStore
-
-log = logging.getLogger(__name__)
 
 # -- errors -------------------------------------------------------------------------------
 
@@ -94,63 +85,6 @@ def failure_kind(error: BaseException) -> FailureKind:
     return FailureKind.CRASHED
 
 
-# -- lease owners ---------------------------------------------------------------------------
-
-_owner_lock = threading.Lock()
-_owner: tuple[int, str] | None = None
-
-
-def lease_owner() -> str:
-    """This process's lease owner id: ``host:pid:token`` (a fresh token after a fork)."""
-    global _owner
-    with _owner_lock:
-        if _owner is None or _owner[0] != os.getpid():
-            token = secrets.token_hex(4)
-            _owner = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{token}")
-        return _owner[1]
-
-
-def call_owner() -> str:
-    """A lease owner id for one :func:`process_documents` call: ``host:pid:token:call``.
-
-    Leases belong to a call, not to its process: the documents a call handed to the
-    writer stay leased until the writer records them, and a second delivery of the same
-    message to the same process must find them taken, not take them again.
-    """
-    return f"{lease_owner()}:{secrets.token_hex(4)}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """Whether a lease owner is a process of this host that no longer runs.
-
-    Owners on other hosts, and unparseable ones, are presumed alive: their leases are
-    taken over only when they expire.
-    """
-    host, _, rest = owner.partition(":")
-    pid_text, _, _ = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        mine = lease_owner()  # this process's calls are alive; an older one with its pid is not
-        return owner != mine and not owner.startswith(mine + ":")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 # -- batching -------------------------------------------------------------------------------
 
 
@@ -174,175 +108,6 @@ class Batching:
     def estimate(self, size: int) -> int:
         """Chunks a file of ``size`` bytes is expected to give."""
         return max(1, size // self.bytes_per_chunk)
-
-
-# -- where writes go ------------------------------------------------------------------------
-
-
-class StoreSink(Protocol):
-    """Where encoded batches and point deletions go: the store itself, or its owner."""
-
-    def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> object:
-        """Write a batch (points, ledger, stale points) and release its leases."""
-        ...
-
-    def delete(self, point_ids: Sequence[str]) -> None:
-        """Delete points the ledger no longer lists."""
-        ...
-
-    def run_completed(self, run_id: int, source_id: int, source_key: str) -> None:
-        """A run is done: remove the points of its source the ledger does not list."""
-        ...
-
-
-def apply_write(
-    ledger: SqlLedger,
-    store: VectorStore,
-    batch: WriteBatch,
-    *,
-    document_ids: Mapping[str, int],
-    owner: str,
-    run_id: int | None,
-) -> RunCounts:
-    """Commit an encoded batch and finish its documents (the writer's whole job).
-
-    Upsert, record in the ledger, delete stale points (:func:`commit_batch`), then
-    release the leases and add to the run's counts. When that completes the run, the
-    store is reconciled with the ledger.
-    """
-    counts = commit_batch(ledger, store, batch)
-    ledger.release_leases(list(document_ids.values()), owner)
-    if run_id is not None:
-        ledger.add_run_counts(run_id, counts)
-        if ledger.complete_run_if_done(run_id):
-            source_key = _source_key_of(ledger, document_ids)
-            if source_key is not None:
-                remove_orphans(ledger, store, batch.source_id, source_key)
-            store.flush()  # durable, and the indexes and binary codes are built
-    return counts
-
-
-def _source_key_of(ledger: SqlLedger, document_ids: Mapping[str, int]) -> str | None:
-    items = ledger.work_items(list(document_ids.values())[:1])
-    return items[0].source_key if items else None
-
-
-def remove_orphans(ledger: SqlLedger, store: VectorStore, source_id: int, source_key: str) -> int:
-    """Delete the points of a source that the ledger does not list; returns how many.
-
-    A cheap count comes first; ids are compared only when the counts differ.
-    """
-    if store.count() == ledger.count_chunks():
-        return 0
-    listed = set(ledger.all_point_ids(source_id))
-    orphans = sorted(store.ids({"source_key": source_key}) - listed)
-    if orphans:
-        log.warning("removing %d points of %s the ledger does not list", len(orphans), source_key)
-        store.delete(orphans)
-    return len(orphans)
-
-
-class DirectSink:
-    """Writes to the store from this process: a Qdrant server, or the store's owner.
-
-    Args:
-        ledger: The ledger.
-        store: Returns the open store (called on first use, so a store that is down
-            fails the write, and is retried, rather than the worker's start).
-    """
-
-    def __init__(self, ledger: SqlLedger, store: Callable[[], VectorStore]) -> None:
-        self._ledger = ledger
-        self._store = store
-
-    def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> RunCounts:
-        ids = _ids_by_key(self._ledger, batch)
-        return apply_write(
-            self._ledger, self._store(), batch, document_ids=ids, owner=owner, run_id=run_id
-        )
-
-    def delete(self, point_ids: Sequence[str]) -> None:
-        if point_ids:
-            self._store().delete(point_ids)
-
-    def run_completed(self, run_id: int, source_id: int, source_key: str) -> None:
-        store = self._store()
-        remove_orphans(self._ledger, store, source_id, source_key)
-        store.flush()
-
-
-def _ids_by_key(ledger: SqlLedger, batch: WriteBatch) -> dict[str, int]:
-    ids: dict[str, int] = {}
-    for record in batch.documents:
-        state = ledger.get_document(batch.source_id, record.key)
-        if state is not None:
-            ids[record.key] = state.id
-    return ids
-
-
-# -- the JSON form of a write batch (what travels to the writer queue) ----------------------
-
-
-def batch_to_json(batch: WriteBatch) -> dict[str, Any]:
-    """A write batch as JSON-serialisable data (floats, ints, strings, lists, dicts)."""
-    return {
-        "source_id": batch.source_id,
-        "reused": batch.reused,
-        "points": [
-            {
-                "id": p.id,
-                "dense": [float(v) for v in p.dense],
-                "splade": [list(p.splade.indices), list(p.splade.values)],
-                "bm25": [list(p.bm25.indices), list(p.bm25.values)],
-                "payload": dict(p.payload),
-            }
-            for p in batch.points
-        ],
-        "payload_updates": [[pid, dict(payload)] for pid, payload in batch.payload_updates],
-        "documents": [
-            {
-                "key": d.key,
-                "size": d.size,
-                "mtime_ns": d.mtime_ns,
-                "content_hash": d.content_hash,
-                "chunks": [[c.point_id, c.chunk_index, c.content_hash] for c in d.chunks],
-            }
-            for d in batch.documents
-        ],
-    }
-
-
-def batch_from_json(data: Mapping[str, Any]) -> WriteBatch:
-    """The inverse of :func:`batch_to_json`."""
-
-    def sparse(pair: Sequence[Sequence[Any]]) -> SparseVector:
-        return SparseVector(tuple(int(i) for i in pair[0]), tuple(float(v) for v in pair[1]))
-
-    return WriteBatch(
-        source_id=int(data["source_id"]),
-        points=tuple(
-            Point(
-                id=p["id"],
-                dense=p["dense"],
-                splade=sparse(p["splade"]),
-                bm25=sparse(p["bm25"]),
-                payload=p["payload"],
-            )
-            for p in data["points"]
-        ),
-        payload_updates=tuple((pid, payload) for pid, payload in data["payload_updates"]),
-        documents=tuple(
-            DocumentRecord(
-                key=d["key"],
-                size=int(d["size"]),
-                mtime_ns=int(d["mtime_ns"]),
-                content_hash=d["content_hash"],
-                chunks=tuple(ChunkRecord(pid, int(i), h) for pid, i, h in d["chunks"]),
-            )
-            for d in data["documents"]
-        ),
-        reused=int(data["reused"]),
-    )
 
 
 # -- queueing a sync ------------------------------------------------------------------------
@@ -381,10 +146,13 @@ def queue_sync(
     source_id = ledger.ensure_source(
         source_key, kind=source_key.split(":", 1)[0], location=source_key
     )
-    known = {s.key: s for s in ledger.document_states(source_id)}
+    diff = ListingDiff(
+        connector,
+        {s.key: s for s in ledger.document_states(source_id)},
+        max_file_bytes=max_file_bytes,
+        retry_failed=retry_failed,
+    )
     counts = RunCounts()
-    seen: set[str] = set()
-    unlisted: list[str] = []
     batch: list[SourceDocument] = []
     estimated = 0
 
@@ -397,67 +165,36 @@ def queue_sync(
                 enqueue(ids)
         batch, estimated = [], 0
 
-    for item in connector.list_documents():
-        seen.add(item.key)
+    for item in diff:
         counts += RunCounts(seen=1)
-        if isinstance(item, ListingFailure):
-            unlisted.append(item.key.rstrip("/") + "/")
-            _record_failure(ledger, sink, source_id, item.key, None, item.kind, item.message)
-            counts += RunCounts(failed=1)
-            continue
-        plan = plan_document(
-            item, known.get(item.key), max_file_bytes=max_file_bytes, retry_failed=retry_failed
-        )
+        plan = item.plan
         if plan.action == PlanAction.PARSE:
-            batch.append(item)
-            estimated += batching.estimate(item.size)
+            assert item.doc is not None
+            batch.append(item.doc)
+            estimated += batching.estimate(item.doc.size)
             if len(batch) >= batching.max_documents or estimated >= batching.max_chunks:
                 flush()
         elif plan.action == PlanAction.FAIL:
             assert plan.kind is not None and plan.message is not None
-            _record_failure(ledger, sink, source_id, item.key, item, plan.kind, plan.message)
+            record_failure(
+                ledger,
+                sink.delete,
+                source_id,
+                item.key,
+                kind=plan.kind,
+                message=plan.message,
+                size=item.doc.size if item.doc else 0,
+                mtime_ns=item.doc.mtime_ns if item.doc else 0,
+            )
             counts += RunCounts(failed=1)
         else:
-            before = known[item.key]
-            if plan.action == PlanAction.TOUCH:
-                ledger.record_unchanged(before.id, mtime_ns=item.mtime_ns, size=item.size)
-            counts += RunCounts(unchanged=1)
+            counts += settle_unchanged(ledger, item)
     flush()
-    for key, before in known.items():
-        if key in seen or before.status == DocumentStatus.DELETED:
-            continue
-        if any(key.startswith(prefix) for prefix in unlisted):
-            continue  # its folder could not be listed this time: not evidence of deletion
-        stale = ledger.mark_deleted(before.id)
-        sink.delete(stale)
-        counts += RunCounts(deleted=1, chunks_deleted=len(stale))
+    counts += remove_vanished(ledger, sink.delete, diff.vanished())
     ledger.add_run_counts(run_id, counts, listed=True)
     if ledger.complete_run_if_done(run_id):
         sink.run_completed(run_id, source_id, source_key)
     return counts
-
-
-def _record_failure(
-    ledger: SqlLedger,
-    sink: StoreSink,
-    source_id: int,
-    key: str,
-    doc: SourceDocument | None,
-    kind: str,
-    message: str,
-    content_hash: str | None = None,
-) -> None:
-    stale = ledger.record_failed(
-        source_id,
-        key,
-        path=key,
-        size=doc.size if doc else 0,
-        mtime_ns=doc.mtime_ns if doc else 0,
-        content_hash=content_hash,
-        kind=str(kind),
-        message=message,
-    )
-    sink.delete(stale)
 
 
 # -- processing documents -------------------------------------------------------------------
@@ -569,20 +306,20 @@ def process_documents(
             if isinstance(outcome, tuple):
                 by_source.setdefault(item.source_id, []).append((item, *outcome))
             elif outcome is None:
-                stale = ledger.mark_deleted(item.id)
-                sink.delete(stale)
+                gone = remove_vanished(ledger, sink.delete, [_state(item)])
                 report.deleted.append(item.id)
-                _count(runs, item, RunCounts(deleted=1, chunks_deleted=len(stale)))
+                _count(runs, item, gone)
             else:
                 doc, digest, failure = outcome.doc, outcome.digest, outcome.failure
-                _record_failure(
+                record_failure(
                     ledger,
-                    sink,
+                    sink.delete,
                     item.source_id,
                     item.key,
-                    doc,
-                    failure.kind,
-                    failure.message,
+                    kind=failure.kind,
+                    message=failure.message,
+                    size=doc.size if doc else 0,
+                    mtime_ns=doc.mtime_ns if doc else 0,
                     content_hash=digest,
                 )
                 report.failed.append(item.id)
@@ -699,6 +436,14 @@ def _count(runs: dict[int, RunCounts], item: WorkItem, counts: RunCounts) -> Non
         runs[item.run_id] = runs.get(item.run_id, RunCounts()) + counts
 
 
+def _quietly(delete: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
+    def attempt(point_ids: Sequence[str]) -> None:
+        with contextlib.suppress(Exception):
+            delete(point_ids)
+
+    return attempt
+
+
 def fail_documents(
     document_ids: Sequence[int],
     *,
@@ -720,18 +465,16 @@ def fail_documents(
     runs: dict[int, RunCounts] = {}
     items = [i for i in ledger.work_items(document_ids) if i.status == DocumentStatus.PENDING]
     for item in items:
-        stale = ledger.record_failed(
+        record_failure(
+            ledger,
+            _quietly(sink.delete),  # the store may be what is down
             item.source_id,
             item.key,
-            path=item.key,
+            kind=kind,
+            message=message,
             size=item.size,
             mtime_ns=item.mtime_ns,
-            content_hash=None,
-            kind=str(kind),
-            message=message,
         )
-        with contextlib.suppress(Exception):  # the store may be what is down
-            sink.delete(stale)
         failed.append(item.id)
         _count(runs, item, RunCounts(failed=1))
     for item in items:
@@ -748,20 +491,11 @@ def fail_documents(
 
 __all__ = [
     "Batching",
-    "DirectSink",
     "ProcessReport",
-    "StoreSink",
-    "apply_write",
-    "batch_from_json",
-    "batch_to_json",
-    "call_owner",
     "document_path",
     "fail_documents",
     "failure_kind",
     "is_transient",
-    "lease_owner",
-    "owner_is_dead",
     "process_documents",
     "queue_sync",
-    "remove_orphans",
 ]

@@ -39,16 +39,17 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
+from tribrid import factory
+from tribrid.background.jobs import is_transient
 from tribrid.connectors import LocalFolderConnector
 from tribrid.errors import ConfigError, MissingDependencyError
-from tribrid.ingestion.background import is_transient
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent
     from watchdog.observers.api import BaseObserver
 
+    from tribrid.ingestion.parse import DocumentParser
     from tribrid.ingestion.parse_pool import ParsePool
-    from tribrid.ingestion.pipeline import DocumentParser
     from tribrid.ledger import SqlLedger
     from tribrid.settings import Settings
 
@@ -247,11 +248,9 @@ class InProcessSyncer:
     """
 
     def __init__(self, settings: Settings, root: Path) -> None:
-        from tribrid.app import build_encoders
-
         self._settings = settings
         self._root = root
-        self._encoders = build_encoders(settings)
+        self._encoders = factory.build_encoders(settings)
         self._pool: ParsePool | None = None
         self._loading: threading.Thread | None = None
 
@@ -282,25 +281,17 @@ class InProcessSyncer:
         return contextlib.nullcontext(self._pool)
 
     def sync(self) -> str:
-        from tribrid.app import build_ledger, build_store
-        from tribrid.ingestion.pipeline import SyncPipeline
-
         if self._loading is not None:
             self._loading.join()  # one load of the models, never two racing
             self._loading = None
         cfg = self._settings
-        connector = _connector(cfg, self._root)
-        ledger = build_ledger(cfg)
+        connector = factory.local_folder(cfg, self._root)
+        ledger = factory.build_ledger(cfg)
         try:
-            store = build_store(cfg, self._encoders)
+            store = factory.build_store(cfg, self._encoders)
             try:
-                pipeline = SyncPipeline(
-                    ledger=ledger,
-                    store=store,
-                    encoders=self._encoders,
-                    parser_factory=self._parser,
-                    batch_chunks=cfg.models.batch_size * 8,
-                    max_file_bytes=int(cfg.parsing.max_file_mb * 2**20),
+                pipeline = factory.sync_pipeline(
+                    cfg, ledger=ledger, store=store, encoders=self._encoders, parsers=self._parser
                 )
                 report = pipeline.sync(connector)
             finally:
@@ -345,12 +336,11 @@ class BackgroundSyncer:
         stalled_after_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from tribrid.app import build_ledger
-        from tribrid.ingestion import worker
+        from tribrid.background import worker
 
         self._settings = worker.configure(settings, create_folders=True)
-        self._root = _connector(settings, root).root
-        self._ledger: SqlLedger = build_ledger(settings)
+        self._root = factory.local_folder(settings, root).root
+        self._ledger: SqlLedger = factory.build_ledger(settings)
         self._stalled_after_s = stalled_after_s or settings.celery.lease_s
         self._clock = clock
         self.run_id: int | None = None
@@ -382,7 +372,7 @@ class BackgroundSyncer:
         return False
 
     def sync(self) -> str:
-        from tribrid.ingestion import worker
+        from tribrid.background import worker
 
         self.run_id = worker.enqueue_sync(
             self._ledger, self._root, queue=self._settings.celery.queue
@@ -392,13 +382,6 @@ class BackgroundSyncer:
 
     def close(self) -> None:
         self._ledger.close()
-
-
-def _connector(settings: Settings, root: Path) -> LocalFolderConnector:
-    conn = settings.connector
-    return LocalFolderConnector(
-        root, include=conn.include, exclude=conn.exclude, follow_symlinks=conn.follow_symlinks
-    )
 
 
 def ignored_paths(settings: Settings) -> list[Path]:
