@@ -1,4 +1,9 @@
-"""Encoders: dense (sentence-transformers), learned sparse (SPLADE) and lexical (BM25)."""
+"""Encoders: dense (sentence-transformers), learned sparse (SPLADE) and lexical (BM25).
+
+Each encoder is one module implementing :class:`~tribrid.encoders.base.DenseEncoder` or
+:class:`~tribrid.encoders.base.SparseEncoder`; :func:`tribrid.factory.build_encoders`
+chooses and configures them from the settings.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,6 @@ from tribrid.encoders.base import (
 from tribrid.encoders.bm25 import Bm25Encoder
 from tribrid.encoders.dense import SentenceTransformerEncoder
 from tribrid.encoders.splade import SpladeEncoder
-
-DENSE_ENCODERS: dict[str, type[SentenceTransformerEncoder]] = {
-    "sentence-transformers": SentenceTransformerEncoder
-}
-SPARSE_ENCODERS: dict[str, type[SpladeEncoder] | type[Bm25Encoder]] = {
-    "splade": SpladeEncoder,
-    "bm25": Bm25Encoder,
-}
 
 
 @dataclass(frozen=True)
@@ -81,8 +78,6 @@ class EncoderSet:
 
 
 __all__ = [
-    "DENSE_ENCODERS",
-    "SPARSE_ENCODERS",
     "Bm25Encoder",
     "DenseEncoder",
     "EncodedBatch",
