@@ -45,7 +45,7 @@ from tribrid.background.sinks import StoreSink
 from tribrid.connectors.base import Connector, SourceDocument
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, EncoderError, LedgerError, SchemaMismatchError, StoreError
-from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument
+from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument, unreadable
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 from tribrid.ingestion.plan import ListingDiff, PlanAction, settle_unchanged
 from tribrid.ingestion.write import encode_batch, record_failure, remove_vanished
@@ -375,11 +375,7 @@ def _parse_one(
     except FileNotFoundError:
         return None
     except OSError as e:
-        failure = DocumentFailure(
-            item.key,
-            FailureKind.UNREADABLE,
-            f"{item.key}: cannot read: {e.strerror or e}; check it exists and is readable",
-        )
+        failure = unreadable(item.key, e)
         return _Failed(None, None, failure)
     doc = SourceDocument(item.source_key, item.key, path, info.st_size, info.st_mtime_ns)
     if item.open_attempts >= max_attempts:
@@ -394,11 +390,7 @@ def _parse_one(
     try:
         digest = doc.content_hash
     except OSError as e:
-        failure = DocumentFailure(
-            item.key,
-            FailureKind.UNREADABLE,
-            f"{item.key}: cannot read: {e.strerror or e}; check it exists and is readable",
-        )
+        failure = unreadable(item.key, e)
         return _Failed(doc, None, failure)
     ledger.begin_attempt(item.id)
     job = ParseJob(source_key=item.source_key, document_key=item.key, path=path)

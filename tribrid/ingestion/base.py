@@ -103,3 +103,12 @@ class DocumentFailure:
 
 #: What parsing one document gives: its chunks, or why there are none.
 ParseOutcome = ParsedDocument | DocumentFailure
+
+
+def unreadable(key: str, error: OSError) -> DocumentFailure:
+    """The failure of a document whose file cannot be stat'ed or read."""
+    return DocumentFailure(
+        key,
+        FailureKind.UNREADABLE,
+        f"{key}: cannot read: {error.strerror or error}; check it exists and is readable",
+    )

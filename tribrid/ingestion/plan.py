@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
-from tribrid.ingestion.base import FailureKind
+from tribrid.ingestion.base import FailureKind, unreadable
 from tribrid.ledger.base import DocumentState, DocumentStatus, Ledger, RunCounts
 
 #: Failure kinds that say nothing about the file (the store or the models were at fault):
@@ -95,8 +95,8 @@ def plan_document(
     try:
         digest = doc.content_hash
     except OSError as e:
-        message = f"{doc.key}: cannot read: {e.strerror or e}; check it exists and is readable"
-        return DocumentPlan(PlanAction.FAIL, kind=FailureKind.UNREADABLE, message=message)
+        failure = unreadable(doc.key, e)
+        return DocumentPlan(PlanAction.FAIL, kind=failure.kind, message=failure.message)
     if before is not None and settled and not lost_points and before.content_hash == digest:
         return DocumentPlan(PlanAction.TOUCH, content_hash=digest)
     return DocumentPlan(PlanAction.PARSE, content_hash=digest)

@@ -135,7 +135,9 @@ class HybridRetriever(BaseRetriever):
             rescoring with the float vectors.
         store_fusion: Let the store fuse (one prefetch query) instead of the client.
             Only for ``rrf`` and for ``dbsf`` with equal weights; documents then carry no
-            per-channel scores, and weighted RRF follows Qdrant's formula.
+            per-channel scores, and weighted RRF follows Qdrant's formula. With one
+            channel the store returns that channel's own hits and scores, unfused
+            (``tribrid search --mode bm25`` is this).
         reranker: A cross-encoder that rescores the fused top ``rerank_candidates``;
             the documents are then ordered by it and carry ``rerank_score`` (``score``
             stays the fused one). Off by default: no cross-encoder ships offline.
