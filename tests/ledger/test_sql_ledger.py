@@ -21,7 +21,7 @@ from tribrid.ledger import (
     RunStatus,
     SqlLedger,
 )
-from tribrid.ledger import ledger as ledger_module
+from tribrid.ledger import database as ledger_module
 from tribrid.ledger.base import DocumentStatus
 
 from .helpers import chunks_for, ids

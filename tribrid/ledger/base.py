@@ -310,7 +310,7 @@ class Ledger(Protocol):
 
     Write-ahead rule: the caller upserts new points to the store first, then records
     them here, then deletes the stale point ids the ledger returns. See
-    :mod:`tribrid.ledger.ledger` for why that order is safe.
+    :mod:`tribrid.ledger.bookkeeping` for why that order is safe.
     """
 
     def close(self) -> None:
