@@ -12,7 +12,7 @@ key that re-appears reuses its row), and every point in the store has one chunk 
   (the :class:`~tribrid.ledger.base.Ledger` protocol, with the write-ahead rule
   its callers follow);
 * :mod:`tribrid.ledger.runs` keeps the queue of background runs: pending documents,
-  leases, progress.
+  leases, progress (the :class:`~tribrid.ledger.base.RunQueue` protocol).
 
 Example:
     >>> ledger = SqlLedger("sqlite:////tmp/tribrid-doc/ledger.db")
@@ -34,7 +34,7 @@ from tribrid.ledger.runs import SqlRunQueue
 class SqlLedger(SqlBookkeeping, SqlRunQueue):
     """The ledger on SQLite (default) or PostgreSQL, migrated to the current schema on open.
 
-    The sync bookkeeping of
+    Implements :class:`~tribrid.ledger.base.QueueLedger`: the sync bookkeeping of
     :class:`~tribrid.ledger.bookkeeping.SqlBookkeeping` and the background run queue of
     :class:`~tribrid.ledger.runs.SqlRunQueue`, over one shared database.
 

@@ -8,7 +8,8 @@ which succeeds once the listing is done and nothing is pending. A lease expires,
 document whose worker died goes back to the queue; a per-document count of parses
 that began and never ended lets the caller give up on a file that kills its workers.
 
-It works on the rows that :mod:`tribrid.ledger.bookkeeping` records.
+This is the role the :class:`~tribrid.ledger.base.RunQueue` protocol describes. It
+works on the rows that :mod:`tribrid.ledger.bookkeeping` records.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tribrid.ledger.models import DocumentRow, RunRow, SourceRow, utcnow
 class SqlRunQueue(DatabaseRole):
     """The queue of a background run: which documents wait, who holds them, how far it got.
 
-    Every method runs in its own
+    Implements :class:`~tribrid.ledger.base.RunQueue`. Every method runs in its own
     transaction, and every claim is one conditional ``UPDATE``, so any number of
     workers in any number of processes can share the queue.
 
