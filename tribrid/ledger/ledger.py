@@ -15,7 +15,7 @@ key that re-appears reuses its row), and every point in the store has one chunk 
   leases, progress (the :class:`~tribrid.ledger.base.RunQueue` protocol).
 
 Example:
-    >>> ledger = SqlLedger("sqlite:////tmp/tribrid-doc/ledger.db")
+    >>> ledger = open_ledger("sqlite:////tmp/tribrid-doc/ledger.db")
     >>> source_id = ledger.ensure_source("docs", kind="local", location="/srv/docs")
     >>> run_id = ledger.start_run(source_id)
     >>> ledger.finish_run(run_id, RunCounts(seen=0))
@@ -73,17 +73,26 @@ class SqlLedger(SqlBookkeeping, SqlRunQueue):
         return self._db.engine
 
 
-def open_ledger(url: str | None = None, *, echo: bool = False) -> SqlLedger:
-    """Open the ledger at ``url``, or the one the settings name (``TRIBRID_DATABASE__URL``,
-    default SQLite in the data directory).
+def open_ledger(url: str, *, echo: bool = False) -> SqlLedger:
+    """Open the ledger at ``url``, migrating it to the current schema.
+
+    The caller chooses the database: the edges (the CLI, the worker bootstrap, the public
+    factories) pass the settings' ``database_url`` (``TRIBRID_DATABASE__URL``, by default
+    SQLite in the data directory); the ledger itself never reads the settings.
+
+    Args:
+        url: SQLAlchemy URL, as for :class:`SqlLedger`.
+        echo: Log every SQL statement (for debugging).
 
     Raises:
+        TypeError: ``url`` is missing.
         LedgerError: The database cannot be opened or migrated.
     """
-    if url is None:
-        from tribrid.settings import Settings
-
-        url = Settings().database_url
+    if url is None:  # the signature used to allow it, meaning "read the settings"
+        raise TypeError(
+            "open_ledger() needs the ledger's URL; pass the settings' database_url "
+            "(TRIBRID_DATABASE__URL) from the caller"
+        )
     return SqlLedger(url, echo=echo)
 
 
