@@ -40,8 +40,8 @@ class DocumentState:
         key: Key of the document within its source (its relative path).
         size: Size in bytes when last seen.
         mtime_ns: Modification time in nanoseconds when last seen.
-        content_hash: SHA-256 of the file's bytes when last read; ``None`` when it was
-            never read or the document is deleted.
+        content_hash: SHA-256 of the document's content when last read (for a file, of
+            its bytes); ``None`` when it was never read or the document is deleted.
         status: Where the document is in its lifecycle.
         error_kind: Why the last attempt failed (a :class:`~tribrid.ingestion.base.FailureKind`
             value), or ``None``.
@@ -232,8 +232,8 @@ class WorkItem:
         run_id: The run that last queued the document.
         lease_owner: Who holds the document right now, if anyone.
         lease_expires_at: Until when (UTC).
-        open_attempts: Parse attempts begun and never finished: each one is a worker that
-            died while parsing this file.
+        open_attempts: Parse attempts begun and not ended: besides one that may be
+            running now, each is a worker that died while parsing this file.
     """
 
     id: int

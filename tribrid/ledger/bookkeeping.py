@@ -425,8 +425,8 @@ class SqlBookkeeping(DatabaseRole):
         Args:
             kind: Short machine-readable reason (a ``FailureKind`` value).
             message: What went wrong and what to do (long messages are truncated).
-            content_hash: Hash of the file's bytes, if it could be read; lets the caller
-                skip an unchanged file that failed before.
+            content_hash: Hash of the document's content, if it could be read; lets the
+                caller skip an unchanged document that failed before.
 
         Returns:
             The point ids the ledger held for the document, to delete from the store.
