@@ -8,6 +8,7 @@ import pytest
 
 from tribrid.errors import LedgerError
 from tribrid.ledger import SqlLedger, open_ledger
+from tribrid.settings import Settings
 
 
 def test_unreachable_postgres() -> None:
@@ -59,11 +60,19 @@ def test_bad_urls(url: str, expected: str) -> None:
         SqlLedger(url)
 
 
-def test_open_ledger_defaults_to_the_settings(
+def test_open_ledger_opens_the_url_the_settings_give(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRIBRID_DATA_DIR", str(tmp_path / "idx"))
     monkeypatch.delenv("TRIBRID_DATABASE__URL", raising=False)
-    with open_ledger() as ledger:
+    with open_ledger(Settings().database_url) as ledger:
         assert ledger.url == f"sqlite:///{tmp_path / 'idx' / 'ledger.db'}"
     assert (tmp_path / "idx" / "ledger.db").is_file()
+
+
+def test_open_ledger_needs_a_url() -> None:
+    # Only the edges read the settings; the ledger never falls back to them.
+    with pytest.raises(TypeError):
+        open_ledger()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="database_url"):
+        open_ledger(None)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tribrid.errors import LedgerError
 from tribrid.ledger import SqlLedger
-from tribrid.ledger.ledger import MIGRATIONS_DIR, alembic_config
+from tribrid.ledger.database import MIGRATIONS_DIR, alembic_config
 from tribrid.ledger.models import Base
 
 ROOT = Path(__file__).resolve().parents[2]

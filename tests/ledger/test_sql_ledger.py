@@ -17,12 +17,17 @@ from tribrid.ledger import (
     ChunkRecord,
     DocumentState,
     Ledger,
+    QueueLedger,
     RunCounts,
+    RunQueue,
     RunStatus,
     SqlLedger,
 )
-from tribrid.ledger import ledger as ledger_module
+from tribrid.ledger import database as ledger_module
 from tribrid.ledger.base import DocumentStatus
+from tribrid.ledger.bookkeeping import SqlBookkeeping
+from tribrid.ledger.database import Database
+from tribrid.ledger.runs import SqlRunQueue
 
 from .helpers import chunks_for, ids
 
@@ -103,6 +108,25 @@ class TestSqlLedger:
             if name.startswith("_"):
                 continue
             assert inspect.signature(getattr(SqlLedger, name)) == inspect.signature(member), name
+
+    def test_is_a_queue_ledger(self, ledger: SqlLedger) -> None:
+        assert isinstance(ledger, QueueLedger)
+        for name, member in inspect.getmembers(QueueLedger, inspect.isfunction):
+            if name.startswith("_"):
+                continue
+            assert inspect.signature(getattr(SqlLedger, name)) == inspect.signature(member), name
+
+    def test_each_role_stands_alone(self, ledger_url: str) -> None:
+        with Database(ledger_url) as db:
+            bookkeeping, queue = SqlBookkeeping(db), SqlRunQueue(db)
+            assert isinstance(bookkeeping, Ledger) and not isinstance(bookkeeping, RunQueue)
+            assert isinstance(queue, RunQueue) and not isinstance(queue, Ledger)
+            source_id = bookkeeping.ensure_source(SOURCE, kind="local", location="/srv/docs")
+            run_id = bookkeeping.start_run(source_id)
+            assert queue.queue_documents(source_id, run_id, [("a.md", "/srv/docs/a.md", 1, 1)])
+            assert queue.run_progress(run_id).queued == 1
+        with pytest.raises(LedgerError, match="is closed"):
+            bookkeeping.count_chunks()
 
     # -- sources and documents ----------------------------------------------------
 

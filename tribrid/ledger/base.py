@@ -7,7 +7,7 @@ against, or rebuilt from, the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -40,8 +40,8 @@ class DocumentState:
         key: Key of the document within its source (its relative path).
         size: Size in bytes when last seen.
         mtime_ns: Modification time in nanoseconds when last seen.
-        content_hash: SHA-256 of the file's bytes when last read; ``None`` when it was
-            never read or the document is deleted.
+        content_hash: SHA-256 of the document's content when last read (for a file, of
+            its bytes); ``None`` when it was never read or the document is deleted.
         status: Where the document is in its lifecycle.
         error_kind: Why the last attempt failed (a :class:`~tribrid.ingestion.base.FailureKind`
             value), or ``None``.
@@ -232,8 +232,8 @@ class WorkItem:
         run_id: The run that last queued the document.
         lease_owner: Who holds the document right now, if anyone.
         lease_expires_at: Until when (UTC).
-        open_attempts: Parse attempts begun and never finished: each one is a worker that
-            died while parsing this file.
+        open_attempts: Parse attempts begun and not ended: besides one that may be
+            running now, each is a worker that died while parsing this file.
     """
 
     id: int
@@ -306,11 +306,14 @@ class RunProgress:
 
 @runtime_checkable
 class Ledger(Protocol):
-    """What the pipeline needs from a ledger backend.
+    """Sync bookkeeping: what every sync needs from a ledger backend.
+
+    Sources, runs, the state of every document and the point ids of its chunks. The
+    foreground sync (:mod:`tribrid.ingestion.pipeline`) needs nothing more.
 
     Write-ahead rule: the caller upserts new points to the store first, then records
     them here, then deletes the stale point ids the ledger returns. See
-    :mod:`tribrid.ledger.ledger` for why that order is safe.
+    :mod:`tribrid.ledger.bookkeeping` for why that order is safe.
     """
 
     def close(self) -> None:
@@ -406,3 +409,79 @@ class Ledger(Protocol):
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The most recent runs, newest first."""
         ...
+
+    def sources(self) -> list[SourceRecord]:
+        """Every source, by key, each with its most recently started run."""
+        ...
+
+
+@runtime_checkable
+class RunQueue(Protocol):
+    """The queue of background runs: pending documents, leases on them, and progress.
+
+    A run queues its documents with :meth:`queue_documents`; workers re-read them with
+    :meth:`work_items`, claim them with :meth:`acquire_leases`, add what they did with
+    :meth:`add_run_counts` and call :meth:`complete_run_if_done` after every batch.
+    """
+
+    def queue_documents(
+        self, source_id: int, run_id: int, documents: Sequence[tuple[str, str, int, int]]
+    ) -> list[int]:
+        """Mark ``(key, path, size, mtime_ns)`` documents pending for a run; return their ids."""
+        ...
+
+    def work_items(self, document_ids: Sequence[int]) -> list[WorkItem]:
+        """The current state of documents, in the order given (unknown ids left out)."""
+        ...
+
+    def acquire_leases(
+        self,
+        document_ids: Sequence[int],
+        owner: str,
+        ttl_s: float,
+        *,
+        take_over: Collection[str] = (),
+    ) -> list[int]:
+        """Claim pending documents for ``owner`` until ``ttl_s`` from now; return those claimed."""
+        ...
+
+    def renew_leases(self, document_ids: Sequence[int], owner: str, ttl_s: float) -> int:
+        """Extend ``owner``'s leases; return how many it still holds."""
+        ...
+
+    def release_leases(self, document_ids: Sequence[int], owner: str) -> None:
+        """Give up ``owner``'s leases on these documents."""
+        ...
+
+    def begin_attempt(self, document_id: int) -> int:
+        """Record that a parse of the document begins; return the unfinished attempts."""
+        ...
+
+    def end_attempt(self, document_id: int) -> None:
+        """Record that the parse of the document finished, whatever its outcome."""
+        ...
+
+    def add_run_counts(self, run_id: int, counts: RunCounts, *, listed: bool = False) -> None:
+        """Add to a run's counts; ``listed`` records that its listing is done."""
+        ...
+
+    def complete_run_if_done(self, run_id: int) -> bool:
+        """Complete a run whose listing is done and has nothing pending; return whether this did."""
+        ...
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        """Record that a background run stopped; its counts are kept."""
+        ...
+
+    def run_progress(self, run_id: int) -> RunProgress:
+        """Where a run stands: queued, in progress, indexed, failed."""
+        ...
+
+
+@runtime_checkable
+class QueueLedger(Ledger, RunQueue, Protocol):
+    """A ledger with a background run queue: the protocol for background ingestion.
+
+    Background runs (the Celery tasks, the periodic resync, following a run's progress)
+    need both the sync bookkeeping of :class:`Ledger` and the queue of :class:`RunQueue`.
+    """

@@ -133,7 +133,7 @@ class DocumentRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Background runs (revision 0002): the run that last queued the document, and the
-    # parse attempts begun but never finished (each one a worker that died on the file).
+    # parse attempts begun and not ended (beyond a running one, workers that died on it).
     run_id: Mapped[int | None] = mapped_column(Integer)
     open_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 

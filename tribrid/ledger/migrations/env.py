@@ -1,6 +1,6 @@
 """Alembic environment of the ledger.
 
-:class:`tribrid.ledger.ledger.SqlLedger` runs the migrations itself: it opens a
+:class:`tribrid.ledger.database.Database` runs the migrations itself: it opens a
 transaction, puts its connection in ``config.attributes["connection"]`` and calls
 ``alembic.command.upgrade``, so every migration runs inside that one transaction.
 
@@ -8,7 +8,7 @@ To write a new revision after changing the models, autogenerate it against a scr
 database at the current head::
 
     from alembic import command
-    from tribrid.ledger.ledger import alembic_config
+    from tribrid.ledger.database import alembic_config
 
     cfg = alembic_config("sqlite:////tmp/scratch.db")
     command.upgrade(cfg, "head")
