@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from tribrid.ingestion.parse import DocumentParser
     from tribrid.ingestion.parse_pool import ParsePool
-    from tribrid.ledger import SqlLedger
+    from tribrid.ledger import QueueLedger
     from tribrid.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -340,7 +340,7 @@ class BackgroundSyncer:
 
         self._settings = worker.configure(settings, create_folders=True)
         self._root = factory.local_folder(settings, root).root
-        self._ledger: SqlLedger = factory.build_ledger(settings)
+        self._ledger: QueueLedger = factory.build_ledger(settings)
         self._stalled_after_s = stalled_after_s or settings.celery.lease_s
         self._clock = clock
         self.run_id: int | None = None

@@ -24,7 +24,7 @@ How a background run goes:
    (a crash, a redelivery) leaves exactly one copy of every point.
 
 A file that kills its worker (a segfault, the OOM killer) leaves its parse attempt open
-in the ledger (:meth:`~tribrid.ledger.SqlLedger.begin_attempt`); after ``max_attempts``
+in the ledger (:meth:`~tribrid.ledger.base.RunQueue.begin_attempt`); after ``max_attempts``
 such deaths the file is quarantined as failed with kind ``crashed``.
 """
 
@@ -49,8 +49,13 @@ from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument,
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 from tribrid.ingestion.plan import ListingDiff, PlanAction, settle_unchanged
 from tribrid.ingestion.write import encode_batch, record_failure, remove_vanished
-from tribrid.ledger.base import DocumentState, DocumentStatus, RunCounts, WorkItem
-from tribrid.ledger.ledger import SqlLedger
+from tribrid.ledger.base import (
+    DocumentState,
+    DocumentStatus,
+    QueueLedger,
+    RunCounts,
+    WorkItem,
+)
 
 # -- errors -------------------------------------------------------------------------------
 
@@ -116,7 +121,7 @@ class Batching:
 def queue_sync(
     connector: Connector,
     *,
-    ledger: SqlLedger,
+    ledger: QueueLedger,
     run_id: int,
     sink: StoreSink,
     enqueue: Callable[[list[int]], None],
@@ -257,7 +262,7 @@ def document_path(item: WorkItem) -> Path:
 def process_documents(
     document_ids: Sequence[int],
     *,
-    ledger: SqlLedger,
+    ledger: QueueLedger,
     encoders: EncoderSet,
     sink: StoreSink,
     options: ParseOptions,
@@ -363,7 +368,7 @@ class _Failed:
 
 def _parse_one(
     item: WorkItem,
-    ledger: SqlLedger,
+    ledger: QueueLedger,
     options: ParseOptions,
     max_attempts: int,
     parse: Callable[[ParseJob, ParseOptions], ParsedDocument | DocumentFailure],
@@ -439,7 +444,7 @@ def _quietly(delete: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]
 def fail_documents(
     document_ids: Sequence[int],
     *,
-    ledger: SqlLedger,
+    ledger: QueueLedger,
     sink: StoreSink,
     kind: str,
     message: str,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tribrid.ledger.base import RunStatus
 
 if TYPE_CHECKING:
-    from tribrid.ledger import SqlLedger
+    from tribrid.ledger import Ledger
     from tribrid.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _folder(location: str) -> Path | None:
 
 
 def plan_resync(
-    ledger: SqlLedger,
+    ledger: Ledger,
     *,
     folders: Sequence[str] = (),
     stalled_after_s: float = 900.0,
@@ -121,7 +121,7 @@ def plan_resync(
 
 
 def resync(
-    ledger: SqlLedger,
+    ledger: Ledger,
     *,
     enqueue: Callable[[Path], int],
     folders: Sequence[str] = (),

@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from tribrid.ingestion.write import WriteBatch, batch_to_json, commit_batch, remove_orphans
-from tribrid.ledger.base import RunCounts
-from tribrid.ledger.ledger import SqlLedger
+from tribrid.ledger.base import QueueLedger, RunCounts
 from tribrid.store.base import VectorStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class StoreSink(Protocol):
 
 
 def apply_write(
-    ledger: SqlLedger,
+    ledger: QueueLedger,
     store: VectorStore,
     batch: WriteBatch,
     *,
@@ -70,7 +69,7 @@ def apply_write(
     return counts
 
 
-def _source_key_of(ledger: SqlLedger, document_ids: Mapping[str, int]) -> str | None:
+def _source_key_of(ledger: QueueLedger, document_ids: Mapping[str, int]) -> str | None:
     items = ledger.work_items(list(document_ids.values())[:1])
     return items[0].source_key if items else None
 
@@ -84,7 +83,7 @@ class DirectSink:
             fails the write, and is retried, rather than the worker's start).
     """
 
-    def __init__(self, ledger: SqlLedger, store: Callable[[], VectorStore]) -> None:
+    def __init__(self, ledger: QueueLedger, store: Callable[[], VectorStore]) -> None:
         self._ledger = ledger
         self._store = store
 
@@ -104,7 +103,7 @@ class DirectSink:
         store.flush()
 
 
-def _ids_by_key(ledger: SqlLedger, batch: WriteBatch) -> dict[str, int]:
+def _ids_by_key(ledger: QueueLedger, batch: WriteBatch) -> dict[str, int]:
     ids: dict[str, int] = {}
     for record in batch.documents:
         state = ledger.get_document(batch.source_id, record.key)

@@ -70,7 +70,7 @@ from tribrid.background.sinks import (
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, LedgerError, SchemaMismatchError, StoreError
 from tribrid.ingestion.write import batch_from_json, remove_orphans
-from tribrid.ledger.ledger import SqlLedger
+from tribrid.ledger import QueueLedger, SqlLedger
 from tribrid.settings import Settings
 from tribrid.store.base import VectorStore
 
@@ -174,7 +174,7 @@ def configure(settings: Settings | None = None, *, create_folders: bool = False)
 
 
 def enqueue_sync(
-    ledger: SqlLedger, root: str | os.PathLike[str], *, queue: str, retry_failed: bool = False
+    ledger: QueueLedger, root: str | os.PathLike[str], *, queue: str, retry_failed: bool = False
 ) -> int:
     """Start a background run of the folder ``root`` and queue its ``sync_source`` task.
 
