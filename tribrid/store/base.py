@@ -125,8 +125,8 @@ MetadataFilter = Mapping[str, Any]
 # What every ``filter`` argument accepts: the simple form above, or a raw Qdrant filter
 # passed through: a ``qdrant_client.models.Filter`` or its JSON form
 # ``{"must": [...], "should": [...], "must_not": [...], "min_should": {...}}`` (both
-# backends), or a ``qdrant_edge.Filter`` (embedded backend only). See
-# :func:`tribrid.store._common.qdrant_filter` for how the two dict forms are told apart.
+# backends), or a ``qdrant_edge.Filter`` (embedded backend only). The language is
+# defined in :mod:`tribrid.store.filters`.
 StoreFilter = MetadataFilter | Any
 
 
