@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from tribrid.encoders.base import SparseVector
 
@@ -185,7 +186,44 @@ class Hit:
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """A Qdrant collection holding tribrid points. Backends: ``edge`` and ``qdrant``."""
+    """A Qdrant collection holding tribrid points.
+
+    The backends are listed in :data:`tribrid.store.STORES`; open one by name with
+    :func:`tribrid.store.open_store`.
+    """
+
+    #: Whether one process at a time may open the store. Callers that write from
+    #: several processes (the Celery workers) then route writes through one owner.
+    single_writer: ClassVar[bool]
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Open (or create) the collection described by ``schema``.
+
+        Every backend takes the same options and ignores those it has no use for, so
+        one call opens any of them.
+
+        Args:
+            schema: What the collection must hold; checked against an existing one.
+            path: Folder of a store kept on local disk.
+            url: Address of a store behind a server.
+            api_key: Key of that server, if it needs one.
+            timeout: Request timeout in seconds, for a server.
+            recreate: Delete the existing collection first.
+
+        Raises:
+            ValueError: An option the backend needs is missing.
+        """
+        ...
 
     @property
     def schema(self) -> CollectionSchema:

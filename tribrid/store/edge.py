@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import qdrant_edge as qe
 
@@ -177,6 +177,8 @@ class EdgeStore:
                 hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.BM25, vec),)))
     """
 
+    single_writer: ClassVar[bool] = True
+
     def __init__(self, path: Path, schema: CollectionSchema, *, recreate: bool = False) -> None:
         self._path = Path(path).expanduser().absolute()
         self._where = f"collection {schema.name!r} at {self._path}"
@@ -202,6 +204,26 @@ class EdgeStore:
         # shard from two threads at once and the event loop is never blocked by it.
         self._worker: ThreadPoolExecutor | None = None
         self._worker_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Open the store in the folder ``path``; ``url``, ``api_key`` and ``timeout`` are unused.
+
+        Raises:
+            ValueError: ``path`` is None.
+        """
+        if path is None:
+            raise ValueError("the 'edge' store backend needs a path (the store folder)")
+        return cls(path, schema, recreate=recreate)
 
     # -- opening -------------------------------------------------------------------
 

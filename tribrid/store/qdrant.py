@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import MissingDependencyError, StoreError
@@ -105,6 +106,8 @@ class QdrantServerStore:
                 hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.DENSE, vec),)))
     """
 
+    single_writer: ClassVar[bool] = False
+
     def __init__(
         self,
         schema: CollectionSchema,
@@ -149,6 +152,20 @@ class QdrantServerStore:
         except BaseException:
             self._close_client()
             raise
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Connect to ``url`` (default ``http://localhost:6333``); ``path`` is unused."""
+        return cls(schema, url=url, api_key=api_key, timeout=timeout, recreate=recreate)
 
     # -- opening -------------------------------------------------------------------
 
