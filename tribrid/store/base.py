@@ -6,8 +6,8 @@ Every backend stores one collection with three named vectors:
 * ``splade``: learned sparse vectors;
 * ``bm25``: term-frequency sparse vectors, scored with Qdrant's IDF modifier.
 
-Each point's payload holds the chunk's text and metadata, with keyword indexes on
-``source_key`` and ``document_key``.
+Each point's payload holds the chunk's text and metadata (keys in
+:mod:`tribrid.store.points`), with keyword indexes on :data:`INDEXED_PAYLOAD_KEYS`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from tribrid.encoders.base import SparseVector
+from tribrid.store.points import DOCUMENT_KEY, SOURCE_KEY
 
 DENSE = "dense"
 SPLADE = "splade"
 BM25 = "bm25"
-INDEXED_PAYLOAD_KEYS = ("source_key", "document_key")
+#: Payload keys every backend indexes, for deleting and counting by source and document.
+INDEXED_PAYLOAD_KEYS = (SOURCE_KEY, DOCUMENT_KEY)
 
 
 class Channel(StrEnum):
@@ -267,7 +269,10 @@ class VectorStore(Protocol):
         ...
 
     def flush(self) -> None:
-        """Make writes durable and searchable (the embedded store optimizes here)."""
+        """Make writes durable and searchable; call it at the end of a run.
+
+        A backend may build its indexes here, so it can take a while on a large store.
+        """
         ...
 
     def close(self) -> None:
@@ -277,11 +282,7 @@ class VectorStore(Protocol):
 
 @runtime_checkable
 class AsyncSearch(Protocol):
-    """The read calls of a store, for an event loop: they never block it.
-
-    The embedded store runs them on its own worker thread; the server store sends them
-    through ``AsyncQdrantClient``.
-    """
+    """The read calls of a store, for an event loop: they never block it."""
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`VectorStore.query`, awaitable."""

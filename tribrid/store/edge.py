@@ -563,8 +563,9 @@ class EdgeStore:
     def flush(self) -> None:
         """Make writes durable, then optimize: build indexes and the binary codes.
 
-        Optimizing costs about a second per few thousand 384-d points; call this at the
-        end of a run rather than after every batch.
+        Optimizing grows with the collection (build times are in
+        ``benchmarks/results/retriever-latency.md``); call this at the end of a run
+        rather than after every batch.
         """
         with self._calling("flush and optimize"):
             shard = self._open_shard()

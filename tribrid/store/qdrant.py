@@ -62,7 +62,7 @@ _FIX = (
 
 def _import_client() -> None:
     try:
-        import qdrant_client  # noqa: F401  # lazily: it takes about two seconds to import
+        import qdrant_client  # noqa: F401  # lazily: it is slow to import
     except ImportError as e:
         raise MissingDependencyError(
             "the Qdrant server backend needs qdrant-client; install it with "
