@@ -25,7 +25,7 @@ from tribrid.ingestion.parse import ParseOptions, ParserFactory
 from tribrid.ingestion.pipeline import SyncPipeline
 from tribrid.ledger import SqlLedger, open_ledger
 from tribrid.settings import Settings
-from tribrid.store import open_store
+from tribrid.store import needs_single_writer, open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 
 
@@ -100,7 +100,7 @@ def build_store(
 
 def single_writer(settings: Settings) -> bool:
     """Whether the settings' store allows one writing process only (the embedded store)."""
-    return settings.store.backend == "edge"
+    return needs_single_writer(settings.store.backend)
 
 
 def build_ledger(settings: Settings) -> SqlLedger:

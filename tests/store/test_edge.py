@@ -18,9 +18,9 @@ import qdrant_edge as qe
 
 from tests.store.support import CORPUS_SIZE, SCHEMA, corpus, corpus_payload, make_point, pid
 from tribrid.errors import SchemaMismatchError, StoreBusyError
-from tribrid.store._common import schema_record
 from tribrid.store.base import BinaryEncoding, Channel, ChannelQuery, StoreQuery
 from tribrid.store.edge import LOCK_FILE, SCHEMA_FILE, EdgeStore
+from tribrid.store.schema import schema_record
 
 # Opens the store in a child process; exit 3 and the message when it is busy.
 CHILD = textwrap.dedent(
@@ -218,7 +218,7 @@ def test_edge_still_cannot_match_booleans() -> None:
     """Canary: qdrant-edge-py 0.9 turns MatchValue(True) into the integer 1.
 
     That is why filters refuse booleans on every backend; when this fails, Edge has
-    fixed it and the restriction in tribrid.store._common can go.
+    fixed it and the restriction in tribrid.store.filters can go.
     """
     assert type(qe.MatchValue(True).value) is int
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.support import SCHEMA, corpus
-from tribrid.store import STORES, EdgeStore, QdrantServerStore, open_store
+from tribrid.store import STORES, EdgeStore, QdrantServerStore, needs_single_writer, open_store
 from tribrid.store.base import VectorStore
 
 
@@ -18,6 +18,13 @@ def test_registry_names_both_backends() -> None:
 def test_unknown_backend_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown store backend 'chroma'.*'edge', 'qdrant'"):
         open_store("chroma", SCHEMA)
+
+
+def test_single_writer_is_read_from_the_registry() -> None:
+    assert needs_single_writer("edge") is True
+    assert needs_single_writer("qdrant") is False
+    with pytest.raises(ValueError, match=r"unknown store backend 'chroma'.*'edge', 'qdrant'"):
+        needs_single_writer("chroma")
 
 
 def test_edge_needs_a_path() -> None:
@@ -46,3 +53,13 @@ def test_recreate_is_passed_through(tmp_path: Path) -> None:
     store = open_store("edge", SCHEMA, path=tmp_path, recreate=True)
     assert store.count() == 0
     store.close()
+
+
+def test_each_backend_opens_the_same_way(tmp_path: Path) -> None:
+    for name, store_class in STORES.items():
+        store = store_class.open(SCHEMA, path=tmp_path / name, url=":memory:")
+        try:
+            assert isinstance(store, store_class)
+            assert store.single_writer is needs_single_writer(name)
+        finally:
+            store.close()

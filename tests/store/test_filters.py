@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tribrid.store._common import AnyOf, Between, Equals, parse_filter
+from tribrid.store.filters import AnyOf, Between, Equals, parse_filter
 
 
 def test_no_filter_is_no_condition() -> None:

@@ -14,9 +14,9 @@ from tests.store.support import CORPUS_SIZE, SCHEMA, corpus
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import MissingDependencyError, SchemaMismatchError, StoreError
 from tribrid.store import qdrant as qdrant_module
-from tribrid.store._common import schema_record
 from tribrid.store.base import Channel, ChannelQuery, StoreQuery
 from tribrid.store.qdrant import METADATA_KEY, QdrantServerStore
+from tribrid.store.schema import schema_record
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import qdrant_edge as qe
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
@@ -38,7 +37,6 @@ from tribrid.retrievers.config import RetrieverConfig, load_config
 from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse, store_fusion
 from tribrid.retrievers.query import encode_query
 from tribrid.retrievers.rerank import CrossEncoderReranker
-from tribrid.store._common import parse_filter, qdrant_filter
 from tribrid.store.base import (
     AsyncSearch,
     Channel,
@@ -47,6 +45,7 @@ from tribrid.store.base import (
     StoreQuery,
     VectorStore,
 )
+from tribrid.store.filters import validate_filter
 from tribrid.store.points import LANGCHAIN_ID_KEY, TEXT_KEY
 
 DEFAULT_CHANNELS: dict[Channel, float] = {
@@ -213,14 +212,8 @@ class HybridRetriever(BaseRetriever):
     @field_validator("filter", mode="before")
     @classmethod
     def _check_filter(cls, value: Any) -> Any:
-        if value is None or isinstance(value, qe.Filter):
-            return value
         # Checked here, so a bad filter fails when the retriever is made, not per query.
-        raw = qdrant_filter(value)
-        if raw is not None:
-            return raw  # validated once, not per query
-        parse_filter(value)
-        return dict(value)
+        return validate_filter(value)
 
     @model_validator(mode="after")
     def _check_combination(self) -> HybridRetriever:

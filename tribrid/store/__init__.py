@@ -1,7 +1,8 @@
-"""Where the points live: the store protocol, its two backends, and a factory.
+"""Where the points live: the store protocol, its backends, and a factory.
 
-Add a backend by writing one module that implements
-:class:`~tribrid.store.base.VectorStore` and adding one line to :data:`STORES`.
+Add a backend by writing one module with a class that implements
+:class:`~tribrid.store.base.VectorStore` (its ``open`` classmethod and ``single_writer``
+flag included) and adding one line to :data:`STORES`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,36 @@ from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.edge import EdgeStore
 from tribrid.store.qdrant import QdrantServerStore
 
-STORES: dict[str, type[EdgeStore] | type[QdrantServerStore]] = {
+#: Store backends by the name settings use (``TRIBRID_STORE__BACKEND``).
+STORES: dict[str, type[VectorStore]] = {
     "edge": EdgeStore,
     "qdrant": QdrantServerStore,
 }
+
+
+def store_class(backend: str) -> type[VectorStore]:
+    """The class of the store backend called ``backend``.
+
+    Raises:
+        ValueError: ``backend`` is not a key of :data:`STORES`; the message lists them.
+    """
+    try:
+        return STORES[backend]
+    except KeyError:
+        raise ValueError(
+            f"unknown store backend {backend!r}; valid names: {sorted(STORES)}"
+        ) from None
+
+
+def needs_single_writer(backend: str) -> bool:
+    """Whether only one process at a time may open a store of ``backend``.
+
+    Then one process must own the store and the others send their writes to it.
+
+    Raises:
+        ValueError: ``backend`` is not a key of :data:`STORES`.
+    """
+    return store_class(backend).single_writer
 
 
 def open_store(
@@ -31,31 +58,34 @@ def open_store(
     """Open (or create) the collection described by ``schema`` on ``backend``.
 
     Args:
-        backend: A key of :data:`STORES`: ``"edge"`` (embedded, one process) or
+        backend: A key of :data:`STORES`, such as ``"edge"`` (embedded, one process) or
             ``"qdrant"`` (a Qdrant server, shared).
         schema: What the collection must hold; checked against an existing one.
-        path: Folder of the embedded store (``edge`` only, required there).
-        url: Server URL or ``":memory:"`` (``qdrant`` only).
-        api_key: Server API key (``qdrant`` only).
-        timeout: Request timeout in seconds (``qdrant`` only).
+        path: Folder of an embedded store (``edge`` needs it).
+        url: Server URL or ``":memory:"`` (``qdrant``).
+        api_key: Server API key (``qdrant``).
+        timeout: Request timeout in seconds (``qdrant``).
         recreate: Delete the existing collection first.
 
     Raises:
-        ValueError: ``backend`` is not a known name, or ``edge`` got no ``path``.
+        ValueError: ``backend`` is not a known name, or it needs an option not given
+            (``edge`` without ``path``).
 
     Example:
         ::
 
             store = open_store("edge", schema, path=settings.store_path)
     """
-    store_class = STORES.get(backend)
-    if store_class is None:
-        raise ValueError(f"unknown store backend {backend!r}; valid names: {sorted(STORES)}")
-    if store_class is EdgeStore:
-        if path is None:
-            raise ValueError("the 'edge' store backend needs a path (the store folder)")
-        return EdgeStore(path, schema, recreate=recreate)
-    return QdrantServerStore(schema, url=url, api_key=api_key, timeout=timeout, recreate=recreate)
+    return store_class(backend).open(
+        schema, path=path, url=url, api_key=api_key, timeout=timeout, recreate=recreate
+    )
 
 
-__all__ = ["STORES", "EdgeStore", "QdrantServerStore", "open_store"]
+__all__ = [
+    "STORES",
+    "EdgeStore",
+    "QdrantServerStore",
+    "needs_single_writer",
+    "open_store",
+    "store_class",
+]

@@ -6,8 +6,8 @@ Every backend stores one collection with three named vectors:
 * ``splade``: learned sparse vectors;
 * ``bm25``: term-frequency sparse vectors, scored with Qdrant's IDF modifier.
 
-Each point's payload holds the chunk's text and metadata, with keyword indexes on
-``source_key`` and ``document_key``.
+Each point's payload holds the chunk's text and metadata (keys in
+:mod:`tribrid.store.points`), with keyword indexes on :data:`INDEXED_PAYLOAD_KEYS`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from tribrid.encoders.base import SparseVector
+from tribrid.store.points import DOCUMENT_KEY, SOURCE_KEY
 
 DENSE = "dense"
 SPLADE = "splade"
 BM25 = "bm25"
-INDEXED_PAYLOAD_KEYS = ("source_key", "document_key")
+#: Payload keys every backend indexes, for deleting and counting by source and document.
+INDEXED_PAYLOAD_KEYS = (SOURCE_KEY, DOCUMENT_KEY)
 
 
 class Channel(StrEnum):
@@ -125,8 +128,8 @@ MetadataFilter = Mapping[str, Any]
 # What every ``filter`` argument accepts: the simple form above, or a raw Qdrant filter
 # passed through: a ``qdrant_client.models.Filter`` or its JSON form
 # ``{"must": [...], "should": [...], "must_not": [...], "min_should": {...}}`` (both
-# backends), or a ``qdrant_edge.Filter`` (embedded backend only). See
-# :func:`tribrid.store._common.qdrant_filter` for how the two dict forms are told apart.
+# backends), or a ``qdrant_edge.Filter`` (embedded backend only). The language is
+# defined in :mod:`tribrid.store.filters`.
 StoreFilter = MetadataFilter | Any
 
 
@@ -185,7 +188,44 @@ class Hit:
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """A Qdrant collection holding tribrid points. Backends: ``edge`` and ``qdrant``."""
+    """A Qdrant collection holding tribrid points.
+
+    The backends are listed in :data:`tribrid.store.STORES`; open one by name with
+    :func:`tribrid.store.open_store`.
+    """
+
+    #: Whether one process at a time may open the store. Callers that write from
+    #: several processes (the Celery workers) then route writes through one owner.
+    single_writer: ClassVar[bool]
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Open (or create) the collection described by ``schema``.
+
+        Every backend takes the same options and ignores those it has no use for, so
+        one call opens any of them.
+
+        Args:
+            schema: What the collection must hold; checked against an existing one.
+            path: Folder of a store kept on local disk.
+            url: Address of a store behind a server.
+            api_key: Key of that server, if it needs one.
+            timeout: Request timeout in seconds, for a server.
+            recreate: Delete the existing collection first.
+
+        Raises:
+            ValueError: An option the backend needs is missing.
+        """
+        ...
 
     @property
     def schema(self) -> CollectionSchema:
@@ -229,7 +269,10 @@ class VectorStore(Protocol):
         ...
 
     def flush(self) -> None:
-        """Make writes durable and searchable (the embedded store optimizes here)."""
+        """Make writes durable and searchable; call it at the end of a run.
+
+        A backend may build its indexes here, so it can take a while on a large store.
+        """
         ...
 
     def close(self) -> None:
@@ -239,11 +282,7 @@ class VectorStore(Protocol):
 
 @runtime_checkable
 class AsyncSearch(Protocol):
-    """The read calls of a store, for an event loop: they never block it.
-
-    The embedded store runs them on its own worker thread; the server store sends them
-    through ``AsyncQdrantClient``.
-    """
+    """The read calls of a store, for an event loop: they never block it."""
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`VectorStore.query`, awaitable."""

@@ -21,29 +21,12 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import qdrant_edge as qe
 
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import StoreBusyError, StoreError
-from tribrid.store._common import (
-    AnyOf,
-    Between,
-    Condition,
-    Equals,
-    canonical_id,
-    check_point,
-    check_query,
-    effective_schema,
-    encodings_from_qdrant,
-    mismatch_error,
-    parse_filter,
-    qdrant_filter,
-    record_problems,
-    rrf_weights,
-    schema_record,
-)
 from tribrid.store.base import (
     BM25,
     DENSE,
@@ -60,9 +43,15 @@ from tribrid.store.base import (
     StoreFilter,
     StoreQuery,
 )
-
-if TYPE_CHECKING:
-    from qdrant_client import models
+from tribrid.store.checks import canonical_id, check_point, check_query, rrf_weights
+from tribrid.store.edge_filters import edge_filter
+from tribrid.store.schema import (
+    effective_schema,
+    encodings_from_qdrant,
+    mismatch_error,
+    record_problems,
+    schema_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +177,8 @@ class EdgeStore:
                 hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.BM25, vec),)))
     """
 
+    single_writer: ClassVar[bool] = True
+
     def __init__(self, path: Path, schema: CollectionSchema, *, recreate: bool = False) -> None:
         self._path = Path(path).expanduser().absolute()
         self._where = f"collection {schema.name!r} at {self._path}"
@@ -213,6 +204,26 @@ class EdgeStore:
         # shard from two threads at once and the event loop is never blocked by it.
         self._worker: ThreadPoolExecutor | None = None
         self._worker_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Open the store in the folder ``path``; ``url``, ``api_key`` and ``timeout`` are unused.
+
+        Raises:
+            ValueError: ``path`` is None.
+        """
+        if path is None:
+            raise ValueError("the 'edge' store backend needs a path (the store folder)")
+        return cls(path, schema, recreate=recreate)
 
     # -- opening -------------------------------------------------------------------
 
@@ -411,14 +422,14 @@ class EdgeStore:
         Raises:
             ValueError: ``filter`` is empty; to delete everything, re-create the store.
         """
-        edge_filter = _edge_filter(filter)
-        if edge_filter is None:
+        qfilter = edge_filter(filter)
+        if qfilter is None:
             raise ValueError(
                 "delete_by_filter needs a non-empty filter; to delete everything, "
                 "re-create the store"
             )
         with self._calling("delete points by filter"):
-            self._open_shard().update(qe.UpdateOperation.delete_points_by_filter(edge_filter))
+            self._open_shard().update(qe.UpdateOperation.delete_points_by_filter(qfilter))
 
     def query(self, query: StoreQuery) -> list[Hit]:
         """Search one channel, or several fused with RRF or DBSF.
@@ -458,13 +469,13 @@ class EdgeStore:
 
     def _request(self, query: StoreQuery) -> qe.QueryRequest:
         check_query(query, self._schema.dense_size)
-        edge_filter = _edge_filter(query.filter)
+        qfilter = edge_filter(query.filter)
         if len(query.channels) == 1:
             cq = query.channels[0]
             return qe.QueryRequest(
                 limit=query.limit,
                 query=_nearest(cq),
-                filter=edge_filter,
+                filter=qfilter,
                 params=_params(cq.channel, query.oversampling),
                 with_payload=query.with_payload,
             )
@@ -480,7 +491,7 @@ class EdgeStore:
                     limit=query.prefetch_limit,
                     query=_nearest(cq),
                     params=_params(cq.channel, query.oversampling),
-                    filter=edge_filter,
+                    filter=qfilter,
                 )
                 for cq in query.channels
             ],
@@ -499,13 +510,13 @@ class EdgeStore:
 
     def count(self, filter: StoreFilter | None = None) -> int:
         """Number of points, optionally only those matching ``filter``."""
-        request = qe.CountRequest(exact=True, filter=_edge_filter(filter))
+        request = qe.CountRequest(exact=True, filter=edge_filter(filter))
         with self._calling("count points"):
             return self._open_shard().count(request)
 
     def ids(self, filter: StoreFilter | None = None) -> set[str]:
         """Ids of all points (optionally only matching ``filter``), paging through them."""
-        edge_filter = _edge_filter(filter)
+        qfilter = edge_filter(filter)
         found: set[str] = set()
         offset: qe.PointId | None = None
         with self._calling("list point ids"):
@@ -514,7 +525,7 @@ class EdgeStore:
                     qe.ScrollRequest(
                         offset=offset,
                         limit=_SCROLL_PAGE,
-                        filter=edge_filter,
+                        filter=qfilter,
                         with_payload=False,
                         with_vector=False,
                     )
@@ -552,8 +563,9 @@ class EdgeStore:
     def flush(self) -> None:
         """Make writes durable, then optimize: build indexes and the binary codes.
 
-        Optimizing costs about a second per few thousand 384-d points; call this at the
-        end of a run rather than after every batch.
+        Optimizing grows with the collection (build times are in
+        ``benchmarks/results/retriever-latency.md``); call this at the end of a run
+        rather than after every batch.
         """
         with self._calling("flush and optimize"):
             shard = self._open_shard()
@@ -703,148 +715,3 @@ def _params(channel: Channel, oversampling: float) -> qe.SearchParams | None:
             )
         )
     return None
-
-
-def _edge_filter(filter: StoreFilter | None) -> qe.Filter | None:
-    if isinstance(filter, qe.Filter):
-        return filter
-    raw = qdrant_filter(filter)
-    if raw is not None:
-        return _edge_from_client(raw)
-    conditions = parse_filter(filter)
-    if not conditions:
-        return None
-    must: list[Any] = [_edge_condition(c) for c in conditions]
-    return qe.Filter(must=must)
-
-
-def _edge_condition(condition: Condition) -> qe.FieldCondition:
-    match condition:
-        case Equals(key=key, value=value):
-            return qe.FieldCondition(key=key, match=qe.MatchValue(value))
-        case AnyOf(key=key, values=values):
-            return qe.FieldCondition(
-                key=key, match=qe.MatchAny(cast(list[str] | list[int], list(values)))
-            )
-        case Between(key=key, gt=gt, gte=gte, lt=lt, lte=lte):
-            return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=gte, gt=gt, lte=lte, lt=lt))
-    raise AssertionError(f"unhandled condition {condition!r}")
-
-
-# -- raw Qdrant filters: qdrant-client's models, rebuilt as Edge's own -------------------
-
-
-def _edge_from_client(raw: models.Filter) -> qe.Filter:
-    """The Edge filter equal to a qdrant-client ``Filter`` (already validated)."""
-    min_should = raw.min_should
-    return qe.Filter(
-        must=_edge_conditions(raw.must),
-        should=_edge_conditions(raw.should),
-        must_not=_edge_conditions(raw.must_not),
-        min_should=qe.MinShould(
-            conditions=_edge_conditions(min_should.conditions) or [],
-            min_count=min_should.min_count,
-        )
-        if min_should is not None
-        else None,
-    )
-
-
-def _edge_conditions(part: Any) -> list[Any] | None:
-    if part is None:
-        return None
-    return [_edge_condition_of(c) for c in (part if isinstance(part, list) else [part])]
-
-
-def _edge_condition_of(c: Any) -> Any:
-    from qdrant_client import models
-
-    if isinstance(c, models.Filter):
-        return _edge_from_client(c)
-    if isinstance(c, models.FieldCondition):
-        return qe.FieldCondition(
-            key=c.key,
-            match=_edge_match(c.key, c.match) if c.match is not None else None,
-            range=_edge_range(c.key, c.range) if c.range is not None else None,
-            geo_bounding_box=qe.GeoBoundingBox(
-                _geo(c.geo_bounding_box.top_left), _geo(c.geo_bounding_box.bottom_right)
-            )
-            if c.geo_bounding_box is not None
-            else None,
-            geo_radius=qe.GeoRadius(_geo(c.geo_radius.center), c.geo_radius.radius)
-            if c.geo_radius is not None
-            else None,
-            geo_polygon=qe.GeoPolygon(
-                [_geo(p) for p in c.geo_polygon.exterior.points],
-                [[_geo(p) for p in ring.points] for ring in c.geo_polygon.interiors or []] or None,
-            )
-            if c.geo_polygon is not None
-            else None,
-            values_count=qe.ValuesCount(
-                lt=c.values_count.lt,
-                gt=c.values_count.gt,
-                lte=c.values_count.lte,
-                gte=c.values_count.gte,
-            )
-            if c.values_count is not None
-            else None,
-            is_empty=c.is_empty,
-            is_null=c.is_null,
-        )
-    if isinstance(c, models.IsEmptyCondition):
-        return qe.IsEmptyCondition(c.is_empty.key)
-    if isinstance(c, models.IsNullCondition):
-        return qe.IsNullCondition(c.is_null.key)
-    if isinstance(c, models.HasIdCondition):
-        return qe.HasIdCondition({canonical_id(str(i)) for i in c.has_id})
-    if isinstance(c, models.HasVectorCondition):
-        return qe.HasVectorCondition(c.has_vector)
-    if isinstance(c, models.NestedCondition):
-        return qe.NestedCondition(c.nested.key, _edge_from_client(c.nested.filter))
-    raise ValueError(
-        f"filter condition {type(c).__name__} is not supported by the embedded store; "
-        "use field, is_empty, is_null, has_id, has_vector or nested conditions, or a "
-        "qdrant_edge.Filter"
-    )
-
-
-def _edge_match(key: str, match: Any) -> Any:
-    from qdrant_client import models
-
-    if isinstance(match, models.MatchValue):
-        return qe.MatchValue(match.value)
-    if isinstance(match, models.MatchAny):
-        return qe.MatchAny(cast(list[str] | list[int], list(match.any)))
-    if isinstance(match, models.MatchExcept):
-        return qe.MatchExcept(cast(list[str] | list[int], list(match.except_)))
-    if isinstance(match, models.MatchText):
-        return qe.MatchText(match.text)
-    if isinstance(match, models.MatchTextAny):
-        return qe.MatchTextAny(match.text_any)
-    if isinstance(match, models.MatchPhrase):
-        return qe.MatchPhrase(match.phrase)
-    if isinstance(match, models.MatchPrefix):
-        return qe.MatchPrefix(match.prefix)
-    if isinstance(match, models.MatchSubstring):
-        return qe.MatchSubstring(match.substring)
-    raise ValueError(
-        f"filter on {key!r}: match {type(match).__name__} is not supported by the embedded store"
-    )
-
-
-def _edge_range(key: str, bounds: Any) -> Any:
-    from qdrant_client import models
-
-    if isinstance(bounds, models.Range):
-        return qe.RangeFloat(gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if hasattr(value, "isoformat") else value
-
-    return qe.RangeDateTime(
-        gte=iso(bounds.gte), gt=iso(bounds.gt), lte=iso(bounds.lte), lt=iso(bounds.lt)
-    )
-
-
-def _geo(point: Any) -> qe.GeoPoint:
-    return qe.GeoPoint(lon=point.lon, lat=point.lat)

@@ -13,29 +13,11 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import MissingDependencyError, StoreError
-from tribrid.store._common import (
-    QDRANT_BINARY_ENCODING,
-    QDRANT_QUERY_ENCODING,
-    AnyOf,
-    Between,
-    Condition,
-    Equals,
-    canonical_id,
-    check_point,
-    check_query,
-    effective_schema,
-    encodings_from_qdrant,
-    mismatch_error,
-    parse_filter,
-    qdrant_filter,
-    record_problems,
-    rrf_weights,
-    schema_record,
-)
 from tribrid.store.base import (
     BM25,
     DENSE,
@@ -49,6 +31,17 @@ from tribrid.store.base import (
     Point,
     StoreFilter,
     StoreQuery,
+)
+from tribrid.store.checks import canonical_id, check_point, check_query, rrf_weights
+from tribrid.store.qdrant_filters import client_filter
+from tribrid.store.schema import (
+    QDRANT_BINARY_ENCODING,
+    QDRANT_QUERY_ENCODING,
+    effective_schema,
+    encodings_from_qdrant,
+    mismatch_error,
+    record_problems,
+    schema_record,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +62,7 @@ _FIX = (
 
 def _import_client() -> None:
     try:
-        import qdrant_client  # noqa: F401  # lazily: it takes about two seconds to import
+        import qdrant_client  # noqa: F401  # lazily: it is slow to import
     except ImportError as e:
         raise MissingDependencyError(
             "the Qdrant server backend needs qdrant-client; install it with "
@@ -112,6 +105,8 @@ class QdrantServerStore:
                 store.upsert(points)
                 hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.DENSE, vec),)))
     """
+
+    single_writer: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -157,6 +152,20 @@ class QdrantServerStore:
         except BaseException:
             self._close_client()
             raise
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Connect to ``url`` (default ``http://localhost:6333``); ``path`` is unused."""
+        return cls(schema, url=url, api_key=api_key, timeout=timeout, recreate=recreate)
 
     # -- opening -------------------------------------------------------------------
 
@@ -309,7 +318,7 @@ class QdrantServerStore:
         """
         from qdrant_client import models
 
-        qfilter = _client_filter(filter)
+        qfilter = client_filter(filter)
         if qfilter is None:
             raise ValueError(
                 "delete_by_filter needs a non-empty filter; to delete everything, "
@@ -383,7 +392,7 @@ class QdrantServerStore:
         from qdrant_client import models
 
         check_query(query, self._schema.dense_size)
-        qfilter = _client_filter(query.filter)
+        qfilter = client_filter(query.filter)
         if len(query.channels) == 1:
             cq = query.channels[0]
             return {
@@ -442,13 +451,13 @@ class QdrantServerStore:
 
     def count(self, filter: StoreFilter | None = None) -> int:
         """Number of points, optionally only those matching ``filter``."""
-        qfilter = _client_filter(filter)
+        qfilter = client_filter(filter)
         with self._calling("count points"):
             return self._open_client().count(self._name, count_filter=qfilter, exact=True).count
 
     def ids(self, filter: StoreFilter | None = None) -> set[str]:
         """Ids of all points (optionally only matching ``filter``), paging through them."""
-        qfilter = _client_filter(filter)
+        qfilter = client_filter(filter)
         client = self._open_client()
         found: set[str] = set()
         offset: models.ExtendedPointId | None = None
@@ -635,33 +644,3 @@ def _params(channel: Channel, oversampling: float) -> models.SearchParams | None
             )
         )
     return None
-
-
-def _client_filter(filter: StoreFilter | None) -> models.Filter | None:
-    from qdrant_client import models
-
-    raw = qdrant_filter(filter)
-    if raw is not None:
-        return raw
-    conditions = parse_filter(filter)
-    if not conditions:
-        return None
-    must: list[models.Condition] = [_client_condition(c) for c in conditions]
-    return models.Filter(must=must)
-
-
-def _client_condition(condition: Condition) -> models.FieldCondition:
-    from qdrant_client import models
-
-    match condition:
-        case Equals(key=key, value=value):
-            return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-        case AnyOf(key=key, values=values):
-            return models.FieldCondition(
-                key=key, match=models.MatchAny(any=cast(list[str] | list[int], list(values)))
-            )
-        case Between(key=key, gt=gt, gte=gte, lt=lt, lte=lte):
-            return models.FieldCondition(
-                key=key, range=models.Range(gt=gt, gte=gte, lt=lt, lte=lte)
-            )
-    raise AssertionError(f"unhandled condition {condition!r}")

@@ -1,148 +1,64 @@
-"""What both store backends share: the schema record, mismatch messages, filters, ids.
+"""The filter language every store understands, defined once.
 
-The backends differ in the types they hand to Qdrant, not in what a filter, an id or a
-schema mismatch means; keeping those meanings here is what makes the contract tests pass
-identically on both.
+A ``filter`` argument (:data:`~tribrid.store.base.StoreFilter`) takes one of:
+
+* the simple form, a dict of payload key to value: ``{"key": value}`` for equality,
+  ``{"key": [a, b]}`` for any-of, ``{"key": {"gte": 1, "lt": 5}}`` for a range; all
+  entries must hold. :func:`parse_filter` turns it into :data:`Condition` records.
+* a raw Qdrant filter: a ``qdrant_client.models.Filter`` or its JSON form
+  ``{"must": [...], "should": [...], "must_not": [...], "min_should": {...}}``, checked
+  by :func:`qdrant_filter`.
+* a ``qdrant_edge.Filter``, passed through to the embedded store only.
+
+Each backend translates these beside itself (:mod:`tribrid.store.edge_filters`,
+:mod:`tribrid.store.qdrant_filters`); callers check a user's filter up front with
+:func:`validate_filter`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tribrid.encoders.base import SparseVector
-from tribrid.errors import SchemaMismatchError
-from tribrid.store.base import (
-    BinaryEncoding,
-    Channel,
-    CollectionSchema,
-    MetadataFilter,
-    Point,
-    QueryEncoding,
-    StoreQuery,
-)
+from tribrid.store.base import MetadataFilter, StoreFilter
 
 if TYPE_CHECKING:
     from qdrant_client import models
 
-logger = logging.getLogger(__name__)
-
-# Bumped only when the stored record changes shape; older records stay readable.
-SCHEMA_FORMAT = 1
 RANGE_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
 
-_FIELD_LABELS = {
-    "dense_size": "has dense size {have} but the dense model gives {want}",
-    "dense_model": "was built with dense model {have!r} but the settings use {want!r}",
-    "splade_model": "was built with SPLADE model {have!r} but the settings use {want!r}",
-    "bm25_model": "was built with BM25 scheme {have!r} but the settings use {want!r}",
-}
 
+def validate_filter(filter: Any) -> StoreFilter | None:
+    """Check a user's filter once, and return the form to keep and pass to the store.
 
-def schema_record(schema: CollectionSchema) -> dict[str, Any]:
-    """The JSON-safe record of ``schema`` that is stored with the collection."""
-    return {
-        "format": SCHEMA_FORMAT,
-        "collection": schema.name,
-        **schema.fingerprint(),
-        "binary_encoding": schema.binary_encoding.value,
-        "query_encoding": schema.query_encoding.value,
-    }
-
-
-def record_problems(record: Mapping[str, Any], schema: CollectionSchema) -> list[str]:
-    """Differences between a stored schema record and the schema asked for.
+    A bad filter then fails where it is given (a retriever's settings, a call's
+    options) rather than on every query.
 
     Returns:
-        One phrase per difference, each readable after "collection 'x' ...".
-    """
-    fmt = record.get("format")
-    if not isinstance(fmt, int) or fmt > SCHEMA_FORMAT:
-        return [f"has a schema record of format {fmt!r}, which this tribrid cannot read"]
-    problems = []
-    for key, want in schema.fingerprint().items():
-        have = record.get(key)
-        if have != want:
-            problems.append(_FIELD_LABELS[key].format(have=have, want=want))
-    return problems
-
-
-def mismatch_error(where: str, problems: Sequence[str], fix: str) -> SchemaMismatchError:
-    """One error naming the collection, every difference found, and the fix."""
-    return SchemaMismatchError(f"{where} {', and '.join(problems)}; {fix}")
-
-
-# Qdrant's names for the encodings, the same in qdrant-client and in Edge's config files.
-QDRANT_BINARY_ENCODING = {
-    BinaryEncoding.ONE_BIT: "one_bit",
-    BinaryEncoding.ONE_AND_HALF_BITS: "one_and_half_bits",
-    BinaryEncoding.TWO_BITS: "two_bits",
-}
-QDRANT_QUERY_ENCODING = {
-    QueryEncoding.DEFAULT: "default",
-    QueryEncoding.BINARY: "binary",
-    QueryEncoding.SCALAR4: "scalar4bits",
-    QueryEncoding.SCALAR8: "scalar8bits",
-}
-
-
-def encodings_from_qdrant(
-    binary: str | None, query: str | None
-) -> tuple[BinaryEncoding | None, QueryEncoding | None]:
-    """Our encodings from Qdrant's names; unknown or absent names give None."""
-    by_binary = {v: k for k, v in QDRANT_BINARY_ENCODING.items()}
-    by_query = {v: k for k, v in QDRANT_QUERY_ENCODING.items()}
-    return by_binary.get(binary or ""), by_query.get(query or "")
-
-
-def effective_schema(
-    schema: CollectionSchema,
-    stored_binary: BinaryEncoding | None,
-    stored_query: QueryEncoding | None,
-    where: str,
-) -> CollectionSchema:
-    """The schema with the quantization the collection really has.
-
-    Quantization is not part of the fingerprint: a collection keeps the codes it was
-    built with, and searches stay correct, so a different setting is reported and the
-    stored one wins.
-    """
-    changes: dict[str, Any] = {}
-    if stored_binary is not None and stored_binary != schema.binary_encoding:
-        changes["binary_encoding"] = stored_binary
-    if stored_query is not None and stored_query != schema.query_encoding:
-        changes["query_encoding"] = stored_query
-    if not changes:
-        return schema
-    logger.warning(
-        "%s keeps its binary quantization %s/%s instead of the configured %s/%s; "
-        "re-create it with `tribrid ingest --recreate` to change it",
-        where,
-        stored_binary or schema.binary_encoding,
-        stored_query or schema.query_encoding,
-        schema.binary_encoding,
-        schema.query_encoding,
-    )
-    return replace(schema, **changes)
-
-
-def canonical_id(point_id: str) -> str:
-    """The canonical form of a point id, as Qdrant returns it.
+        None for no filter; a ``qdrant_edge.Filter`` unchanged; a raw Qdrant filter
+        (object or JSON form) as a validated ``qdrant_client.models.Filter``; the simple
+        form as a plain dict.
 
     Raises:
-        ValueError: ``point_id`` is not a UUID (tribrid ids are uuid5 strings).
+        ValueError: The filter has a type no store understands, or a shape or value the
+            filter language refuses (see :func:`parse_filter` and :func:`qdrant_filter`).
     """
-    try:
-        return str(uuid.UUID(point_id))
-    except (ValueError, AttributeError, TypeError) as e:
-        raise ValueError(
-            f"point id {point_id!r} is not a UUID; tribrid point ids are uuid5 strings "
-            "(see tribrid.ingestion.base.point_id)"
-        ) from e
+    if filter is None or is_edge_filter(filter):
+        return filter
+    raw = qdrant_filter(filter)
+    if raw is not None:
+        return raw
+    parse_filter(filter)
+    return dict(filter)
+
+
+def is_edge_filter(filter: Any) -> bool:
+    """Whether ``filter`` is a ``qdrant_edge.Filter`` (understood by the edge store only)."""
+    import qdrant_edge
+
+    return isinstance(filter, qdrant_edge.Filter)
 
 
 @dataclass(frozen=True)
@@ -310,10 +226,8 @@ def qdrant_filter(filter: Any) -> models.Filter | None:
 
 def unsupported_filter_message(filter: Any) -> str:
     """The error for a filter of a type the store cannot take, naming the fix."""
-    import qdrant_edge
-
     kind = f"{type(filter).__module__}.{type(filter).__qualname__}"
-    if isinstance(filter, qdrant_edge.Filter):
+    if is_edge_filter(filter):
         return (
             "filter is a qdrant_edge.Filter, which only the embedded (edge) store understands; pass "
             "a qdrant_client.models.Filter or its JSON form {'must': [...]} instead, "
@@ -364,43 +278,18 @@ def refuse_boolean_matches(raw: models.Filter) -> None:
     walk(raw)
 
 
-def check_query(query: StoreQuery, dense_size: int) -> None:
-    """Check each channel's vector has the kind and size that channel searches.
-
-    Raises:
-        ValueError: A dense channel got a sparse vector or the wrong dimension, or a
-            sparse channel got a dense vector.
-    """
-    for cq in query.channels:
-        if cq.channel in (Channel.DENSE, Channel.BINARY):
-            if isinstance(cq.vector, SparseVector):
-                raise ValueError(f"channel {cq.channel.value!r} needs a dense vector")
-            if len(cq.vector) != dense_size:
-                raise ValueError(
-                    f"channel {cq.channel.value!r} got a vector of size {len(cq.vector)} "
-                    f"but the collection's dense size is {dense_size}"
-                )
-        elif not isinstance(cq.vector, SparseVector):
-            raise ValueError(f"channel {cq.channel.value!r} needs a SparseVector")
-        if not math.isfinite(cq.weight) or cq.weight < 0:
-            raise ValueError(f"channel {cq.channel.value!r} has weight {cq.weight}; need >= 0")
-
-
-def rrf_weights(query: StoreQuery) -> list[float] | None:
-    """Channel weights for weighted RRF, or None when all are 1 (plain RRF)."""
-    weights = [float(cq.weight) for cq in query.channels]
-    return None if all(w == 1.0 for w in weights) else weights
-
-
-def check_point(point: Point, dense_size: int) -> str:
-    """Check a point fits the collection; returns its canonical id.
-
-    Raises:
-        ValueError: The id is not a UUID or the dense vector has the wrong size.
-    """
-    if len(point.dense) != dense_size:
-        raise ValueError(
-            f"point {point.id} has a dense vector of size {len(point.dense)} "
-            f"but the collection's dense size is {dense_size}"
-        )
-    return canonical_id(point.id)
+__all__ = [
+    "QDRANT_FILTER_KEYS",
+    "RANGE_OPERATORS",
+    "AnyOf",
+    "Between",
+    "Condition",
+    "Equals",
+    "is_edge_filter",
+    "is_qdrant_json",
+    "parse_filter",
+    "qdrant_filter",
+    "refuse_boolean_matches",
+    "unsupported_filter_message",
+    "validate_filter",
+]
