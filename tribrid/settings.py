@@ -35,8 +35,8 @@ class ModelSettings(BaseModel):
 
     dense: str = DEFAULT_MODEL
     splade: str = DEFAULT_MODEL
-    # int8 ONNX: 2.5x the passages/s of the torch path it replaced and ~3x faster single
-    # queries, for an nDCG@10 change within 0.004 on SciFact (benchmarks/results/encoding.md).
+    # int8 ONNX: faster passages and queries than torch for a tiny quality change
+    # (benchmarks/results/encoding.md).
     backend: EncoderBackend = EncoderBackend.ONNX_INT8
     dense_backend: EncoderBackend | None = None
     splade_backend: EncoderBackend | None = None

@@ -6,10 +6,8 @@ on the client (see :mod:`tribrid.retrievers.fusion`); payloads are then fetched 
 fused top only. Fusing on the client is what lets every returned document carry each
 channel's score and rank, lets the weights mean the same thing for every method, and
 makes convex combination possible at all. It costs latency, mostly turning a few
-hundred candidate ids into Python strings: on the embedded store with SciFact vectors
-(benchmarks/results/retriever-latency.md, query encoding excluded, a busy 2-core
-machine) client-side RRF took 10.5 ms median at 10k chunks and 17.5 ms at 100k, against
-4.8 and 7.8 ms for the store's own fusion. ``store_fusion=True`` sends that one
+hundred candidate ids into Python strings (see benchmarks/results/retriever-latency.md
+for both ways side by side). ``store_fusion=True`` sends one
 prefetch-and-fuse query instead, for RRF and unweighted DBSF, when latency matters more
 than the per-channel scores; it stays off by default because those scores are part of
 every document's metadata.
@@ -102,7 +100,7 @@ class HybridRetriever(BaseRetriever):
     """Hybrid search over a tribrid store: dense, binary, SPLADE and BM25, fused.
 
     Every document has ``page_content`` = the chunk text, ``id`` = the point id (or the
-    id given to :class:`~tribrid.vectorstore.TribridVectorStore`), and ``metadata`` =
+    id given to :class:`~tribrid.retrievers.vectorstore.TribridVectorStore`), and ``metadata`` =
     the payload (``path``, ``chunk_index``, ``page`` …) plus ``score`` (fused),
     ``channel_scores`` and ``channel_ranks`` (per channel, for channels that found it).
 
@@ -157,8 +155,8 @@ class HybridRetriever(BaseRetriever):
     store: Any
     encoders: EncoderSet
     channels: dict[Channel, float] = Field(default_factory=lambda: dict(DEFAULT_CHANNELS))
-    # DBSF, not RRF: on LIMIT-small RRF lets dense's misses outvote BM25's hits (R@2 0.70
-    # against 0.97), and on SciFact it scores 0.722 nDCG@10 against 0.740 (retrieval.md).
+    # DBSF, not RRF: RRF lets dense's misses outvote BM25's hits on LIMIT-small, and it
+    # scores lower on SciFact too (benchmarks/results/retrieval.md).
     fusion: FusionMethod = FusionMethod.DBSF
     rrf_k: int = Field(default=60, ge=0)
     normalization: Normalization = Normalization.MINMAX
