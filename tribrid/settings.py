@@ -118,7 +118,7 @@ class DatabaseSettings(BaseModel):
 
 
 class CelerySettings(BaseModel):
-    """Background ingestion with Celery workers (see :mod:`tribrid.ingestion.worker`).
+    """Background ingestion with Celery workers (see :mod:`tribrid.background.worker`).
 
     With no ``broker_url`` the broker is kombu's filesystem transport under
     ``<data_dir>/broker``: no server needed on one machine.
