@@ -452,7 +452,7 @@ def fail_documents(
     """Record the still-pending documents among ``document_ids`` as failed.
 
     Used when a task gives up (its retries are exhausted): the documents end failed with
-    the reason, and a kind in :data:`~tribrid.ingestion.pipeline.RETRYABLE_FAILURES`
+    the reason, and a kind in :data:`~tribrid.ingestion.plan.RETRYABLE_FAILURES`
     makes the next sync try them again even if their files did not change.
 
     Returns:

@@ -5,7 +5,7 @@ catches what no watcher saw (a folder on a network share, changes made while not
 watched, a run lost with its worker). With ``TRIBRID_CELERY__RESYNC_INTERVAL_S`` set,
 :func:`beat_schedule` gives celery beat one entry that sends the
 ``tribrid.resync_sources`` task at that interval; the task (in
-:mod:`tribrid.ingestion.worker`) calls :func:`resync`, which queues one ``sync_source``
+:mod:`tribrid.background.worker`) calls :func:`resync`, which queues one ``sync_source``
 run per folder. A sync of an unchanged folder only lists it, so a short interval costs
 a listing, not a re-index.
 
@@ -132,7 +132,7 @@ def resync(
     Args:
         ledger: The ledger.
         enqueue: Starts a background run of a folder and returns its id
-            (:func:`tribrid.ingestion.worker.enqueue_sync`).
+            (:func:`tribrid.background.worker.enqueue_sync`).
         folders: Folders to resync; empty means every local source in the ledger.
         stalled_after_s: See :func:`plan_resync`.
     """
