@@ -307,24 +307,18 @@ def tune(
         ledger.close()
     store = build_store(settings, encoders)
     try:
-        bar.phase(f"searching {len(train_queries)} train queries", len(train_queries))
-        train = collect_candidates(
-            store,
-            encoders,
-            train_queries,
-            channels,
-            depth=max(depth, max(PREFETCH)),
-            advance=bar.advance,
-        )
-        bar.phase(f"searching {len(test_queries)} test queries", len(test_queries))
-        test = collect_candidates(
-            store,
-            encoders,
-            test_queries,
-            channels,
-            depth=max(depth, max(PREFETCH)),
-            advance=bar.advance,
-        )
+        searched: dict[str, Candidates] = {}
+        for name, split_queries in (("train", train_queries), ("test", test_queries)):
+            bar.phase(f"searching {len(split_queries)} {name} queries", len(split_queries))
+            searched[name] = collect_candidates(
+                store,
+                encoders,
+                split_queries,
+                channels,
+                depth=max(depth, max(PREFETCH)),
+                advance=bar.advance,
+            )
+        train, test = searched["train"], searched["test"]
         ids, vectors, _ = _read_vectors(store)
         schema = store.schema
     finally:

@@ -48,14 +48,8 @@ class SqlLedger(SqlBookkeeping, SqlRunQueue):
     database; on SQLite, WAL mode lets readers run beside the one writer, and writers
     wait up to 30 s for each other.
 
-    Args:
-        url: SQLAlchemy URL: ``sqlite:///path/ledger.db`` or
-            ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means psycopg 3).
-        echo: Log every SQL statement (for debugging).
-
-    Raises:
-        LedgerError: The database cannot be opened or migrated; the message names it
-            (password masked) and the fix.
+    Args and errors: as :class:`~tribrid.ledger.database.Database`, which opens (and
+    migrates) the database every role shares.
 
     Example:
         >>> with SqlLedger("sqlite:////tmp/tribrid-doc/ledger.db") as ledger:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tribrid.encoders.base import SparseVector
-from tribrid.store.base import Channel, Point, StoreQuery
+from tribrid.store.base import BM25, DENSE, SPLADE, Channel, Point, StoreQuery
+
+_F = TypeVar("_F")
 
 
 def canonical_id(point_id: str) -> str:
@@ -69,4 +73,35 @@ def check_point(point: Point, dense_size: int) -> str:
     return canonical_id(point.id)
 
 
-__all__ = ["canonical_id", "check_point", "check_query", "rrf_weights"]
+def point_vectors(
+    point: Point, dense_size: int, sparse: Callable[[SparseVector], Any]
+) -> tuple[str, dict[str, Any]]:
+    """A point's checked id and its three named vectors, sparse ones in a backend's form."""
+    return check_point(point, dense_size), {
+        DENSE: [float(x) for x in point.dense],
+        SPLADE: sparse(point.splade),
+        BM25: sparse(point.bm25),
+    }
+
+
+def required_filter(translated: _F | None) -> _F:
+    """A backend's translation of a filter that must not be empty (deleting by filter).
+
+    Raises:
+        ValueError: The filter was empty.
+    """
+    if translated is None:
+        raise ValueError(
+            "delete_by_filter needs a non-empty filter; to delete everything, re-create the store"
+        )
+    return translated
+
+
+__all__ = [
+    "canonical_id",
+    "check_point",
+    "check_query",
+    "point_vectors",
+    "required_filter",
+    "rrf_weights",
+]

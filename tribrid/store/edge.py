@@ -43,7 +43,13 @@ from tribrid.store.base import (
     StoreFilter,
     StoreQuery,
 )
-from tribrid.store.checks import canonical_id, check_point, check_query, rrf_weights
+from tribrid.store.checks import (
+    canonical_id,
+    check_query,
+    point_vectors,
+    required_filter,
+    rrf_weights,
+)
 from tribrid.store.edge_filters import edge_filter
 from tribrid.store.schema import (
     effective_schema,
@@ -383,18 +389,10 @@ class EdgeStore:
         if not points:
             return
         size = self._schema.dense_size
-        edge_points = [
-            qe.Point(
-                id=check_point(p, size),
-                vector={
-                    DENSE: [float(x) for x in p.dense],
-                    SPLADE: _sparse(p.splade),
-                    BM25: _sparse(p.bm25),
-                },
-                payload=dict(p.payload),
-            )
-            for p in points
-        ]
+        edge_points = []
+        for p in points:
+            pid, vectors = point_vectors(p, size, _sparse)
+            edge_points.append(qe.Point(id=pid, vector=vectors, payload=dict(p.payload)))
         with self._calling(f"upsert {len(points)} points"):
             self._open_shard().update(qe.UpdateOperation.upsert_points(edge_points))
 
@@ -422,12 +420,7 @@ class EdgeStore:
         Raises:
             ValueError: ``filter`` is empty; to delete everything, re-create the store.
         """
-        qfilter = edge_filter(filter)
-        if qfilter is None:
-            raise ValueError(
-                "delete_by_filter needs a non-empty filter; to delete everything, "
-                "re-create the store"
-            )
+        qfilter = required_filter(edge_filter(filter))
         with self._calling("delete points by filter"):
             self._open_shard().update(qe.UpdateOperation.delete_points_by_filter(qfilter))
 

@@ -32,7 +32,13 @@ from tribrid.store.base import (
     StoreFilter,
     StoreQuery,
 )
-from tribrid.store.checks import canonical_id, check_point, check_query, rrf_weights
+from tribrid.store.checks import (
+    canonical_id,
+    check_query,
+    point_vectors,
+    required_filter,
+    rrf_weights,
+)
 from tribrid.store.qdrant_filters import client_filter
 from tribrid.store.schema import (
     QDRANT_BINARY_ENCODING,
@@ -270,18 +276,10 @@ class QdrantServerStore:
         from qdrant_client import models
 
         size = self._schema.dense_size
-        structs = [
-            models.PointStruct(
-                id=check_point(p, size),
-                vector={
-                    DENSE: [float(x) for x in p.dense],
-                    SPLADE: _sparse(p.splade),
-                    BM25: _sparse(p.bm25),
-                },
-                payload=dict(p.payload),
-            )
-            for p in points
-        ]
+        structs = []
+        for p in points:
+            pid, vectors = point_vectors(p, size, _sparse)
+            structs.append(models.PointStruct(id=pid, vector=vectors, payload=dict(p.payload)))
         client = self._open_client()
         for start in range(0, len(structs), _UPSERT_BATCH):
             batch = structs[start : start + _UPSERT_BATCH]
@@ -318,12 +316,7 @@ class QdrantServerStore:
         """
         from qdrant_client import models
 
-        qfilter = client_filter(filter)
-        if qfilter is None:
-            raise ValueError(
-                "delete_by_filter needs a non-empty filter; to delete everything, "
-                "re-create the store"
-            )
+        qfilter = required_filter(client_filter(filter))
         with self._calling("delete points by filter"):
             self._open_client().delete(
                 self._name, points_selector=models.FilterSelector(filter=qfilter), wait=True
