@@ -82,6 +82,7 @@ def _scanned_pdf(path: Path, lines: Sequence[str]) -> Path:
 
 @needs_tesseract
 @needs_examples
+@pytest.mark.slow
 def test_real_image_is_ocred() -> None:
     key = "img/table-multi-row-column-cells.png"  # a table as a screenshot
 
@@ -107,6 +108,7 @@ def test_image_is_ocred(tmp_path: Path) -> None:
 
 
 @needs_tesseract
+@pytest.mark.slow
 def test_pdf_without_text_layer_is_ocred_page_by_page(tmp_path: Path) -> None:
     path = _scanned_pdf(
         tmp_path / "scan.pdf", ["The harbour master signed", "The lighthouse was repainted"]
@@ -225,6 +227,7 @@ def test_ocr_settings_reach_the_parse_options() -> None:
         ("fake-power-point.ppt", "application/vnd.ms-powerpoint", "Adding a Bullet Slide"),
     ],
 )
+@pytest.mark.slow
 def test_legacy_office_file_is_converted(
     tmp_path: Path, name: str, filetype: str, words: str
 ) -> None:
@@ -244,6 +247,7 @@ def test_legacy_office_file_is_converted(
 
 @needs_soffice
 @needs_examples
+@pytest.mark.slow
 def test_damaged_legacy_office_file_is_corrupt(tmp_path: Path) -> None:
     # The OLE container's header survives, so the type is still DOC; the Word stream does not.
     data = (EXAMPLE_DOCS / "simple.doc").read_bytes()

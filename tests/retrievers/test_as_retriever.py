@@ -13,6 +13,8 @@ from tribrid.encoders import EncoderSet
 from tribrid.errors import StoreBusyError
 from tribrid.retrievers import HybridRetriever
 
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path, encoders: EncoderSet) -> Path:

@@ -25,6 +25,8 @@ from tribrid.settings import Settings
 from tribrid.store import QdrantServerStore
 from tribrid.store.base import VectorStore
 
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
+
 QUERIES = [
     ("ZX-9000 gasket", {}),
     ("tomato sauce basil", {"k": 3, "fusion": "dbsf"}),

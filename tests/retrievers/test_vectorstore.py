@@ -14,6 +14,8 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers import EncoderEmbeddings, HybridRetriever, TribridVectorStore
 from tribrid.store.points import content_hash
 
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
+
 
 @pytest.fixture(params=BACKENDS)
 def vs(
