@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from tests.support.ledger import chunks_for, ids
 from tribrid.errors import ConfigError, LedgerError
 from tribrid.ingestion.base import FailureKind
 from tribrid.ledger import (
@@ -23,8 +24,6 @@ from tribrid.ledger import (
 )
 from tribrid.ledger import ledger as ledger_module
 from tribrid.ledger.base import DocumentStatus
-
-from .helpers import chunks_for, ids
 
 SOURCE = "docs"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import tribrid
-from tests.retrievers.conftest import corpus_points
+from tests.support.retrievers import corpus_points
 from tribrid.app import build_store
 from tribrid.encoders import EncoderSet
 from tribrid.errors import StoreBusyError

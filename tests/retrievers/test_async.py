@@ -17,7 +17,7 @@ import pytest_asyncio
 from langchain_core.documents import Document
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from tests.retrievers.conftest import corpus_points
+from tests.support.retrievers import corpus_points
 from tribrid.app import collection_schema
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers import HybridRetriever, TribridVectorStore

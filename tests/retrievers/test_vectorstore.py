@@ -9,7 +9,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStoreRetriever
 
-from tests.retrievers.conftest import BACKENDS, corpus_points, open_backend
+from tests.support.retrievers import BACKENDS, corpus_points, open_backend
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers import EncoderEmbeddings, HybridRetriever, TribridVectorStore
 from tribrid.store.points import content_hash
