@@ -80,9 +80,9 @@ def _scanned_pdf(path: Path, lines: Sequence[str]) -> Path:
 # -- OCR ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_tesseract
 @needs_examples
-@pytest.mark.slow
 def test_real_image_is_ocred() -> None:
     key = "img/table-multi-row-column-cells.png"  # a table as a screenshot
 
@@ -95,6 +95,7 @@ def test_real_image_is_ocred() -> None:
     assert {chunk.metadata["page"] for chunk in chunks} == {1}
 
 
+@pytest.mark.slow
 @needs_tesseract
 def test_image_is_ocred(tmp_path: Path) -> None:
     path = tmp_path / "notice.png"
@@ -107,8 +108,8 @@ def test_image_is_ocred(tmp_path: Path) -> None:
     assert chunks[0].metadata["page_numbers"] == [1]
 
 
-@needs_tesseract
 @pytest.mark.slow
+@needs_tesseract
 def test_pdf_without_text_layer_is_ocred_page_by_page(tmp_path: Path) -> None:
     path = _scanned_pdf(
         tmp_path / "scan.pdf", ["The harbour master signed", "The lighthouse was repainted"]
@@ -218,6 +219,7 @@ def test_ocr_settings_reach_the_parse_options() -> None:
 # -- legacy Office via LibreOffice ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_soffice
 @needs_examples
 @pytest.mark.parametrize(
@@ -227,7 +229,6 @@ def test_ocr_settings_reach_the_parse_options() -> None:
         ("fake-power-point.ppt", "application/vnd.ms-powerpoint", "Adding a Bullet Slide"),
     ],
 )
-@pytest.mark.slow
 def test_legacy_office_file_is_converted(
     tmp_path: Path, name: str, filetype: str, words: str
 ) -> None:
@@ -245,9 +246,9 @@ def test_legacy_office_file_is_converted(
     assert [p.name for p in folder.iterdir()] == [name]
 
 
+@pytest.mark.slow
 @needs_soffice
 @needs_examples
-@pytest.mark.slow
 def test_damaged_legacy_office_file_is_corrupt(tmp_path: Path) -> None:
     # The OLE container's header survives, so the type is still DOC; the Word stream does not.
     data = (EXAMPLE_DOCS / "simple.doc").read_bytes()
