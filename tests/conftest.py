@@ -1,5 +1,16 @@
 """Test-wide environment and fixtures.
 
+Where test code lives:
+
+- Test modules mirror the package (``tests/store/``, ``tests/ingestion/``, ...).
+- Fixtures live in the ``conftest.py`` of the narrowest folder that uses them; this one
+  holds only the session-wide ones. Test modules never import from a ``conftest.py``.
+- Plain helpers (builders, constants, corpora, openers) shared by several test modules
+  live in ``tests/support/<room>.py`` and are imported as ``tests.support.<room>``; a
+  helper used by one module stays in that module.
+- The model fakes are ``tests/fakes.py`` (the only ones; real models mean ``slow``).
+- Marks: ``slow`` (real models or corpora, seconds of waiting), ``postgres``, ``celery``.
+
 Everything runs offline. PostgreSQL is expected at ``TRIBRID_TEST_POSTGRES`` (a libpq URL
 of a superuser on the ``postgres`` database; default
 ``postgresql://postgres@127.0.0.1:5432/postgres``). If it is not reachable the PostgreSQL

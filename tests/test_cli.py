@@ -16,6 +16,8 @@ from tribrid.cli import cli
 from tribrid.factory import build_encoders, build_store
 from tribrid.settings import Settings
 
+pytestmark = pytest.mark.slow  # real processes that load the real models
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "docs"
 TRIBRID = Path(sys.executable).with_name("tribrid")
 

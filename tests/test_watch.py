@@ -224,6 +224,7 @@ def _wait(what: Callable[[], bool], timeout: float, why: str) -> None:
     pytest.fail(f"timed out waiting for {why}")
 
 
+@pytest.mark.slow
 def test_a_burst_of_real_file_events_becomes_one_sync(
     tmp_path: Path, run_watcher: Callable[[FolderWatcher], threading.Thread]
 ) -> None:

@@ -1,31 +1,28 @@
 """The plain functions behind the Celery tasks: queueing, leases, writes, crashes, retries.
 
-No Celery here. The models are faked (a hashed 8-d dense vector; BM25 for both sparse
-slots) and so is parsing (paragraphs of text files), because these tests are about
-who processes what, not about parsing or encoding; the store is a real Qdrant Edge and
+No Celery here. The models are faked (``tests/fakes.py``: hashed dense and sparse
+vectors, real BM25) and so is parsing (paragraphs of text files), because these tests
+are about who processes what, not about parsing or encoding; the store is a real Qdrant Edge and
 the ledgers are real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
+from tests.fakes import DIM, fake_encoders
 from tribrid.background import jobs, leases
 from tribrid.background.jobs import Batching
 from tribrid.background.sinks import DirectSink
 from tribrid.connectors import LocalFolderConnector
 from tribrid.connectors.base import SourceDocument
-from tribrid.encoders import Bm25Encoder, EncoderSet
-from tribrid.encoders.base import DenseMatrix
 from tribrid.errors import StoreError
 from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.parse import ParseJob, ParseOptions
@@ -37,33 +34,7 @@ from tribrid.store import open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.points import content_hash, point_id
 
-DIM = 8
 OPTIONS = ParseOptions(memory_limit_mb=None)
-
-
-class HashedDense:
-    """A stand-in dense model: a unit vector from the text's hash."""
-
-    model_name = "hashed-8"
-    dimension = DIM
-
-    def warm_up(self) -> None:
-        pass
-
-    def encode_documents(self, texts: Sequence[str]) -> DenseMatrix:
-        rows = []
-        for text in texts:
-            raw = np.frombuffer(hashlib.sha256(text.encode()).digest()[: DIM * 4], dtype=np.uint32)
-            vector = raw.astype(np.float32) + 1.0
-            rows.append(vector / np.linalg.norm(vector))
-        return np.array(rows, dtype=np.float32)
-
-    def encode_query(self, text: str) -> DenseMatrix:
-        return self.encode_documents([text])[0]
-
-
-def fake_encoders() -> EncoderSet:
-    return EncoderSet(dense=HashedDense(), splade=Bm25Encoder(), bm25=Bm25Encoder())
 
 
 def paragraphs(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:

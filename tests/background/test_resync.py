@@ -146,6 +146,7 @@ def test_the_periodic_task_queues_a_sync_per_folder(
 
 
 @pytest.mark.celery
+@pytest.mark.slow
 def test_a_real_beat_sends_the_resync_on_schedule(tmp_path: Path) -> None:
     import redis
 

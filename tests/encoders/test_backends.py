@@ -167,6 +167,7 @@ def test_splade_length_sorted_batches_come_back_in_input_order(
         assert np.allclose(alone.values, row.values, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_splade_top_k_keeps_the_largest_weights(passages: list[str]) -> None:
     full = SpladeEncoder().encode_documents(passages[:3])
     cut = SpladeEncoder(top_k=16).encode_documents(passages[:3])

@@ -26,6 +26,7 @@ def splade() -> SpladeEncoder:
     return SpladeEncoder()
 
 
+@pytest.mark.slow
 def test_dense_vectors_are_normalised_and_semantic(dense: SentenceTransformerEncoder) -> None:
     vectors = dense.encode_documents(PASSAGES)
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
@@ -37,12 +38,14 @@ def test_dense_vectors_are_normalised_and_semantic(dense: SentenceTransformerEnc
     assert dense.dimension == 384
 
 
+@pytest.mark.slow
 def test_dense_batching_does_not_change_vectors(dense: SentenceTransformerEncoder) -> None:
     together = dense.encode_documents(PASSAGES)
     alone = np.stack([dense.encode_documents([p])[0] for p in PASSAGES])
     assert np.allclose(together, alone, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_models_load_once_per_process() -> None:
     a, b = SentenceTransformerEncoder(), SentenceTransformerEncoder()
     a.warm_up()
@@ -50,6 +53,7 @@ def test_models_load_once_per_process() -> None:
     assert a._model is b._model
 
 
+@pytest.mark.slow
 def test_splade_weights_expand_and_rank(splade: SpladeEncoder) -> None:
     docs = splade.encode_documents(PASSAGES)
     assert all(isinstance(v, SparseVector) and len(v) > 5 for v in docs)
@@ -62,6 +66,7 @@ def test_splade_weights_expand_and_rank(splade: SpladeEncoder) -> None:
     assert splade.model_name == "splade-tiny"
 
 
+@pytest.mark.slow
 def test_splade_batch_rows_match_single_rows(splade: SpladeEncoder) -> None:
     together = splade.encode_documents(PASSAGES)
     for text, row in zip(PASSAGES, together, strict=True):
@@ -89,6 +94,7 @@ def test_bm25_parameters_change_identity_and_weights() -> None:
         Bm25Encoder(b=2.0)
 
 
+@pytest.mark.slow
 def test_encoder_set_rows_align(dense: SentenceTransformerEncoder, splade: SpladeEncoder) -> None:
     encoders = EncoderSet(dense=dense, splade=splade, bm25=Bm25Encoder())
     batch = encoders.encode_documents(PASSAGES)
@@ -103,6 +109,7 @@ def test_unknown_model_says_what_to_set(tmp_path: object) -> None:
         encoder.warm_up()
 
 
+@pytest.mark.slow
 def test_declared_dimension_matches_the_loaded_model() -> None:
     fresh = SentenceTransformerEncoder(max_seq_length=128)  # another cache key: not loaded yet
     declared = fresh.dimension

@@ -76,6 +76,7 @@ def _scanned_pdf(path: Path, lines: Sequence[str]) -> Path:
 # -- OCR ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_tesseract
 @needs_examples
 def test_real_image_is_ocred() -> None:
@@ -90,6 +91,7 @@ def test_real_image_is_ocred() -> None:
     assert {chunk.metadata["page"] for chunk in chunks} == {1}
 
 
+@pytest.mark.slow
 @needs_tesseract
 def test_image_is_ocred(tmp_path: Path) -> None:
     path = tmp_path / "notice.png"
@@ -102,6 +104,7 @@ def test_image_is_ocred(tmp_path: Path) -> None:
     assert chunks[0].metadata["page_numbers"] == [1]
 
 
+@pytest.mark.slow
 @needs_tesseract
 def test_pdf_without_text_layer_is_ocred_page_by_page(tmp_path: Path) -> None:
     path = _scanned_pdf(
@@ -212,6 +215,7 @@ def test_ocr_settings_reach_the_parse_options() -> None:
 # -- legacy Office via LibreOffice ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_soffice
 @needs_examples
 @pytest.mark.parametrize(
@@ -238,6 +242,7 @@ def test_legacy_office_file_is_converted(
     assert [p.name for p in folder.iterdir()] == [name]
 
 
+@pytest.mark.slow
 @needs_soffice
 @needs_examples
 def test_damaged_legacy_office_file_is_corrupt(tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def _jobs(paths: list[Path]) -> list[ParseJob]:
     return [ParseJob("src", path.name, path) for path in paths]
 
 
+@pytest.mark.slow
 def test_pool_gives_the_same_outcomes_as_in_process(
     pool: ParsePool, options: ParseOptions, samples: list[Path]
 ) -> None:
@@ -107,6 +108,7 @@ def test_pool_gives_the_same_outcomes_as_in_process(
     }
 
 
+@pytest.mark.slow
 def test_jobs_are_drawn_lazily_with_bounded_work_in_flight(
     pool: ParsePool, samples: list[Path]
 ) -> None:
@@ -126,6 +128,7 @@ def test_jobs_are_drawn_lazily_with_bounded_work_in_flight(
     assert received == drawn == 40
 
 
+@pytest.mark.slow
 def test_workers_are_capped_and_never_load_torch(pool: ParsePool) -> None:
     pids = pool.worker_pids
     assert len(pids) == 2
@@ -137,6 +140,7 @@ def test_workers_are_capped_and_never_load_torch(pool: ParsePool) -> None:
         assert "libtorch" not in maps
 
 
+@pytest.mark.slow
 def test_abandoned_iteration_leaves_no_stale_results(pool: ParsePool, samples: list[Path]) -> None:
     first = pool.imap(_jobs(samples))
     next(first)
@@ -148,6 +152,7 @@ def test_abandoned_iteration_leaves_no_stale_results(pool: ParsePool, samples: l
     assert isinstance(outcomes[0][1], ParsedDocument)
 
 
+@pytest.mark.slow
 def test_a_file_finished_while_the_caller_was_busy_is_not_timed_out(
     pool: ParsePool, samples: list[Path]
 ) -> None:
@@ -167,6 +172,7 @@ def test_a_file_finished_while_the_caller_was_busy_is_not_timed_out(
     assert all(isinstance(o, ParsedDocument) for o in outcomes.values()), outcomes
 
 
+@pytest.mark.slow
 def test_a_hanging_parse_is_killed_after_the_timeout(pool: ParsePool, tmp_path: Path) -> None:
     slow = ParseJob("src", "slow.txt", _slow_text(tmp_path / "slow.txt"))
     quick = ParseJob("src", "quick.txt", tmp_path / "quick.txt")
@@ -193,6 +199,7 @@ def test_a_hanging_parse_is_killed_after_the_timeout(pool: ParsePool, tmp_path: 
     assert len(pool.worker_pids) == 2
 
 
+@pytest.mark.slow
 def test_a_dead_worker_fails_only_its_file(pool: ParsePool, tmp_path: Path) -> None:
     slow = ParseJob("src", "doomed.txt", _slow_text(tmp_path / "doomed.txt"))
     victims = pool.worker_pids

@@ -1,7 +1,9 @@
-"""The whole sync, end to end: real parsing, real models, real Qdrant and real ledgers.
+"""The whole sync, end to end: real parsing, real Qdrant and real ledgers.
 
 Each scenario runs on the two store backends (Qdrant Edge on disk, qdrant-client
-``:memory:``) and on the two ledgers (SQLite, PostgreSQL).
+``:memory:``) and on the two ledgers (SQLite, PostgreSQL). The models are the fakes of
+``tests/fakes.py`` (with the real BM25), except in the test of every search mode, which
+is about retrieval and runs on the real models.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import fake_encoders
 from tribrid.app import SearchMode, search_store
 from tribrid.connectors import LocalFolderConnector
 from tribrid.encoders import EncoderSet
@@ -49,8 +52,11 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def encoders(settings: Settings) -> EncoderSet:
-    return build_encoders(settings)
+def encoders(request: pytest.FixtureRequest, settings: Settings) -> EncoderSet:
+    """The fakes; ``real`` (by indirect parametrisation) for the configured models."""
+    if getattr(request, "param", "fake") == "real":
+        return build_encoders(settings)
+    return fake_encoders()
 
 
 @pytest.fixture(scope="session")
@@ -258,6 +264,8 @@ QUERIES = [
 ]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("encoders", ["real"], indirect=True)
 def test_every_mode_finds_the_expected_document(index: Index) -> None:
     index.sync()
     found = {(query, mode.value): index.paths(query, mode, k=1) for query, mode, _ in QUERIES}

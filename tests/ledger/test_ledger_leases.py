@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from tests.support.ledger import chunks_for
 from tribrid.errors import LedgerError
 from tribrid.ledger import RunCounts, RunStatus, SqlLedger
 from tribrid.ledger.base import DocumentStatus
-
-from .helpers import chunks_for
 
 SOURCE = "local:/srv/docs"
 

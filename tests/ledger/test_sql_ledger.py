@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from tests.support.ledger import chunks_for, ids
 from tribrid.errors import ConfigError, LedgerError
 from tribrid.ingestion.base import FailureKind
 from tribrid.ledger import (
@@ -28,8 +29,6 @@ from tribrid.ledger.base import DocumentStatus
 from tribrid.ledger.bookkeeping import SqlBookkeeping
 from tribrid.ledger.database import Database
 from tribrid.ledger.runs import SqlRunQueue
-
-from .helpers import chunks_for, ids
 
 SOURCE = "docs"
 

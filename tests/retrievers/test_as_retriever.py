@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 import tribrid
-from tests.retrievers.conftest import corpus_points
+from tests.support.retrievers import corpus_points
 from tribrid.encoders import EncoderSet
 from tribrid.errors import StoreBusyError
 from tribrid.factory import build_store
 from tribrid.retrievers import HybridRetriever
+
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
 
 
 @pytest.fixture

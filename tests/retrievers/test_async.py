@@ -17,13 +17,15 @@ import pytest_asyncio
 from langchain_core.documents import Document
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from tests.retrievers.conftest import corpus_points
+from tests.support.retrievers import corpus_points
 from tribrid.encoders import EncoderSet
 from tribrid.factory import collection_schema
 from tribrid.retrievers import HybridRetriever, TribridVectorStore
 from tribrid.settings import Settings
 from tribrid.store import QdrantServerStore
 from tribrid.store.base import VectorStore
+
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
 
 QUERIES = [
     ("ZX-9000 gasket", {}),

@@ -11,6 +11,8 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers import HybridRetriever
 from tribrid.store.base import VectorStore
 
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
+
 
 def retriever(store: VectorStore, encoders: EncoderSet, **options: object) -> HybridRetriever:
     return HybridRetriever(store=store, encoders=encoders, **options)  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ import pytest
 
 from tribrid.encoders import EncoderSet
 
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
+
 README = Path(__file__).parents[2] / "README.md"
 MARKER = "<!-- tested by tests/retrievers/test_readme.py -->"
 

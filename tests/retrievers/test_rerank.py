@@ -13,6 +13,8 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers import CrossEncoderReranker, HybridRetriever
 from tribrid.store.base import VectorStore
 
+pytestmark = pytest.mark.slow  # the real models, and a cross-encoder
+
 
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -28,6 +28,8 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers import HybridRetriever, TribridVectorStore
 from tribrid.store.base import VectorStore as TribridStore
 
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
+
 
 class _HybridRetrieverSuite(RetrieversIntegrationTests):
     backend: str

@@ -9,10 +9,12 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStoreRetriever
 
-from tests.retrievers.conftest import BACKENDS, corpus_points, open_backend
+from tests.support.retrievers import BACKENDS, corpus_points, open_backend
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers import EncoderEmbeddings, HybridRetriever, TribridVectorStore
 from tribrid.store.points import content_hash
+
+pytestmark = pytest.mark.slow  # the real models of tests/retrievers/conftest.py
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from tests.store.support import BACKENDS, StoreOpener, corpus
+from tests.support.store import BACKENDS, StoreOpener, corpus
 from tribrid.store.base import VectorStore
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from tests.store.support import (
+from tests.support.store import (
     COMMON_TERM,
     CORPUS_SIZE,
     SCHEMA,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import qdrant_edge as qe
 
-from tests.store.support import CORPUS_SIZE, SCHEMA, corpus, corpus_payload, make_point, pid
+from tests.support.store import CORPUS_SIZE, SCHEMA, corpus, corpus_payload, make_point, pid
 from tribrid.errors import SchemaMismatchError, StoreBusyError
 from tribrid.store.base import BinaryEncoding, Channel, ChannelQuery, StoreQuery
 from tribrid.store.edge import LOCK_FILE, SCHEMA_FILE, EdgeStore

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.support import SCHEMA, corpus
+from tests.support.store import SCHEMA, corpus
 from tribrid.store import STORES, EdgeStore, QdrantServerStore, needs_single_writer, open_store
 from tribrid.store.base import VectorStore
 

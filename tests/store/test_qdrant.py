@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from qdrant_client import QdrantClient, models
 
-from tests.store.support import CORPUS_SIZE, SCHEMA, corpus
+from tests.support.store import CORPUS_SIZE, SCHEMA, corpus
 from tribrid.encoders.base import SparseVector
 from tribrid.errors import MissingDependencyError, SchemaMismatchError, StoreError
 from tribrid.store import qdrant as qdrant_module

@@ -1,4 +1,4 @@
-"""Helpers shared by the store tests: a schema, a small corpus, and a store opener."""
+"""Helpers of the store tests: a schema, a small corpus, and a store opener."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Small builders shared by the ledger tests."""
+"""Builders of the ledger tests: chunk records as the pipeline makes them."""
 
 from __future__ import annotations
 
