@@ -124,7 +124,10 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
         [str(TRIBRID), "status"], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert result.returncode == 2
-    assert "TRIBRID_STORE__BACKEND" in result.stderr and "'edge' or 'qdrant'" in result.stderr
+    assert (
+        "TRIBRID_STORE__BACKEND" in result.stderr
+        and "'edge', 'qdrant' or 'remote'" in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"factory"},
     {"retrievers", "background"},
     {"evaluation", "watch"},
+    {"server"},
     {"app"},
     {"cli"},
 ]

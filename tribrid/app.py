@@ -31,6 +31,7 @@ from tribrid.store.base import Channel, MetadataFilter, VectorStore
 if TYPE_CHECKING:
     from tribrid.retrievers.config import RetrieverConfig
     from tribrid.retrievers.hybrid import HybridRetriever
+    from tribrid.retrievers.remote import RemoteRetriever
 
 
 class SearchMode(StrEnum):
@@ -138,6 +139,17 @@ def search_store(
     """
     from tribrid.retrievers.hybrid import HybridRetriever
 
+    retriever = HybridRetriever(
+        store=store, encoders=encoders, **_search_options(mode, k, filter, oversampling)
+    )
+    return [SearchResult.of(c.id, c.score, c.payload) for c in retriever.search(query)]
+
+
+def _search_options(
+    mode: SearchMode | str, k: int, filter: MetadataFilter | None, oversampling: float
+) -> dict[str, Any]:
+    """The retriever options of a ``tribrid search``: the mode's channels, fused by the
+    store (one query), as the CLI always has."""
     try:
         chosen = SearchMode(mode)
     except ValueError as e:
@@ -146,17 +158,14 @@ def search_store(
         ) from e
     if k <= 0:
         raise ValueError(f"k must be > 0, got {k}")
-    retriever = HybridRetriever(
-        store=store,
-        encoders=encoders,
-        channels=dict.fromkeys(MODE_CHANNELS[chosen], 1.0),
-        k=k,
-        filter=filter,
-        store_fusion=True,
-        prefetch_k=max(100, 5 * k),
-        oversampling=oversampling,
-    )
-    return [SearchResult.of(c.id, c.score, c.payload) for c in retriever.search(query)]
+    return {
+        "channels": {c.value: 1.0 for c in MODE_CHANNELS[chosen]},
+        "k": k,
+        "filter": filter,
+        "store_fusion": True,
+        "prefetch_k": max(100, 5 * k),
+        "oversampling": oversampling,
+    }
 
 
 def search(
@@ -180,6 +189,18 @@ def search(
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
     """
     cfg = _settings(settings, overrides)
+    info = factory.served(cfg)
+    if info is not None:
+        from tribrid.retrievers.remote import RemoteRetriever
+
+        # The server encodes the query: no model is loaded here.
+        with RemoteRetriever(
+            url=info.url, api_key=info.api_key, timeout=cfg.serve.timeout_s
+        ) as remote:
+            chunks = remote.search(
+                query, **_search_options(mode, k, filter, cfg.quantization.oversampling)
+            )
+        return [SearchResult.of(c.id, c.score, c.payload) for c in chunks]
     encoders = factory.build_encoders(cfg)
     # Search needs only the store: no ledger is opened (or migrated) for it.
     store = factory.build_store(cfg, encoders)
@@ -201,19 +222,24 @@ def as_retriever(
     *,
     settings: Settings | None = None,
     config: RetrieverConfig | str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
     **overrides: Any,
-) -> HybridRetriever:
+) -> HybridRetriever | RemoteRetriever:
     """A LangChain retriever over the index ``tribrid ingest`` built, in one line.
 
-    The store and models are those of the same :class:`~tribrid.settings.Settings` the
-    CLI reads. The retriever holds the store open: the embedded store allows one process
-    at a time, so close it (``retriever.close()`` or ``with``) before running
-    ``tribrid ingest`` on the same data dir, or use the Qdrant server backend.
+    When ``tribrid serve`` owns the data dir (or ``url`` names a server), the retriever
+    asks the server (a :class:`~tribrid.retrievers.remote.RemoteRetriever`): this
+    process loads no model, and ingestion can run at the same time. Otherwise it opens
+    the store and the models here; within one process, retrievers on one data dir share
+    the open store. Close it (``retriever.close()`` or ``with``) when done.
 
     Args:
         settings: Settings to use (default: from the environment).
         config: A tuned configuration (``tribrid tune`` writes one) or its path; its
             options apply first and ``overrides`` win over them.
+        url: A ``tribrid serve`` URL to ask, instead of the data dir's own server.
+        api_key: That server's API key, if it has one.
         **overrides: Retriever options (``k``, ``channels``, ``fusion``, ``filter`` …,
             see :class:`~tribrid.retrievers.HybridRetriever`) and top-level settings
             fields (``data_dir`` …), told apart by name.
@@ -223,6 +249,7 @@ def as_retriever(
         >>> retriever.invoke("binary quantization")                 # doctest: +SKIP
     """
     from tribrid.retrievers.hybrid import CALL_OPTIONS, HybridRetriever
+    from tribrid.retrievers.remote import RemoteRetriever
 
     options = {k: v for k, v in overrides.items() if k in CALL_OPTIONS or k in ("tags", "metadata")}
     cfg = _settings(settings, {k: v for k, v in overrides.items() if k not in options})
@@ -231,6 +258,12 @@ def as_retriever(
 
         options = {**load_config(config).options(), **options}
     options.setdefault("oversampling", cfg.quantization.oversampling)
+    if url is None:
+        info = factory.served(cfg)
+        if info is not None:
+            url, api_key = info.url, info.api_key
+    if url is not None:
+        return RemoteRetriever(url=url, api_key=api_key, timeout=cfg.serve.timeout_s, **options)
     encoders = factory.build_encoders(cfg)
     store = factory.build_store(cfg, encoders)
     try:

@@ -530,6 +530,62 @@ def watch(
     say(f"stopped after {watcher.syncs} sync(s)")
 
 
+@cli.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address to listen on [default: 127.0.0.1]. Anything but loopback needs "
+            "TRIBRID_SERVE__API_KEY.",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Port [default: 8765; 0 picks a free one]."),
+    ] = None,
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option("--watch", help="Keep this folder in sync (repeatable)."),
+    ] = None,
+    allow_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-root",
+            help="A folder sync requests over HTTP may name (repeatable; watched folders are "
+            "always allowed).",
+        ),
+    ] = None,
+) -> None:
+    """Own the data dir's embedded store, so every other tribrid process can use it at once.
+
+    Searches, `tribrid ingest`, workers, watchers and LangChain retrievers on this data
+    dir then go through this process (they find it by themselves). Ctrl-C or SIGTERM stops.
+    """
+    from tribrid.server.runner import serve as run_server
+
+    for folder in [*(watch or []), *(allow_root or [])]:
+        if not folder.is_dir():
+            raise _fail(f"{folder} is not a folder")
+    settings = _settings(data_dir)
+
+    def ready(info: Any) -> None:
+        console.print(
+            f"serving {settings.store_path} at {info.url} (pid {info.pid}); Ctrl-C stops",
+            highlight=False,
+        )
+
+    run_server(
+        settings,
+        host=host,
+        port=port,
+        watch=watch or [],
+        allow_roots=allow_root or [],
+        on_ready=ready,
+    )
+
+
 evaluation_cli.register(cli)
 
 

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from tribrid.connectors import Connector, ConnectorOptions, LocalFolderConnector, open_connector
 from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder, SpladeEncoder
+from tribrid.errors import StoreError
 from tribrid.ingestion.parse import ParseOptions, ParserFactory
 from tribrid.ingestion.pipeline import SyncPipeline
-from tribrid.ledger import SqlLedger, open_ledger
+from tribrid.ledger import Ledger, SqlLedger, open_ledger
 from tribrid.settings import Settings
 from tribrid.store import needs_single_writer, open_store
 from tribrid.store.base import CollectionSchema, VectorStore
+from tribrid.store.remote import RemoteStore, ServerInfo, descriptor, discover
 
 
 def build_encoders(settings: Settings) -> EncoderSet:
@@ -71,25 +74,68 @@ def collection_schema(settings: Settings, encoders: EncoderSet) -> CollectionSch
     )
 
 
+class StoreRoute(StrEnum):
+    """How :func:`build_store` treats a ``tribrid serve`` that owns the embedded store."""
+
+    AUTO = "auto"  # through the server when one answers, else open the store here
+    OWNER = "owner"  # open the store here: this process is the server
+    WAIT = "wait"  # through the server when a descriptor names one; if it does not
+    # answer (restarting), fail with a StoreError to retry, never open the store here
+
+
+def served(settings: Settings) -> ServerInfo | None:
+    """The live ``tribrid serve`` that owns the settings' embedded store, if any."""
+    if settings.store.backend != "edge":
+        return None
+    return discover(settings.store_path)
+
+
 def build_store(
     settings: Settings,
     encoders: EncoderSet,
     *,
     recreate: bool = False,
     schema: CollectionSchema | None = None,
+    route: StoreRoute = StoreRoute.AUTO,
 ) -> VectorStore:
     """Open the store the settings name, validating its schema.
+
+    When ``tribrid serve`` owns the embedded store, the store returned talks to it
+    (a :class:`~tribrid.store.remote.RemoteStore`) instead of failing as busy.
 
     Args:
         settings: The settings.
         encoders: The encoders (their models give the schema's dense size and names).
         recreate: Drop the collection and create it again.
         schema: Another schema than the settings' (e.g. another collection name).
+        route: How to treat a server that owns the store (see :class:`StoreRoute`).
+
+    Raises:
+        StoreError: ``route`` is ``WAIT`` and the server named by the store's
+            descriptor does not answer.
     """
     store = settings.store
+    chosen = schema or collection_schema(settings, encoders)
+    if store.backend == "edge" and route is not StoreRoute.OWNER:
+        info = served(settings)
+        if info is not None:
+            return RemoteStore.open(
+                chosen,
+                url=info.url,
+                api_key=info.api_key,
+                timeout=settings.serve.timeout_s,
+                recreate=recreate,
+            )
+        stale = descriptor(settings.store_path) if route is StoreRoute.WAIT else None
+        if stale is not None:
+            raise StoreError(
+                f"the tribrid server that owns {settings.store_path} ({stale.url}, pid "
+                f"{stale.pid}) does not answer; waiting for it to come back (start "
+                "`tribrid serve` again, or remove its descriptor file if it is gone for good)"
+            )
     return open_store(
         store.backend,
-        schema or collection_schema(settings, encoders),
+        chosen,
         path=settings.store_path,
         url=store.url,
         api_key=store.api_key.get_secret_value() if store.api_key else None,
@@ -99,8 +145,12 @@ def build_store(
 
 
 def single_writer(settings: Settings) -> bool:
-    """Whether the settings' store allows one writing process only (the embedded store)."""
-    return needs_single_writer(settings.store.backend)
+    """Whether writes must go to the single writer queue: the store allows one process
+    and no ``tribrid serve`` owns it (a server takes every process's writes, and one
+    that is restarting leaves its descriptor, so writers wait for it)."""
+    if not needs_single_writer(settings.store.backend):
+        return False
+    return descriptor(settings.store_path) is None
 
 
 def build_ledger(settings: Settings) -> SqlLedger:
@@ -158,7 +208,7 @@ def max_file_bytes(settings: Settings) -> int:
 def sync_pipeline(
     settings: Settings,
     *,
-    ledger: SqlLedger,
+    ledger: Ledger,
     store: VectorStore,
     encoders: EncoderSet,
     retry_failed: bool = False,
@@ -204,6 +254,7 @@ def opened(
 
 
 __all__ = [
+    "StoreRoute",
     "build_connector",
     "build_encoders",
     "build_ledger",
@@ -215,6 +266,7 @@ __all__ = [
     "opened",
     "parse_options",
     "parser_factory",
+    "served",
     "single_writer",
     "sync_pipeline",
 ]

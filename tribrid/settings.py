@@ -66,12 +66,17 @@ class QuantizationSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """Where the points live: embedded Qdrant Edge (default) or a Qdrant server."""
+    """Where the points live: embedded Qdrant Edge (default), a Qdrant server, or the
+    embedded store of a ``tribrid serve`` on another machine (``remote``, with ``url``).
 
-    backend: Literal["edge", "qdrant"] = "edge"
+    With ``edge``, a ``tribrid serve`` running on the data dir is found by itself: no
+    setting names it.
+    """
+
+    backend: Literal["edge", "qdrant", "remote"] = "edge"
     collection: str = "tribrid"
     path: Path | None = None  # edge only; default: <data_dir>/store
-    url: str | None = None  # qdrant only: http(s)://host:6333, or ":memory:"
+    url: str | None = None  # qdrant: http(s)://host:6333 or ":memory:"; remote: a tribrid serve URL
     api_key: SecretStr | None = None
     timeout_s: float = Field(default=30.0, gt=0)
 
@@ -145,6 +150,25 @@ class CelerySettings(BaseModel):
     resync_sources: list[str] = Field(default_factory=list)
 
 
+class ServeSettings(BaseModel):
+    """``tribrid serve``: the long-lived process that owns a data dir's embedded store.
+
+    It binds loopback by default. Binding any other address needs ``api_key``, which
+    every request must then carry (``Authorization: Bearer <key>``); clients on this
+    machine find the key, with the address, in the server's descriptor file (readable
+    by its owner only).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)  # 0: any free port
+    api_key: SecretStr | None = None
+    # Folders a sync request over HTTP may name (the watched folders are always allowed).
+    allow_roots: list[Path] = Field(default_factory=list)
+    max_body_mb: float = Field(default=64.0, gt=0)
+    # How long a client waits for the server to answer one request.
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All of tribrid's configuration.
 
@@ -170,6 +194,7 @@ class Settings(BaseSettings):
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -246,7 +246,10 @@ class _Runtime:
         encoders = self.get_encoders()
         with self.lock:
             if self.store is None:
-                self.store = factory.build_store(self.get_settings(), encoders)
+                # With a server owning the store, wait for it when it restarts.
+                self.store = factory.build_store(
+                    self.get_settings(), encoders, route=factory.StoreRoute.WAIT
+                )
             return self.store
 
     def drop_store(self) -> None:

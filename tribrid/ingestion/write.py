@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribrid.connectors.base import SourceDocument
-from tribrid.encoders import EncoderSet, SparseVector
+from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import Chunk, ParsedDocument
 from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts
 from tribrid.store.base import Point, VectorStore
 from tribrid.store.points import SOURCE_KEY
+from tribrid.store.wire import point_from_json, point_to_json
 
 log = logging.getLogger(__name__)
 
@@ -372,21 +373,12 @@ def remove_orphans(ledger: Ledger, store: VectorStore, source_id: int, source_ke
 
 
 def batch_to_json(batch: WriteBatch) -> dict[str, Any]:
-    """A write batch as JSON-serialisable data (floats, ints, strings, lists, dicts)."""
+    """A write batch as JSON-serialisable data (see :mod:`tribrid.store.wire`)."""
     return {
         "source_id": batch.source_id,
         "reused": batch.reused,
         "encoded": batch.encoded,
-        "points": [
-            {
-                "id": p.id,
-                "dense": [float(v) for v in p.dense],
-                "splade": [list(p.splade.indices), list(p.splade.values)],
-                "bm25": [list(p.bm25.indices), list(p.bm25.values)],
-                "payload": dict(p.payload),
-            }
-            for p in batch.points
-        ],
+        "points": [point_to_json(p) for p in batch.points],
         "payload_updates": [[pid, dict(payload)] for pid, payload in batch.payload_updates],
         "documents": [
             {
@@ -403,20 +395,7 @@ def batch_to_json(batch: WriteBatch) -> dict[str, Any]:
 
 def batch_from_json(data: Mapping[str, Any]) -> WriteBatch:
     """The inverse of :func:`batch_to_json`."""
-
-    def sparse(pair: Sequence[Sequence[Any]]) -> SparseVector:
-        return SparseVector(tuple(int(i) for i in pair[0]), tuple(float(v) for v in pair[1]))
-
-    points = tuple(
-        Point(
-            id=p["id"],
-            dense=p["dense"],
-            splade=sparse(p["splade"]),
-            bm25=sparse(p["bm25"]),
-            payload=p["payload"],
-        )
-        for p in data["points"]
-    )
+    points = tuple(point_from_json(p, f"points[{n}]") for n, p in enumerate(data["points"]))
     return WriteBatch(
         source_id=int(data["source_id"]),
         points=points,

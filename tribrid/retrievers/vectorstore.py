@@ -98,7 +98,8 @@ class TribridVectorStore(VectorStore):
         """Open (or create) a collection and wrap it.
 
         Args:
-            path: Folder of an embedded store (Qdrant Edge). One process at a time.
+            path: Folder of an embedded store (Qdrant Edge). When ``tribrid serve`` owns
+                it, the vector store goes through the server.
             url: A Qdrant server URL, or ``":memory:"`` (the default without ``path``).
             api_key: API key of the Qdrant server.
             collection: Collection name.
@@ -115,6 +116,7 @@ class TribridVectorStore(VectorStore):
         # A public factory: it reads the settings (its edge) through the composition root.
         from tribrid.factory import build_encoders, collection_schema
         from tribrid.store import open_store
+        from tribrid.store.remote import RemoteStore, discover
 
         if path is not None and url is not None:
             raise ValueError("give either path (embedded store) or url (Qdrant server), not both")
@@ -123,14 +125,21 @@ class TribridVectorStore(VectorStore):
         if embedding is not None:
             chosen = replace(chosen, dense=EmbeddingsDenseEncoder(embedding))
         schema = replace(collection_schema(cfg, chosen), name=collection)
-        store = open_store(
-            "edge" if path is not None else "qdrant",
-            schema,
-            path=Path(path) if path is not None else None,
-            url=url or ":memory:",
-            api_key=api_key,
-            recreate=recreate,
-        )
+        # An embedded store that `tribrid serve` owns is used through the server.
+        served = discover(Path(path)) if path is not None else None
+        if served is not None:
+            store: TribridStore = RemoteStore.open(
+                schema, url=served.url, api_key=served.api_key, recreate=recreate
+            )
+        else:
+            store = open_store(
+                "edge" if path is not None else "qdrant",
+                schema,
+                path=Path(path) if path is not None else None,
+                url=url or ":memory:",
+                api_key=api_key,
+                recreate=recreate,
+            )
         try:
             return cls(store, chosen, retriever_options=retriever_options, owns_store=True)
         except BaseException:

@@ -12,11 +12,13 @@ from pathlib import Path
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.edge import EdgeStore
 from tribrid.store.qdrant import QdrantServerStore
+from tribrid.store.remote import RemoteStore
 
 #: Store backends by the name settings use (``TRIBRID_STORE__BACKEND``).
 STORES: dict[str, type[VectorStore]] = {
     "edge": EdgeStore,
     "qdrant": QdrantServerStore,
+    "remote": RemoteStore,
 }
 
 
@@ -62,7 +64,7 @@ def open_store(
             ``"qdrant"`` (a Qdrant server, shared).
         schema: What the collection must hold; checked against an existing one.
         path: Folder of an embedded store (``edge`` needs it).
-        url: Server URL or ``":memory:"`` (``qdrant``).
+        url: Server URL or ``":memory:"`` (``qdrant``); a ``tribrid serve`` URL (``remote``).
         api_key: Server API key (``qdrant``).
         timeout: Request timeout in seconds (``qdrant``).
         recreate: Delete the existing collection first.
