@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -9,6 +10,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +20,16 @@ import pytest
 import qdrant_edge as qe
 
 from tests.support.store import CORPUS_SIZE, SCHEMA, corpus, corpus_payload, make_point, pid
-from tribrid.errors import SchemaMismatchError, StoreBusyError
-from tribrid.store.base import BinaryEncoding, Channel, ChannelQuery, StoreQuery
+from tribrid.errors import SchemaMismatchError, StoreBusyError, StoreError
+from tribrid.store import open_store
+from tribrid.store.base import (
+    AsyncSearch,
+    BinaryEncoding,
+    Channel,
+    ChannelQuery,
+    StoreQuery,
+    VectorStore,
+)
 from tribrid.store.edge import LOCK_FILE, SCHEMA_FILE, EdgeStore
 from tribrid.store.schema import schema_record
 
@@ -93,6 +104,7 @@ def test_second_process_gets_store_busy_until_close(folder: Path) -> None:
     assert busy.returncode == 3, busy.stderr
     assert str(folder) in busy.stdout
     assert f"pid {os.getpid()}" in busy.stdout
+    assert "run `tribrid serve --data-dir DIR` once" in busy.stdout  # the first remedy
     assert "stop the other tribrid process" in busy.stdout
     assert "Qdrant server backend" in busy.stdout
     store.close()
@@ -109,6 +121,162 @@ def test_second_open_in_the_same_process_is_refused(folder: Path) -> None:
             EdgeStore(folder, SCHEMA, recreate=True)  # and it deletes nothing
     with EdgeStore(folder, SCHEMA) as store:
         assert store.count() == 0
+
+
+def test_opens_of_one_folder_share_one_store(folder: Path) -> None:
+    first = EdgeStore.open(SCHEMA, path=folder)
+    # Another spelling of the same folder: sharing is keyed by the resolved path.
+    second = open_store("edge", SCHEMA, path=folder / ".." / folder.name)
+    try:
+        assert isinstance(second, EdgeStore) and second is not first
+        assert isinstance(second, VectorStore) and isinstance(second, AsyncSearch)
+        assert "shared by 2 handle(s)" in repr(second)
+        first.upsert(corpus())
+        assert second.count() == CORPUS_SIZE
+        assert second.retrieve([pid(3)])[0].payload == corpus_payload(3)
+        assert {p.id for p in second.points()} == {pid(i) for i in range(CORPUS_SIZE)}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_closing_one_handle_leaves_the_others_working(folder: Path) -> None:
+    first = EdgeStore.open(SCHEMA, path=folder)
+    with EdgeStore.open(SCHEMA, path=folder) as second:
+        first.upsert(corpus())
+        first.close()
+        first.close()  # twice is harmless
+        assert "closed" in repr(first)
+        with pytest.raises(StoreError, match="is closed"):
+            first.count()
+        target = corpus()[5]
+        hits = second.query(StoreQuery(channels=(ChannelQuery(Channel.DENSE, target.dense),)))
+        assert hits[0].id == pid(5)
+        second.delete([pid(5)])
+        assert second.count() == CORPUS_SIZE - 1
+    with pytest.raises(StoreError, match="is closed"):
+        second.count()
+
+
+def test_the_last_close_releases_the_folder_lock(folder: Path) -> None:
+    first = EdgeStore.open(SCHEMA, path=folder)
+    second = EdgeStore.open(SCHEMA, path=folder)
+    first.upsert(corpus())
+    first.close()
+    busy = run_child(folder)  # one handle is still open: the folder stays locked
+    assert busy.returncode == 3, busy.stderr
+    assert f"pid {os.getpid()}" in busy.stdout
+    second.close()
+    free = run_child(folder)
+    assert free.returncode == 0, free.stderr
+    assert free.stdout.strip() == f"opened {CORPUS_SIZE}"  # and the writes were flushed
+
+
+def test_a_shared_open_with_another_schema_is_refused(folder: Path) -> None:
+    with EdgeStore.open(SCHEMA, path=folder) as store:
+        store.upsert(corpus())
+        other = replace(SCHEMA, name="other", dense_size=16)
+        with pytest.raises(SchemaMismatchError) as caught:
+            EdgeStore.open(other, path=folder)
+        message = str(caught.value)
+        assert "already open in this process" in message
+        assert "'tribrid-test'" in message and "'other'" in message
+        assert "dense size 8 but the dense model gives 16" in message
+        with pytest.raises(SchemaMismatchError, match="'splade-a' but the settings use 'x'"):
+            EdgeStore.open(replace(SCHEMA, splade_model="x"), path=folder)
+        assert store.count() == CORPUS_SIZE
+    # The refused opens took no reference: the last close above released the folder.
+    with EdgeStore(folder, SCHEMA) as store:
+        assert store.count() == CORPUS_SIZE
+
+
+def test_recreate_while_shared_is_refused_and_deletes_nothing(folder: Path) -> None:
+    with EdgeStore.open(SCHEMA, path=folder) as store:
+        store.upsert(corpus())
+        store.flush()
+        before = snapshot(folder)
+        with pytest.raises(StoreBusyError, match="open elsewhere in this process") as caught:
+            EdgeStore.open(SCHEMA, path=folder, recreate=True)
+        assert "nothing was deleted" in str(caught.value)
+        assert snapshot(folder) == before
+        assert store.count() == CORPUS_SIZE
+    with EdgeStore.open(SCHEMA, path=folder, recreate=True) as store:
+        assert store.count() == 0
+
+
+def test_the_constructor_does_not_share(folder: Path) -> None:
+    busy = pytest.raises(StoreBusyError, match="already open in this process")
+    with EdgeStore.open(SCHEMA, path=folder), busy:
+        EdgeStore(folder, SCHEMA)
+    with EdgeStore(folder, SCHEMA), busy:
+        EdgeStore.open(SCHEMA, path=folder)
+
+
+def test_a_dropped_handle_releases_its_reference(folder: Path) -> None:
+    first = EdgeStore.open(SCHEMA, path=folder)
+    second = EdgeStore.open(SCHEMA, path=folder)
+    first.upsert(corpus())
+    del first
+    gc.collect()
+    assert second.count() == CORPUS_SIZE
+    del second  # the last handle: its finalizer closes the shard and drops the lock
+    gc.collect()
+    with EdgeStore(folder, SCHEMA) as again:
+        assert again.count() == CORPUS_SIZE
+
+
+def test_threads_open_and_close_one_folder_concurrently(folder: Path) -> None:
+    EdgeStore.open(SCHEMA, path=folder).close()  # created once, so every open loads
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        try:
+            start.wait()
+            for _ in range(15):
+                store = EdgeStore.open(SCHEMA, path=folder)
+                try:
+                    store.count()
+                finally:
+                    store.close()
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    with EdgeStore(folder, SCHEMA) as store:  # every reference released: the lock is free
+        assert store.count() == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_reuse_the_parents_store(folder: Path) -> None:
+    with EdgeStore.open(SCHEMA, path=folder) as store:
+        store.upsert(corpus())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process
+            child = os.fork()
+        if child == 0:  # the child touches no shard: both calls are refused up front
+            code = 0
+            try:
+                EdgeStore.open(SCHEMA, path=folder)
+                code = 1  # got the parent's store
+            except StoreBusyError as e:
+                code = 0 if f"pid {os.getppid()}" in str(e) else 2
+            try:
+                store.count()
+                code = code or 3
+            except StoreError as e:
+                code = code or (0 if "forked" in str(e) else 4)
+            store.close()  # not the child's to close: a no-op
+            os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert store.count() == CORPUS_SIZE  # the child's close did not close it
 
 
 def test_a_dropped_store_releases_its_lock(folder: Path) -> None:

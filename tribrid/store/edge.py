@@ -5,6 +5,11 @@ collection and the schema it was built with lives next to the shard in
 ``tribrid-schema.json``. Edge lets one process open a shard at a time; tribrid takes
 its own lock first (``tribrid.lock``) so that a second opener gets a clear
 :class:`~tribrid.errors.StoreBusyError` before anything on disk is touched.
+
+Within one process, :meth:`EdgeStore.open` shares: every open of the same folder gets
+its own :class:`EdgeStore` handle onto one open shard, and the last handle closed
+closes it. Between processes, ``tribrid serve`` owns the store and the others talk to
+it.
 """
 
 from __future__ import annotations
@@ -81,9 +86,11 @@ _FIX = (
     "(which deletes its points)"
 )
 _BUSY_FIX = (
-    "Qdrant Edge lets one process open a store at a time: stop the other tribrid "
-    "process (or wait for it to finish), or use the Qdrant server backend "
-    "(TRIBRID_STORE__BACKEND=qdrant) to share an index between processes"
+    "Qdrant Edge lets one process open a store at a time: run `tribrid serve --data-dir "
+    "DIR` once for the data dir of this store, which owns the store and lets every other "
+    "tribrid process (ingest, search, workers, LangChain retrievers) use it; or stop the "
+    "other tribrid process (or wait for it to finish); or use the Qdrant server backend "
+    "(TRIBRID_STORE__BACKEND=qdrant)"
 )
 
 _EDGE_BINARY = {
@@ -141,7 +148,10 @@ def _read_pid(fd: int) -> int | None:
 
 def _busy_message(folder: Path, holder: int | None) -> str:
     if holder == os.getpid():
-        who = "this process (close the other EdgeStore first)"
+        who = (
+            "this process (close the other EdgeStore first, or open both with "
+            "EdgeStore.open, which shares one open store)"
+        )
     elif holder is not None:
         who = f"another process (pid {holder})"
     else:
@@ -149,11 +159,119 @@ def _busy_message(folder: Path, holder: int | None) -> str:
     return f"the embedded store at {folder} is already open in {who}; {_BUSY_FIX}"
 
 
-def _finalize(shard: qe.EdgeShard, lock: _FolderLock) -> None:
-    """Close a store that was garbage-collected or left open at exit."""
-    with contextlib.suppress(Exception):
-        shard.close()
-    lock.release()
+class _OpenShard:
+    """One open shard, its folder lock and its worker thread: what handles share.
+
+    ``refs`` counts the :class:`EdgeStore` handles on it; ``key`` is its place in
+    :data:`_SHARED` (None for a store opened with the constructor, which is never
+    shared). ``pid`` is the process that opened it: a forked child inherits the
+    object but must neither use nor close the parent's shard.
+    """
+
+    def __init__(self, shard: qe.EdgeShard, lock: _FolderLock, schema: CollectionSchema) -> None:
+        self.shard: qe.EdgeShard | None = shard
+        self.lock = lock
+        self.schema = schema
+        self.key: Path | None = None
+        self.refs = 1
+        self.pid = os.getpid()
+        # The async methods run here: one thread, so async callers never touch the
+        # shard from two threads at once and the event loop is never blocked by it.
+        self.worker: ThreadPoolExecutor | None = None
+        self.worker_lock = threading.Lock()
+
+    def close(self, *, flush: bool = True, wait: bool = True) -> None:
+        """Close the shard and release the lock; a second call does nothing."""
+        shard, self.shard = self.shard, None
+        if shard is None:
+            return
+        worker, self.worker = self.worker, None
+        try:
+            if worker is not None:
+                worker.shutdown(wait=wait)  # let a running search finish before closing
+            try:
+                if flush:
+                    shard.flush()
+            finally:
+                shard.close()
+        finally:
+            self.lock.release()
+
+
+class _SharedShards:
+    """The shards :meth:`EdgeStore.open` has open in this process, by resolved folder.
+
+    One lock guards the table and every shared shard's ``refs``; opening and the last
+    close happen under it, so a folder is never opened twice at once. A handle dropped
+    without :meth:`EdgeStore.close` is released by its finalizer, which may run inside
+    garbage collection at any point, even in a thread holding the lock: it only tries
+    the lock, and otherwise leaves the shard in ``dropped`` for the next caller.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: dict[Path, _OpenShard] = {}
+        self.dropped: list[_OpenShard] = []
+
+    def reset(self) -> None:
+        """Forget the parent's shards in a forked child, and the state of its lock."""
+        self.lock = threading.Lock()
+        self.open = {}
+        self.dropped = []
+
+    def release(self, core: _OpenShard, *, dropped: bool = False) -> None:
+        """Drop one reference; the last closes the shard. Call with the lock held.
+
+        A ``dropped`` handle's shard is closed as the finalizer of a store always has:
+        without a flush (its writes are in Edge's write-ahead log) and without waiting
+        for the worker thread, which may be the thread running the finalizer.
+        """
+        core.refs -= 1
+        if core.refs > 0:
+            return
+        if core.key is not None and self.open.get(core.key) is core:
+            del self.open[core.key]
+        core.close(flush=not dropped, wait=not dropped)
+
+    def release_dropped(self, core: _OpenShard) -> None:
+        """Release the reference of a garbage-collected handle, now or later."""
+        if not self.lock.acquire(blocking=False):
+            self.dropped.append(core)
+            return
+        try:
+            self.dropped.append(core)
+            self.drain()
+        finally:
+            self.lock.release()
+
+    def drain(self) -> None:
+        """Release the references left by finalizers. Call with the lock held."""
+        while self.dropped:
+            core = self.dropped.pop()
+            with contextlib.suppress(Exception):
+                self.release(core, dropped=True)
+
+
+_SHARED = _SharedShards()
+os.register_at_fork(after_in_child=_SHARED.reset)
+
+
+def _drop(core: _OpenShard) -> None:
+    """The finalizer of a handle that was garbage-collected or left open at exit."""
+    if core.pid != os.getpid():
+        return  # inherited through a fork: the parent's shard is not ours to close
+    if core.key is None:
+        with contextlib.suppress(Exception):
+            core.close(flush=False, wait=False)
+    else:
+        _SHARED.release_dropped(core)
+
+
+def _sharing_problems(opened: CollectionSchema, wanted: CollectionSchema) -> list[str]:
+    problems = []
+    if wanted.name != opened.name:
+        problems.append(f"is open as collection {opened.name!r}, not {wanted.name!r}")
+    return problems + record_problems(schema_record(opened), wanted)
 
 
 class EdgeStore:
@@ -162,6 +280,12 @@ class EdgeStore:
     Writes are visible to searches at once; :meth:`flush` makes them durable and runs
     Edge's optimizers, which build the HNSW and payload indexes and the binary codes
     with their vector statistics. Call it at the end of an ingestion run.
+
+    The constructor opens the folder for this object alone: a second opener, in this
+    process or another, gets :class:`~tribrid.errors.StoreBusyError`. :meth:`open`
+    (what :func:`tribrid.store.open_store` calls) shares instead: each call returns a
+    new handle onto the one shard this process has open in that folder, and
+    :meth:`close` of the last handle closes the shard and releases the folder lock.
 
     Args:
         path: Folder of the shard (created if missing).
@@ -181,6 +305,9 @@ class EdgeStore:
                 store.upsert(points)
                 store.flush()
                 hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.BM25, vec),)))
+
+            reader = EdgeStore.open(schema, path=Path(".tribrid/store"))
+            writer = EdgeStore.open(schema, path=Path(".tribrid/store"))  # the same shard
     """
 
     single_writer: ClassVar[bool] = True
@@ -192,24 +319,19 @@ class EdgeStore:
             self._path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the store folder {self._path}: {e}") from e
-        self._lock = _FolderLock(self._path)
+        lock = _FolderLock(self._path)
         try:
-            self._lock.acquire()
+            lock.acquire()
         except OSError as e:
             raise StoreError(f"cannot lock the store folder {self._path}: {e}") from e
         try:
             if recreate:
                 self._wipe()
-            self._shard: qe.EdgeShard | None
-            self._shard, self._schema = self._open_or_create(schema)
+            shard, effective = self._open_or_create(schema)
         except BaseException:
-            self._lock.release()
+            lock.release()
             raise
-        self._finalizer = weakref.finalize(self, _finalize, self._shard, self._lock)
-        # The async methods run here: one thread, so async callers never touch the
-        # shard from two threads at once and the event loop is never blocked by it.
-        self._worker: ThreadPoolExecutor | None = None
-        self._worker_lock = threading.Lock()
+        self._attach(_OpenShard(shard, lock, effective))
 
     @classmethod
     def open(
@@ -222,14 +344,57 @@ class EdgeStore:
         timeout: float = 30.0,
         recreate: bool = False,
     ) -> Self:
-        """Open the store in the folder ``path``; ``url``, ``api_key`` and ``timeout`` are unused.
+        """A handle onto the store in the folder ``path``, shared within this process.
+
+        The first open of a folder opens it as the constructor does; later opens of the
+        same (resolved) folder return further handles onto that store, until the last
+        one is closed. ``url``, ``api_key`` and ``timeout`` are unused.
 
         Raises:
             ValueError: ``path`` is None.
+            SchemaMismatchError: The folder is open in this process with another
+                schema (collection name, dense size or models).
+            StoreBusyError: ``recreate`` while the folder is open in this process
+                (nothing is deleted), or another process has it open.
         """
         if path is None:
             raise ValueError("the 'edge' store backend needs a path (the store folder)")
-        return cls(path, schema, recreate=recreate)
+        key = Path(path).expanduser().resolve()
+        with _SHARED.lock:
+            _SHARED.drain()
+            core = _SHARED.open.get(key)
+            if core is None:
+                store = cls(path, schema, recreate=recreate)
+                opened = store._live_core()
+                opened.key = key
+                _SHARED.open[key] = opened
+                return store
+            where = f"the embedded store at {key}"
+            if recreate:
+                raise StoreBusyError(
+                    f"{where} is already open elsewhere in this process "
+                    f"({core.refs} open handle(s)), so it was not re-created and nothing "
+                    "was deleted; close every other handle on it first"
+                )
+            problems = _sharing_problems(core.schema, schema)
+            if problems:
+                raise mismatch_error(
+                    f"{where}, already open in this process,",
+                    problems,
+                    "open it with the same settings as the open handles, or use another data dir",
+                )
+            effective_schema(schema, core.schema.binary_encoding, core.schema.query_encoding, where)
+            handle = cls.__new__(cls)
+            handle._path = Path(path).expanduser().absolute()
+            handle._where = f"collection {core.schema.name!r} at {handle._path}"
+            core.refs += 1
+            handle._attach(core)
+            return handle
+
+    def _attach(self, core: _OpenShard) -> None:
+        self._core: _OpenShard | None = core
+        self._schema = core.schema
+        self._finalizer = weakref.finalize(self, _drop, core)
 
     # -- opening -------------------------------------------------------------------
 
@@ -566,47 +731,67 @@ class EdgeStore:
             shard.optimize()
 
     def close(self) -> None:
-        """Flush and close the shard and release the folder lock. Safe to call twice."""
-        shard, self._shard = self._shard, None
-        if shard is None:
+        """Release this handle; safe to call twice.
+
+        The last handle on the shard flushes and closes it and releases the folder
+        lock; other handles opened with :meth:`open` keep working.
+        """
+        core, self._core = self._core, None
+        if core is None:
             return
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.shutdown(wait=True)  # let a running search finish before closing
         self._finalizer.detach()
+        if core.pid != os.getpid():
+            return  # inherited through a fork: the parent's shard is not ours to close
         try:
-            try:
-                shard.flush()
-            finally:
-                shard.close()
+            if core.key is None:
+                _SHARED.release(core)  # never shared: no other handle to guard against
+            else:
+                with _SHARED.lock:
+                    _SHARED.drain()
+                    _SHARED.release(core)
         except Exception as e:
             raise StoreError(f"closing {self._where} failed: {e}") from e
-        finally:
-            self._lock.release()
 
-    def __enter__(self) -> EdgeStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._shard is None else "open"
+        core = self._core
+        if core is None:
+            state = "closed"
+        elif core.key is None:
+            state = "open"
+        else:
+            state = f"open, shared by {core.refs} handle(s)"
         return f"EdgeStore({str(self._path)!r}, collection={self._schema.name!r}, {state})"
 
     # -- helpers -------------------------------------------------------------------
 
     def _open_shard(self) -> qe.EdgeShard:
-        if self._shard is None:
+        core = self._core
+        shard = core.shard if core is not None else None
+        if core is None or shard is None:
             raise StoreError(f"{self._where} is closed; open a new EdgeStore")
-        return self._shard
+        if core.pid != os.getpid():
+            raise StoreError(
+                f"{self._where} was opened in process {core.pid}, before this process "
+                "forked from it; open the store again in this process"
+            )
+        return shard
+
+    def _live_core(self) -> _OpenShard:
+        self._open_shard()
+        return cast(_OpenShard, self._core)
 
     async def _in_worker(self, fn: Callable[[_A], _R], arg: _A) -> _R:
-        with self._worker_lock:
-            if self._worker is None:
-                self._open_shard()
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="tribrid-edge")
-            worker = self._worker
+        core = self._live_core()
+        with core.worker_lock:
+            if core.worker is None:
+                core.worker = ThreadPoolExecutor(1, thread_name_prefix="tribrid-edge")
+            worker = core.worker
         return await asyncio.get_running_loop().run_in_executor(worker, fn, arg)
 
     @contextlib.contextmanager
