@@ -19,11 +19,12 @@ tests fail with a message; deselect them with ``-m "not postgres"`` on a machine
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import psycopg
@@ -104,3 +105,19 @@ def postgres_url(postgres_database: str) -> str:
     admin = make_url(ADMIN_URL)
     url = admin.set(drivername="postgresql+psycopg", database=postgres_database)
     return url.render_as_string(hide_password=False)
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Collector, name: str, obj: object
+) -> Generator[None, Any, None]:
+    """Mark LangChain's standard async tests for pytest-asyncio (strict mode here).
+
+    The suites define them unmarked and forbid overriding them; this wrapper runs
+    inside pytest-asyncio's, so the mark is there when it looks for one.
+    """
+    outcome = yield
+    items = outcome.get_result()
+    for item in items if isinstance(items, list) else [items]:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.asyncio)

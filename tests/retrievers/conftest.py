@@ -6,9 +6,7 @@ in an embedded Qdrant Edge store and in qdrant-client's in-memory engine.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Generator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,22 +15,6 @@ from tribrid.encoders import EncoderSet
 from tribrid.factory import build_encoders
 from tribrid.settings import Settings
 from tribrid.store.base import VectorStore
-
-
-@pytest.hookimpl(hookwrapper=True, trylast=True)
-def pytest_pycollect_makeitem(
-    collector: pytest.Collector, name: str, obj: object
-) -> Generator[None, Any, None]:
-    """Mark LangChain's standard async tests for pytest-asyncio (strict mode here).
-
-    The suites define them unmarked and forbid overriding them; this wrapper runs
-    inside pytest-asyncio's, so the mark is there when it looks for one.
-    """
-    outcome = yield
-    items = outcome.get_result()
-    for item in items if isinstance(items, list) else [items]:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.asyncio)
 
 
 @pytest.fixture(scope="session")
