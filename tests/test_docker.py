@@ -60,7 +60,7 @@ def compose() -> dict[str, Any]:
     return dict(_interpolate(raw, _env_example()))
 
 
-TRIBRID_SERVICES = ("worker", "beat", "flower", "watch", "cli")
+TRIBRID_SERVICES = ("worker", "beat", "flower", "watch", "serve", "cli")
 
 
 def test_services_and_images(compose: dict[str, Any]) -> None:
@@ -85,6 +85,11 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     assert services["cli"]["profiles"] == ["cli"]  # `run --rm cli ...`, never started by `up`
     assert services["watch"]["profiles"] == ["watch"]  # opt-in: `--profile watch`
     assert services["watch"]["command"] == ["watch", "/documents", "--background"]
+    serve = services["serve"]  # opt-in: `--profile embedded`, the embedded store
+    assert serve["profiles"] == ["embedded"] and serve["command"][0] == "serve"
+    assert serve["environment"]["TRIBRID_STORE__BACKEND"] == "edge"
+    assert serve["environment"]["TRIBRID_SERVE__API_KEY"]  # it binds beyond loopback
+    assert serve["ports"] == ["127.0.0.1:8765:8765"]
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
 
 
@@ -123,7 +128,11 @@ def test_every_tribrid_variable_is_a_setting_and_validates(
             monkeypatch.setenv(variable, value)
         settings = Settings()  # a value the model refuses raises here, naming the field
         assert settings.data_dir == Path("/data")
-        assert settings.store.backend == "qdrant" and settings.store.url == "http://qdrant:6333"
+        if name == "serve":  # the embedded profile: the server owns the store in /data
+            assert settings.store.backend == "edge" and settings.serve.api_key is not None
+        else:
+            assert settings.store.backend == "qdrant"
+            assert settings.store.url == "http://qdrant:6333"
         assert settings.database_url.startswith("postgresql+psycopg://tribrid:")
         assert settings.database_url.endswith("@postgres:5432/tribrid")
         assert settings.broker_url == "redis://redis:6379/0"
@@ -165,11 +174,12 @@ def test_volumes_are_declared_and_the_documents_are_mounted(compose: dict[str, A
 
 
 def test_no_embedded_store_without_its_writer(compose: dict[str, Any]) -> None:
-    """Edge allows one process per store: several workers on it would need a writer."""
-    for service in compose["services"].values():
+    """Edge allows one process per store: only `tribrid serve`, its owner, opens it."""
+    for name, service in compose["services"].items():
         backend = service.get("environment", {}).get("TRIBRID_STORE__BACKEND", "edge")
         if "TRIBRID_DATA_DIR" in service.get("environment", {}):
-            assert backend == "qdrant"
+            owner = name == "serve" and service["command"][0] == "serve"
+            assert backend == "qdrant" or owner, name
 
 
 def _run_lines(text: str) -> list[str]:

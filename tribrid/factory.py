@@ -22,7 +22,7 @@ from typing import Any
 
 from tribrid.connectors import Connector, ConnectorOptions, LocalFolderConnector, open_connector
 from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder, SpladeEncoder
-from tribrid.errors import StoreError
+from tribrid.errors import ConfigError, StoreError
 from tribrid.ingestion.parse import ParseOptions, ParserFactory
 from tribrid.ingestion.pipeline import SyncPipeline
 from tribrid.ledger import Ledger, SqlLedger, open_ledger
@@ -84,8 +84,18 @@ class StoreRoute(StrEnum):
 
 
 def served(settings: Settings) -> ServerInfo | None:
-    """The live ``tribrid serve`` that owns the settings' embedded store, if any."""
-    if settings.store.backend != "edge":
+    """The ``tribrid serve`` the settings' store is behind, if any: the live server that
+    owns the embedded store, or the one the ``remote`` backend names by URL."""
+    store = settings.store
+    if store.backend == "remote":
+        if store.url is None:
+            raise ConfigError(
+                "the 'remote' store backend needs the server's URL: set TRIBRID_STORE__URL "
+                "(e.g. http://127.0.0.1:8765)"
+            )
+        key = store.api_key.get_secret_value() if store.api_key else None
+        return ServerInfo(url=store.url, pid=0, host="", store="", api_key=key)
+    if store.backend != "edge":
         return None
     return discover(settings.store_path)
 

@@ -202,6 +202,8 @@ def test_workers_write_through_the_server_and_survive_its_sigkill(
     progress = cluster.progress(run_id)
     assert (progress.indexed, progress.failed) == (300, 0), progress
     assert before < 300  # the kill came mid-run
+    logs = "".join((tmp_path / f"worker-{n}.log").read_text(errors="replace") for n in (1, 2))
+    assert "cannot reach the tribrid server" in logs or "does not answer" in logs  # and was felt
     assert set(cluster.procs) == {"server", "worker-1", "worker-2"}  # no --writer needed
     cluster.stop_all()
     cluster.assert_exactly_once()
