@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support.background import BIN, RABBIT_URL, REDIS_URL, Cluster
+from tests.support.background import BIN, RABBIT_URL, REDIS_URL, Cluster, redis_cluster
 from tribrid.background import worker
 from tribrid.factory import build_encoders, build_store
 from tribrid.ledger import SqlLedger
@@ -76,19 +76,10 @@ def write_folder(root: Path, count: int) -> None:
     (root / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
 
 
-@pytest.fixture
-def redis_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    cluster = Cluster(tmp_path, REDIS_URL)
-    try:
+@pytest.fixture(name="redis_cluster")
+def redis_cluster_fixture(tmp_path: Path) -> Iterator[Cluster]:
+    with redis_cluster(tmp_path) as cluster:
         yield cluster
-    finally:
-        cluster.stop_all()
-        client.flushdb()
-        client.close()
 
 
 @pytest.mark.celery

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.background import BIN, REDIS_URL, Cluster
+from tests.support.background import BIN, Cluster, redis_cluster
 from tribrid.ledger import SqlLedger
 from tribrid.store.remote import descriptor, discover
 
@@ -34,6 +34,20 @@ def write_documents(root: Path, count: int, word: str) -> None:
             f"Harbour log {i}\n\nThe {word}{i} ferry left berth {i % 7} at dawn and the "
             f"pilot noted the tide, the wind and the {word}{i} cargo manifest.\n"
         )
+
+
+def tribrid(
+    *args: str, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``tribrid`` command as a user would, in its own process."""
+    return subprocess.run(
+        [str(BIN / "tribrid"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def wait_for(what, timeout: float, why: str, procs: dict[str, subprocess.Popen[bytes]]) -> None:  # type: ignore[no-untyped-def]
@@ -76,14 +90,7 @@ QUERIER = textwrap.dedent(
 def test_a_retriever_queries_without_pause_while_ingest_adds_300_documents(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {**os.environ, "TRIBRID_DATA_DIR": str(data)}
-    seeded = subprocess.run(
-        [str(BIN / "tribrid"), "ingest", str(EXAMPLES), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    seeded = tribrid("ingest", str(EXAMPLES), "--json", env=env, timeout=600)
     assert seeded.returncode == 0, seeded.stderr
     store = data / "store"
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -106,14 +113,7 @@ def test_a_retriever_queries_without_pause_while_ingest_adds_300_documents(tmp_p
         time.sleep(3)  # queries run before the ingest starts, during it, and after it
         folder = tmp_path / "harbour"
         write_documents(folder, 300, "zephyrq")
-        ingested = subprocess.run(
-            [str(BIN / "tribrid"), "ingest", str(folder), "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
+        ingested = tribrid("ingest", str(folder), "--json", env=env, timeout=1200)
         assert ingested.returncode == 0, ingested.stderr
         counts = json.loads(ingested.stdout)["counts"]
         assert (counts["indexed"], counts["failed"]) == (300, 0)
@@ -125,22 +125,8 @@ def test_a_retriever_queries_without_pause_while_ingest_adds_300_documents(tmp_p
         assert summary["ok"] > 20, summary
         assert summary["found"] == ["log-042.txt"]
         assert summary["models"] == []  # the retriever's process loaded no model
-        searched = subprocess.run(
-            [
-                str(BIN / "tribrid"),
-                "search",
-                "zephyrq7 cargo",
-                "--mode",
-                "bm25",
-                "-k",
-                "1",
-                "--json",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        searched = tribrid(
+            "search", "zephyrq7 cargo", "--mode", "bm25", "-k", "1", "--json", env=env, timeout=120
         )
         assert searched.returncode == 0, searched.stderr
         assert [hit["path"] for hit in json.loads(searched.stdout)] == ["log-007.txt"]
@@ -162,26 +148,13 @@ def test_a_retriever_queries_without_pause_while_ingest_adds_300_documents(tmp_p
         opened.close()
 
 
-@pytest.fixture
-def redis_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    cluster = Cluster(tmp_path, REDIS_URL, TRIBRID_CELERY__RETRY_BACKOFF_S="1")
-    try:
-        yield cluster
-    finally:
-        cluster.stop_all()
-        client.flushdb()
-        client.close()
-
-
 @pytest.mark.celery
-def test_workers_write_through_the_server_and_survive_its_sigkill(
-    redis_cluster: Cluster, tmp_path: Path
-) -> None:
-    cluster = redis_cluster
+def test_workers_write_through_the_server_and_survive_its_sigkill(tmp_path: Path) -> None:
+    with redis_cluster(tmp_path, TRIBRID_CELERY__RETRY_BACKOFF_S="1") as cluster:
+        _drill(cluster, tmp_path)
+
+
+def _drill(cluster: Cluster, tmp_path: Path) -> None:
     store = cluster.data / "store"
     cluster.start("server", server=True)
     cluster.wait(lambda: discover(store) is not None, 300, "the server")

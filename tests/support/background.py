@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,19 @@ class Cluster:
         finally:
             engine.dispose()
         assert leased == 0
+
+
+@contextmanager
+def redis_cluster(tmp_path: Path, **extra: str) -> Iterator[Cluster]:
+    """A :class:`Cluster` on Redis database 13, emptied before and after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    cluster = Cluster(tmp_path, REDIS_URL, **extra)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        client.flushdb()
+        client.close()
