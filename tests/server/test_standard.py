@@ -60,3 +60,26 @@ def test_remote_retriever_by_url_through_the_facade(server_url: str, tmp_path: P
     assert len(docs) == 2 and docs[0].metadata["path"] == "pump.pdf"
     with pytest.raises(ValueError, match="unknown retriever option"):
         retriever.invoke("x", top=3)
+
+
+def test_the_langchain_example_asks_a_server_from_another_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "langchain_server.py"
+    with running_server(tmp_path / ".tribrid-demo") as (_, settings):
+        store = factory.build_store(settings, fake_encoders())
+        store.upsert(corpus_points(fake_encoders()))
+        store.close()
+        done = subprocess.run(
+            [sys.executable, str(example), "how often does the pump need a new gasket?"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("asking RemoteRetriever")
+    assert "pump.pdf] The ZX-9000 pump needs a new gasket" in done.stdout
+    assert done.stdout.rstrip().endswith("Question: how often does the pump need a new gasket?")
