@@ -6,13 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import fake_encoders
+from tests.support.server import running_server
 from tests.support.store import SCHEMA, corpus
+from tribrid.factory import collection_schema
 from tribrid.store import STORES, EdgeStore, QdrantServerStore, needs_single_writer, open_store
-from tribrid.store.base import VectorStore
+from tribrid.store.base import CollectionSchema, VectorStore
+from tribrid.store.remote import RemoteStore
 
 
-def test_registry_names_both_backends() -> None:
-    assert {"edge": EdgeStore, "qdrant": QdrantServerStore} == STORES
+def test_registry_names_every_backend() -> None:
+    assert {"edge": EdgeStore, "qdrant": QdrantServerStore, "remote": RemoteStore} == STORES
 
 
 def test_unknown_backend_lists_the_valid_names() -> None:
@@ -23,6 +27,7 @@ def test_unknown_backend_lists_the_valid_names() -> None:
 def test_single_writer_is_read_from_the_registry() -> None:
     assert needs_single_writer("edge") is True
     assert needs_single_writer("qdrant") is False
+    assert needs_single_writer("remote") is False  # the server takes every writer
     with pytest.raises(ValueError, match=r"unknown store backend 'chroma'.*'edge', 'qdrant'"):
         needs_single_writer("chroma")
 
@@ -56,10 +61,23 @@ def test_recreate_is_passed_through(tmp_path: Path) -> None:
 
 
 def test_each_backend_opens_the_same_way(tmp_path: Path) -> None:
-    for name, store_class in STORES.items():
-        store = store_class.open(SCHEMA, path=tmp_path / name, url=":memory:")
-        try:
-            assert isinstance(store, store_class)
-            assert store.single_writer is needs_single_writer(name)
-        finally:
-            store.close()
+    with running_server(tmp_path / "served") as (info, settings):
+        schemas = {"remote": collection_schema(settings, fake_encoders())}
+        urls = {"remote": info.url}
+        for name, store_class in STORES.items():
+            _open_and_check(name, store_class, schemas.get(name, SCHEMA), tmp_path, urls)
+
+
+def _open_and_check(
+    name: str,
+    store_class: type[VectorStore],
+    schema: CollectionSchema,
+    tmp_path: Path,
+    urls: dict[str, str],
+) -> None:
+    store = store_class.open(schema, path=tmp_path / name, url=urls.get(name, ":memory:"))
+    try:
+        assert isinstance(store, store_class)
+        assert store.single_writer is needs_single_writer(name)
+    finally:
+        store.close()
