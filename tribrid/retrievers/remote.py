@@ -21,7 +21,7 @@ from pydantic import ConfigDict, Field
 
 from tribrid.errors import StoreError
 from tribrid.retrievers.hybrid import CALL_OPTIONS, RetrievedChunk, to_document
-from tribrid.store.remote import ServerClient, answer_json
+from tribrid.store.remote import answer_json, shared_client
 from tribrid.store.wire import filter_to_json
 
 #: The options a server search takes (a reranker runs in the client's process only).
@@ -80,13 +80,8 @@ class RemoteRetriever(BaseRetriever):
 
     def search(self, query: str, **options: Any) -> list[RetrievedChunk]:
         """Search on the server; chunks with their fused and per-channel scores."""
-        # A connection per call: on loopback it costs next to nothing, and a retriever
-        # that is never closed leaves no socket behind.
-        client = ServerClient(self.url, api_key=self.api_key, timeout=self.timeout)
-        try:
-            answer = client.post("/v1/search", self._body(query, options))
-        finally:
-            client.close()
+        client = shared_client(self.url, api_key=self.api_key, timeout=self.timeout)
+        answer = client.post("/v1/search", self._body(query, options))
         return [_chunk(item) for item in answer["results"]]
 
     async def asearch(self, query: str, **options: Any) -> list[RetrievedChunk]:
@@ -118,7 +113,8 @@ class RemoteRetriever(BaseRetriever):
         return [to_document(chunk) for chunk in await self.asearch(query, **kwargs)]
 
     def close(self) -> None:
-        """Nothing to release (each call has its own connection); for symmetry with
+        """Nothing to release: connections are pooled per server for the process (see
+        :func:`~tribrid.store.remote.shared_client`). For symmetry with
         ``HybridRetriever``, so ``with tribrid.as_retriever() as r:`` works either way."""
 
     def __enter__(self) -> RemoteRetriever:

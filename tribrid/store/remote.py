@@ -16,10 +16,12 @@ should wait for the owner to come back (background workers).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -170,6 +172,43 @@ class ServerClient:
     def close(self) -> None:
         """Close the connections."""
         self._http.close()
+
+
+_shared: dict[tuple[str, str | None, float], ServerClient] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_client(url: str, *, api_key: str | None = None, timeout: float = 60.0) -> ServerClient:
+    """One pooled client per server for the whole process, closed at exit.
+
+    Making an HTTP client costs more than a search on loopback, and keep-alive
+    connections save a handshake per call; retrievers that are never closed leave no
+    socket behind, since the pool is closed when the interpreter exits.
+    """
+    key = (url.rstrip("/"), api_key, timeout)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            if not _shared:
+                atexit.register(_close_shared)
+            client = _shared[key] = ServerClient(url, api_key=api_key, timeout=timeout)
+        return client
+
+
+def _forget_shared_after_fork() -> None:
+    # A child must not use its parent's sockets: it opens its own on first use.
+    _shared.clear()
+
+
+os.register_at_fork(after_in_child=_forget_shared_after_fork)
+
+
+def _close_shared() -> None:
+    with _shared_lock:
+        clients = list(_shared.values())
+        _shared.clear()
+    for client in clients:
+        client.close()
 
 
 def answer_json(response: Any, url: str, path: str) -> dict[str, Any]:
@@ -347,5 +386,6 @@ __all__ = [
     "discover",
     "opened_client",
     "remove_descriptor",
+    "shared_client",
     "write_descriptor",
 ]
