@@ -305,9 +305,16 @@ def status(
         console.print(failures)
 
 
+def _stalled(progress: RunProgress) -> str | None:
+    from tribrid.background.jobs import stall_reason
+
+    return stall_reason(progress)
+
+
 def _progress_json(progress: RunProgress) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
+        "stalled": _stalled(progress),
         "run_id": progress.run.id,
         "source_key": progress.run.source_key,
         "status": progress.run.status.value,
@@ -348,7 +355,11 @@ def _render_progress(progress: RunProgress) -> Table:
         str(counts.unchanged),
         str(max(progress.deleted, counts.deleted)),
         f"{progress.rate(now):.1f}",
-        "done" if progress.finished else ("–" if eta is None else f"{eta:.0f} s"),
+        "done"
+        if progress.finished
+        else "stalled"
+        if _stalled(progress)
+        else ("–" if eta is None else f"{eta:.0f} s"),
     )
     return table
 
@@ -375,6 +386,8 @@ def _run_status(settings: Settings, run_id: int, *, follow: bool, as_json: bool)
         console.print(_render_progress(progress))
     if progress.run.error:
         console.print(f"run failed: {progress.run.error}", highlight=False)
+    elif not as_json and (reason := _stalled(progress)):
+        console.print(f"stalled: {reason}", highlight=False)
 
 
 @cli.command("worker")

@@ -141,6 +141,9 @@ class CelerySettings(BaseModel):
     retry_backoff_max_s: float = Field(default=300.0, gt=0)
     lease_s: float = Field(default=900.0, gt=0)  # how long a document stays claimed
     max_attempts: int = Field(default=3, ge=1)  # worker deaths on one file before quarantine
+    # Every worker checks this often for documents whose worker died (its process is gone,
+    # or its lease expired) and queues them again, without waiting for the broker.
+    reap_interval_s: float | None = Field(default=15.0, gt=0)
     concurrency: int | None = Field(default=None, ge=1)  # default: one per core
     max_tasks_per_child: int | None = Field(default=200, ge=1)
     max_memory_per_child_mb: int | None = Field(default=4096, ge=64)

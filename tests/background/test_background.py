@@ -9,9 +9,11 @@ the ledgers are real SQLite and PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from tribrid.ingestion.parse import ParseJob, ParseOptions
 from tribrid.ingestion.plan import PlanAction, plan_document
 from tribrid.ingestion.write import WriteBatch, batch_from_json, batch_to_json
 from tribrid.ledger import SqlLedger
-from tribrid.ledger.base import DocumentState, DocumentStatus
+from tribrid.ledger.base import DocumentState, DocumentStatus, RunCounts
 from tribrid.store import open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.points import content_hash, point_id
@@ -545,3 +547,53 @@ def test_a_second_delivery_to_the_same_process_finds_its_documents_taken(env: En
     env.process_all()
     assert env.ledger.run_progress(run_id or 0).run.counts.indexed == 10
     env.assert_exactly_once()
+
+
+def _leased_run(ledger: SqlLedger, owner: str, *, ttl_s: float = 900.0) -> tuple[int, list[int]]:
+    key = "local:/srv/reap"
+    source_id = ledger.ensure_source(key, kind="local", location=key)
+    run_id = ledger.start_run(source_id)
+    ids = ledger.queue_documents(
+        source_id, run_id, [(f"d{i}.md", f"d{i}.md", 10, 1) for i in range(3)]
+    )
+    ledger.add_run_counts(run_id, RunCounts(seen=3), listed=True)
+    assert ledger.acquire_leases(ids, owner, ttl_s, take_over=set()) == ids
+    return run_id, ids
+
+
+def test_the_reaper_queues_again_what_a_dead_worker_held(tmp_path: Path) -> None:
+    dead = f"{socket.gethostname()}:{2**22 + 4321}:abcd:ef01"  # no such pid here
+    with SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        run_id, ids = _leased_run(ledger, dead)
+        stalled = jobs.stall_reason(ledger.run_progress(run_id))
+        assert stalled is not None and f"pid {2**22 + 4321}" in stalled and "died" in stalled
+        sent: list[list[int]] = []
+        report = jobs.reap(ledger, enqueue=sent.append, batch_documents=2)
+        assert sent == [ids[:2], ids[2:]] and report.owners == [dead]
+        assert all(item.lease_owner is None for item in ledger.work_items(ids))
+        assert jobs.reap(ledger, enqueue=sent.append).requeued == []  # nothing twice
+        assert jobs.stall_reason(ledger.run_progress(run_id), quiet_s=3600) is None
+
+
+def test_the_reaper_leaves_live_workers_alone_and_takes_expired_leases(tmp_path: Path) -> None:
+    with SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        run_id, ids = _leased_run(ledger, leases.call_owner())
+        sent: list[list[int]] = []
+        assert jobs.reap(ledger, enqueue=sent.append).requeued == [] and sent == []
+        assert jobs.stall_reason(ledger.run_progress(run_id)) is None  # a live worker has them
+        later = datetime.now(UTC) + timedelta(hours=1)  # the lease lapsed (a worker elsewhere)
+        assert jobs.reap(ledger, enqueue=sent.append, now=later).requeued == ids
+
+
+def test_queued_work_that_nobody_takes_is_reported_stalled(tmp_path: Path) -> None:
+    with SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        key = "local:/srv/idle"
+        source_id = ledger.ensure_source(key, kind="local", location=key)
+        run_id = ledger.start_run(source_id)
+        ledger.queue_documents(source_id, run_id, [("a.md", "a.md", 1, 1)])
+        ledger.add_run_counts(run_id, RunCounts(seen=1), listed=True)
+        progress = ledger.run_progress(run_id)
+        assert jobs.stall_reason(progress) is None  # just queued
+        later = datetime.now(UTC) + timedelta(seconds=90)
+        reason = jobs.stall_reason(progress, now=later)
+        assert reason is not None and "1 document(s) queued and none taken for 90 s" in reason

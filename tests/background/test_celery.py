@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -398,3 +399,44 @@ def test_300_files_land_exactly_once_through_racing_workers_and_a_store_outage(
         store.close()
     assert len(texts) == 300 and texts[keys[-1]] == "Rewritten while the run was going."
     assert texts[keys[0]].startswith("Harbour log 0: ferry 0")
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_a_worker_killed_as_a_whole_is_healed_by_the_next_worker_not_the_broker(
+    tmp_path: Path,
+) -> None:
+    """The OOM killer takes a whole worker (main process and child) mid-run. Redis would
+    hand its message back only after the visibility timeout (an hour here, as by
+    default); the next worker's reaper queues its documents again at once."""
+    with redis_cluster(
+        tmp_path, TRIBRID_CELERY__VISIBILITY_TIMEOUT_S="3600", TRIBRID_CELERY__REAP_INTERVAL_S="5"
+    ) as cluster:
+        folder = tmp_path / "docs"
+        write_folder(folder, 50)
+        cluster.start("writer", writer=True)
+        cluster.start("a")
+        run_id = cluster.ingest(folder)
+        cluster.wait(lambda: cluster.progress(run_id).in_progress > 0, 150, "a batch in hand")
+        cluster.wait(lambda: cluster.progress(run_id).indexed >= 8, 150, "the first documents")
+        cluster.kill("a")  # whole process group: no chance to give anything back
+        held = cluster.progress(run_id)
+        assert not held.finished and held.lease_owners, held
+        shown = subprocess.run(
+            [str(BIN / "tribrid"), "status", "--run", str(run_id), "--json"],
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "died" in json.loads(shown.stdout)["stalled"]
+        started = time.monotonic()
+        cluster.start("b")
+        cluster.wait(lambda: cluster.progress(run_id).finished, 120, "the run to complete")
+        assert time.monotonic() - started < 120
+        progress = cluster.progress(run_id)
+        assert (progress.indexed, progress.failed, progress.remaining) == (50, 1, 0)
+        assert "which is gone; queued again" in (tmp_path / "b.log").read_text(errors="replace")
+        cluster.stop_all()
+        cluster.assert_exactly_once()

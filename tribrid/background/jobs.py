@@ -31,10 +31,12 @@ such deaths the file is quarantined as failed with kind ``crashed``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -54,8 +56,11 @@ from tribrid.ledger.base import (
     DocumentStatus,
     QueueLedger,
     RunCounts,
+    RunProgress,
     WorkItem,
 )
+
+log = logging.getLogger(__name__)
 
 # -- errors -------------------------------------------------------------------------------
 
@@ -200,6 +205,96 @@ def queue_sync(
     if ledger.complete_run_if_done(run_id):
         sink.run_completed(run_id, source_id, source_key)
     return counts
+
+
+# -- the reaper ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReapReport:
+    """What one :func:`reap` did.
+
+    Attributes:
+        requeued: Documents taken back from dead holders and queued again.
+        owners: The dead lease owners they were taken from.
+    """
+
+    requeued: list[int] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
+
+
+def reap(
+    ledger: QueueLedger,
+    *,
+    enqueue: Callable[[list[int]], None],
+    batch_documents: int = 32,
+    now: datetime | None = None,
+) -> ReapReport:
+    """Put back to work the documents whose worker died: the ledger heals the run.
+
+    A worker killed as a whole (the OOM killer, a host crash) leaves its documents
+    leased and its message unacknowledged in the broker, which redelivers it only after
+    its visibility timeout (an hour on Redis by default, never on the filesystem broker).
+    The reaper does not wait: a lease whose owner is a process of this host that no
+    longer runs, or whose lease expired, is released and its documents are queued again.
+    A later redelivery of the old message finds them done (or held) and skips them, so
+    no document is processed twice.
+
+    Args:
+        ledger: The ledger.
+        enqueue: Sends a ``process_documents`` task for a list of document ids.
+        batch_documents: Documents per task queued.
+        now: The time (UTC) to judge lease expiry by.
+    """
+    now = now or datetime.now(UTC)
+    report = ReapReport()
+    dead: dict[str, list[int]] = {}
+    for item in ledger.leased_pending():
+        owner = item.lease_owner
+        assert owner is not None
+        expired = item.lease_expires_at is not None and item.lease_expires_at < now
+        if expired or owner_is_dead(owner):
+            dead.setdefault(owner, []).append(item.id)
+    for owner, ids in dead.items():
+        ledger.release_leases(ids, owner)
+        log.warning("%d document(s) held by %s, which is gone; queued again", len(ids), owner)
+        report.owners.append(owner)
+        for start in range(0, len(ids), batch_documents):
+            part = ids[start : start + batch_documents]
+            enqueue(part)
+            report.requeued.extend(part)
+    return report
+
+
+def stall_reason(
+    progress: RunProgress, *, now: datetime | None = None, quiet_s: float = 60.0
+) -> str | None:
+    """Why a running run is making no progress, or ``None`` while it is (or is over).
+
+    Stalled: every document it has under way is held by a worker that died, or it has
+    documents queued that no worker has taken for ``quiet_s`` seconds.
+    """
+    if progress.finished or progress.remaining == 0:
+        return None
+    now = now or datetime.now(UTC)
+    owners = progress.lease_owners
+    if owners:
+        if not all(owner_is_dead(owner) for owner in owners):
+            return None
+        pids = ", ".join(sorted({o.split(":")[1] for o in owners if o.count(":") >= 1}))
+        return (
+            f"the worker(s) holding its {progress.in_progress} document(s) died (pid {pids}); "
+            "a running `tribrid worker` queues them again within seconds: start one"
+        )
+    if progress.last_activity is None:
+        return None
+    idle = (now - progress.last_activity).total_seconds()
+    if idle < quiet_s:
+        return None
+    return (
+        f"{progress.queued} document(s) queued and none taken for {idle:.0f} s; is a "
+        "`tribrid worker` running on this broker?"
+    )
 
 
 # -- processing documents -------------------------------------------------------------------
@@ -489,10 +584,13 @@ def fail_documents(
 __all__ = [
     "Batching",
     "ProcessReport",
+    "ReapReport",
     "document_path",
     "fail_documents",
     "failure_kind",
     "is_transient",
     "process_documents",
     "queue_sync",
+    "reap",
+    "stall_reason",
 ]

@@ -51,7 +51,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import celeryd_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    celeryd_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
@@ -315,6 +321,68 @@ def _load_once_per_process(**kwargs: Any) -> None:
         encoders.warm_up()
     except Exception:  # surfaces again, with its message, on the first task
         log.exception("loading the models failed")
+
+
+class _Reaper:
+    """A thread of the worker's main process that runs :func:`jobs.reap` every so often.
+
+    Each pass opens the ledger and closes it again, so no connection is held open
+    while the pool forks new children.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, settings: Settings) -> None:
+        interval = settings.celery.reap_interval_s
+        if interval is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(settings, interval), name="tribrid-reaper", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def _run(self, settings: Settings, interval: float) -> None:
+        queue = settings.celery.queue
+
+        def enqueue(ids: list[int]) -> None:
+            app.send_task(PROCESS_DOCUMENTS, args=[ids], queue=queue)
+
+        while not self._stop.is_set():
+            try:
+                ledger = factory.build_ledger(settings)
+                try:
+                    jobs.reap(
+                        ledger, enqueue=enqueue, batch_documents=settings.celery.batch_documents
+                    )
+                finally:
+                    ledger.close()
+            except Exception:  # the ledger or the broker is away: try again next time
+                log.warning("the reaper could not run this time", exc_info=True)
+            self._stop.wait(interval)
+
+
+_reaper = _Reaper()
+
+
+@worker_ready.connect
+def _start_reaper(**kwargs: Any) -> None:
+    """In the worker's main process, once the pool is up: heal runs whose worker died."""
+    if not _runtime.is_writer:
+        _reaper.start(_runtime.get_settings())
+
+
+@worker_shutdown.connect
+def _stop_reaper(**kwargs: Any) -> None:
+    _reaper.stop()
 
 
 @worker_process_shutdown.connect

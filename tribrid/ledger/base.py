@@ -263,6 +263,8 @@ class RunProgress:
         failed: Documents of the run that failed while processed.
         deleted: Documents of the run found gone when a worker got to them.
         listed: Whether the listing is done and every document queued.
+        lease_owners: Who holds the run's pending documents (``host:pid:...`` ids).
+        last_activity: When the run or one of its documents last changed (UTC).
     """
 
     run: RunRecord
@@ -272,6 +274,8 @@ class RunProgress:
     failed: int
     deleted: int
     listed: bool
+    lease_owners: tuple[str, ...] = ()
+    last_activity: datetime | None = None
 
     @property
     def done(self) -> int:
@@ -432,6 +436,10 @@ class RunQueue(Protocol):
 
     def work_items(self, document_ids: Sequence[int]) -> list[WorkItem]:
         """The current state of documents, in the order given (unknown ids left out)."""
+        ...
+
+    def leased_pending(self) -> list[WorkItem]:
+        """Pending documents of running runs that a worker holds a lease on."""
         ...
 
     def acquire_leases(

@@ -103,6 +103,26 @@ class SqlRunQueue(DatabaseRole):
                     )
         return [found[i] for i in document_ids if i in found]
 
+    def leased_pending(self) -> list[WorkItem]:
+        """Pending documents of running runs that a worker holds a lease on.
+
+        The reaper (:func:`tribrid.background.jobs.reap`) reads them to find leases
+        whose holder died.
+        """
+        with self._db.read("read the leased pending documents") as session:
+            ids = list(
+                session.scalars(
+                    select(DocumentRow.id)
+                    .join(RunRow, RunRow.id == DocumentRow.run_id)
+                    .where(
+                        DocumentRow.status == DocumentStatus.PENDING.value,
+                        DocumentRow.lease_owner.is_not(None),
+                        RunRow.status == RunStatus.RUNNING.value,
+                    )
+                )
+            )
+        return self.work_items(ids)
+
     def acquire_leases(
         self,
         document_ids: Sequence[int],
@@ -292,6 +312,24 @@ class SqlRunQueue(DatabaseRole):
             def total(status: DocumentStatus) -> int:
                 return sum(v for (s, _), v in by_state.items() if s == status.value)
 
+            owners = sorted(
+                owner
+                for owner in session.scalars(
+                    select(DocumentRow.lease_owner)
+                    .where(
+                        DocumentRow.run_id == run_id,
+                        DocumentRow.status == DocumentStatus.PENDING.value,
+                        DocumentRow.lease_owner.is_not(None),
+                    )
+                    .distinct()
+                )
+                if owner is not None
+            )
+            last_change = session.scalar(
+                select(func.max(DocumentRow.updated_at)).where(DocumentRow.run_id == run_id)
+            )
+            times = [t for t in (run.started_at, run.listed_at, last_change) if t is not None]
+
             return RunProgress(
                 run=to_run(run, source_key),
                 queued=by_state.get((DocumentStatus.PENDING.value, False), 0),
@@ -300,6 +338,8 @@ class SqlRunQueue(DatabaseRole):
                 failed=total(DocumentStatus.FAILED),
                 deleted=total(DocumentStatus.DELETED),
                 listed=run.listed_at is not None,
+                lease_owners=tuple(owners),
+                last_activity=max(times) if times else None,
             )
 
 
