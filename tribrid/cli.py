@@ -18,7 +18,7 @@ from rich.table import Table
 
 from tribrid import app as api
 from tribrid import factory
-from tribrid.errors import TribridError
+from tribrid.errors import TribridError, redact, redact_logs
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import RunProgress
 from tribrid.settings import Settings
@@ -605,16 +605,27 @@ evaluation_cli.register(cli)
 def main() -> None:
     """Entry point: run the CLI, turning tribrid errors into one-line messages."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    secrets = _secrets()
+    redact_logs(secrets)
     try:
         cli()
     except TribridError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        message = redact(str(e), secrets)
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     except ValidationError as e:
         err_console.print(
             f"[red]error:[/red] {_settings_problem(e)}", highlight=False, soft_wrap=True
         )
         raise SystemExit(2) from None
+
+
+def _secrets() -> list[str]:
+    """The secrets of the environment's settings, to mask in what the command prints."""
+    try:
+        return Settings().secrets()
+    except ValidationError:
+        return []  # the command reports the bad setting itself
 
 
 def _settings_problem(error: ValidationError) -> str:

@@ -5,6 +5,53 @@ Every message names the object, what is wrong with it, and what to do about it.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterable
+
+# ``scheme://user:password@host``: the password part of any URL in a text.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)")
+REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every URL's password and every one of ``secrets`` masked.
+
+    Error messages, logs and stored run errors go through this, so a broker, database
+    or store URL with a password, or an API key, is never printed.
+    """
+    masked = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            masked = masked.replace(secret, REDACTED)
+    return masked
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks URL passwords and the given secrets in every record.
+
+    Args:
+        secrets: Values to mask wherever they appear (API keys, passwords).
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message, self._secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def redact_logs(secrets: Iterable[str | None] = ()) -> None:
+    """Mask secrets in everything the root logger's handlers write (call after set-up)."""
+    redactor = RedactingFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
+
 
 class TribridError(Exception):
     """Root of every error tribrid raises on purpose."""

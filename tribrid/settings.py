@@ -204,6 +204,30 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    def secrets(self) -> list[str]:
+        """Every secret the settings hold (URL passwords, API keys), for redaction."""
+        from urllib.parse import urlsplit
+
+        found = [
+            key.get_secret_value()
+            for key in (self.store.api_key, self.serve.api_key)
+            if key is not None
+        ]
+        for url in (
+            self.database.url,
+            self.celery.broker_url,
+            self.celery.result_backend,
+            self.store.url,
+        ):
+            if url:
+                try:
+                    password = urlsplit(url).password
+                except ValueError:
+                    password = None
+                if password:
+                    found.append(password)
+        return found
+
     @property
     def database_url(self) -> str:
         """The ledger URL, defaulting to SQLite inside the data directory."""

@@ -52,6 +52,8 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     celeryd_init,
     worker_process_init,
     worker_process_shutdown,
@@ -74,7 +76,14 @@ from tribrid.background.sinks import (
     StoreSink,
 )
 from tribrid.encoders import EncoderSet
-from tribrid.errors import ConfigError, LedgerError, SchemaMismatchError, StoreError
+from tribrid.errors import (
+    ConfigError,
+    LedgerError,
+    RedactingFilter,
+    SchemaMismatchError,
+    StoreError,
+    redact,
+)
 from tribrid.ingestion.write import batch_from_json, remove_orphans
 from tribrid.ledger import QueueLedger, SqlLedger
 from tribrid.settings import Settings
@@ -206,11 +215,15 @@ def enqueue_sync(
             retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1},
         )
     except Exception as e:
-        ledger.fail_run(run_id, f"could not queue the sync: {e}")
+        secrets = _runtime.get_settings().secrets()
+        ledger.fail_run(run_id, redact(f"could not queue the sync: {e}", secrets))
         raise ConfigError(
-            f"cannot queue the sync of {root} on the broker {app.conf.broker_url}: {e}; "
-            "start the broker or set TRIBRID_CELERY__BROKER_URL"
-        ) from e
+            redact(
+                f"cannot queue the sync of {root} on the broker {app.conf.broker_url}: {e}; "
+                "start the broker or set TRIBRID_CELERY__BROKER_URL",
+                secrets,
+            )
+        ) from None
     return run_id
 
 
@@ -288,6 +301,15 @@ class _Runtime:
 
 
 _runtime = _Runtime()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: Any = None, **kwargs: Any) -> None:
+    """Mask URL passwords and API keys in everything the worker logs."""
+    redactor = RedactingFilter(_runtime.get_settings().secrets())
+    for handler in logger.handlers if logger is not None else []:
+        handler.addFilter(redactor)
 
 
 @celeryd_init.connect
