@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from tribrid.encoders.base import EncoderBackend
-from tribrid.encoders.models import ResolvedModel
+from tribrid.encoders.models import ResolvedModel, file_sha256
 from tribrid.errors import EncoderError, MissingDependencyError
 
 # Bump when the files or the graphs an export contains change: old exports are then ignored.
-EXPORT_FORMAT = 1
+# 2: manifests record the digests of the export's files and of the model it came from.
+EXPORT_FORMAT = 2
 OPSET = 17
 MANIFEST = "manifest.json"
 INSTALL_HINT = "install the ONNX extra: pip install 'tribrid[onnx]'"
@@ -138,6 +139,11 @@ def ensure_export(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path
         try:
             manifest = build(temp)
             manifest["format"] = EXPORT_FORMAT
+            manifest["files"] = {
+                item.name: file_sha256(item)
+                for item in sorted(temp.iterdir())
+                if item.is_file() and item.name != MANIFEST
+            }
             (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             if target.exists():  # a half folder from a process killed mid-rename
                 shutil.rmtree(target)
@@ -146,6 +152,33 @@ def ensure_export(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path
             shutil.rmtree(temp, ignore_errors=True)
             raise
     return target
+
+
+def verify_export(folder: Path, *, source: dict[str, str] | None = None) -> None:
+    """Check an export's files against the digests its manifest recorded, and, for a
+    pinned model, that it was made from exactly the pinned files.
+
+    Raises:
+        EncoderError: A file changed, or the export was made from other model files; the
+            message names it and says to delete the folder (the next use exports again).
+    """
+    manifest = read_manifest(folder)
+    files = manifest.get("files")
+    fix = f"delete {folder} and the next use exports the model again"
+    if not isinstance(files, dict) or not files:
+        raise EncoderError(f"the ONNX export {folder} records no file digests; {fix}")
+    for name, expected in files.items():
+        path = folder / name
+        actual = file_sha256(path) if path.is_file() else "missing"
+        if actual != expected:
+            raise EncoderError(
+                f"the ONNX export file {path} has SHA-256 {actual[:16]}, not the "
+                f"{str(expected)[:16]} recorded when it was made: it changed; {fix}"
+            )
+    if source and manifest.get("source_sha256") != source:
+        raise EncoderError(
+            f"the ONNX export {folder} was not made from the pinned files of this model; {fix}"
+        )
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

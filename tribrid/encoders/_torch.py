@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tribrid.encoders.base import EncoderBackend
-from tribrid.encoders.models import resolve_model
+from tribrid.encoders.models import PINNED, resolve_model, verify_model
 from tribrid.errors import ConfigError, EncoderError, MissingDependencyError
 
 _lock = threading.Lock()
@@ -124,9 +124,14 @@ class SentenceTransformersModel:
         if self._model is not None:
             return
         if self._backend is EncoderBackend.TORCH:
+            verify_model(self._resolved)
             self._model = self._torch_model()
         else:
-            self._model = self._load_onnx(self.export_folder())
+            from tribrid.encoders import _onnx
+
+            folder = self.export_folder()
+            _onnx.verify_export(folder, source=PINNED.get(self._resolved.identity))
+            self._model = self._load_onnx(folder)
 
     def _torch_model(self) -> Any:
         configure_threads(self._threads)
@@ -147,7 +152,16 @@ class SentenceTransformersModel:
         cache = self._cache_dir or _onnx.default_cache_dir()
         target = _onnx.export_dir(cache, self._resolved, backend)
         if backend is EncoderBackend.ONNX:
-            return _onnx.ensure_export(target, self._export)
+
+            def export(folder: Path) -> dict[str, Any]:
+                # Export only from the pinned files; the manifest records which they were.
+                source = verify_model(self._resolved)
+                manifest = self._export(folder)
+                if source:
+                    manifest["source_sha256"] = source
+                return manifest
+
+            return _onnx.ensure_export(target, export)
         source = self.export_folder(EncoderBackend.ONNX)
 
         def build(folder: Path) -> dict[str, Any]:
