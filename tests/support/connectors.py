@@ -75,9 +75,9 @@ def traversal_zip(path: Path) -> Path:
     return write_zip(
         path,
         {
-            "../escaped.txt": "written outside the folder",
-            "../../etc/escaped.txt": "further outside",
-            "/tmp/absolute-escaped.txt": "an absolute path",
+            "../escape-probe.txt": "written outside the folder",
+            "../../etc/escape-probe.txt": "further outside",
+            "/tmp/absolute-escape-probe.txt": "an absolute path",
         },
     )
 
