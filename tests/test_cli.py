@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from tests.support.ledger import chunks_for
 from tribrid.cli import cli
 from tribrid.factory import build_encoders, build_store
+from tribrid.ledger import open_ledger
 from tribrid.settings import Settings
 
 pytestmark = pytest.mark.slow  # real processes that load the real models
@@ -146,3 +148,57 @@ def test_busy_store_names_the_path_and_fails_fast(indexed: tuple[Path, Path]) ->
     finally:
         holder.close()
     assert run("status", data_dir=data_dir).returncode == 0
+
+
+def test_status_lists_members_under_their_archive(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    with open_ledger(f"sqlite:///{(data_dir / 'ledger.db').resolve()}") as ledger:
+        source = ledger.ensure_source("local:/docs", kind="local", location="local:/docs")
+        for key in ("box.zip!/a.md", "box.zip!/in.zip!/b.md"):
+            ledger.record_indexed(
+                source,
+                key,
+                path=key,
+                size=1,
+                mtime_ns=1,
+                content_hash="h",
+                chunks=chunks_for("local:/docs", key, f"text of {key}"),
+            )
+        ledger.record_failed(
+            source,
+            "box.zip!/..%2Fup.txt",
+            path="x",
+            size=0,
+            mtime_ns=1,
+            content_hash=None,
+            kind="unsafe_member",
+            message="refused",
+        )
+        ledger.record_failed(
+            source,
+            "bomb.zip",
+            path="bomb.zip",
+            size=9,
+            mtime_ns=1,
+            content_hash=None,
+            kind="too_large",
+            message="ratio",
+        )
+    result = invoke("status", data_dir=data_dir)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    archive = next(i for i, line in enumerate(lines) if "box.zip (3 members)" in line)
+    assert "indexed" in lines[archive]
+    members = lines[archive + 1 : archive + 4]
+    assert ["..%2Fup.txt" in members[0], "a.md" in members[1], "in.zip!/b.md" in members[2]] == [
+        True,
+        True,
+        True,
+    ]
+    assert all("└" in line for line in members)
+    assert "unsafe_member" in members[0]
+    status = json.loads(invoke("status", "--json", data_dir=data_dir).stdout)
+    assert [(a["key"], a["status"], a["member_count"]) for a in status["archives"]] == [
+        ("box.zip", "indexed", 3)
+    ]

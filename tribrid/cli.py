@@ -20,7 +20,7 @@ from tribrid import app as api
 from tribrid import factory
 from tribrid.errors import TribridError, redact, redact_logs
 from tribrid.evaluation import cli as evaluation_cli
-from tribrid.ledger import RunProgress
+from tribrid.ledger import ArchiveStatus, RunProgress
 from tribrid.settings import Settings
 
 cli = typer.Typer(
@@ -303,6 +303,28 @@ def status(
         for f in report.failures:
             failures.add_row(f.key, f.error_kind or "", f.error_message or "")
         console.print(failures)
+    if report.archives:
+        console.print(_archives_table(report.archives))
+
+
+def _archives_table(archives: list[ArchiveStatus]) -> Table:
+    """Each archive, then its members indented under it."""
+    table = Table(title="archives", show_lines=False)
+    table.add_column("archive / member", overflow="fold")
+    table.add_column("status")
+    table.add_column("reason")
+    for archive in archives:
+        table.add_row(
+            f"[bold]{archive.key}[/bold] ({archive.member_count} members)",
+            archive.status,
+            archive.error_kind or "",
+        )
+        for member in archive.members:
+            table.add_row(f"  └ {member.key}", member.status, member.error_kind or "")
+        hidden = archive.member_count - len(archive.members)
+        if hidden > 0:
+            table.add_row(f"  └ … {hidden} more", "", "")
+    return table
 
 
 def _stalled(progress: RunProgress) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tribrid.connectors import Connector, ConnectorOptions, LocalFolderConnector, open_connector
+from tribrid.connectors.archives import ArchiveLimits
 from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder, SpladeEncoder
 from tribrid.errors import ConfigError, StoreError
 from tribrid.ingestion.parse import ParseOptions, ParserFactory
@@ -195,8 +196,8 @@ def local_folder(settings: Settings, root: str | Path) -> LocalFolderConnector:
 
 
 def parse_options(settings: Settings) -> ParseOptions:
-    """How to parse and chunk, from the ``parsing`` and ``chunking`` settings."""
-    return ParseOptions.from_settings(settings.parsing, settings.chunking)
+    """How to parse and chunk, from the ``parsing``, ``chunking`` and ``archives`` settings."""
+    return ParseOptions.from_settings(settings.parsing, settings.chunking, settings.archives)
 
 
 def parser_factory(settings: Settings) -> ParserFactory:
@@ -205,9 +206,14 @@ def parser_factory(settings: Settings) -> ParserFactory:
     def open_pool() -> Any:
         from tribrid.ingestion.parse_pool import ParsePool
 
-        return ParsePool.from_settings(settings.parsing, settings.chunking)
+        return ParsePool.from_settings(settings.parsing, settings.chunking, settings.archives)
 
     return open_pool
+
+
+def archive_limits(settings: Settings) -> ArchiveLimits:
+    """What reading a compressed file or an archive may cost, from the ``archives`` settings."""
+    return ArchiveLimits(**settings.archives.model_dump())
 
 
 def max_file_bytes(settings: Settings) -> int:
@@ -243,6 +249,7 @@ def sync_pipeline(
         batch_chunks=settings.models.batch_size * 8,
         max_file_bytes=max_file_bytes(settings),
         retry_failed=retry_failed,
+        archives=archive_limits(settings),
     )
 
 
@@ -265,6 +272,7 @@ def opened(
 
 __all__ = [
     "StoreRoute",
+    "archive_limits",
     "build_connector",
     "build_encoders",
     "build_ledger",

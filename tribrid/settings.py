@@ -108,6 +108,22 @@ class ParsingSettings(BaseModel):
     ocr_max_pages: int = Field(default=20, ge=1)
 
 
+class ArchiveSettings(BaseModel):
+    """Compressed files and archives: what reading one may cost before it is refused.
+
+    A ``.gz``/``.bz2``/``.xz``/``.zst`` file is one document, decompressed when parsed.
+    The members of a ``.zip``/``.tar*`` are documents of their own
+    (``archive.zip!/dir/member.pdf``). The defaults stop zip and gzip bombs after a few
+    MB of output; a limit hit fails the file with a reason naming the setting.
+    """
+
+    max_total_mb: float = Field(default=1024.0, gt=0)  # decompressed bytes per archive
+    max_member_mb: float = Field(default=200.0, gt=0)  # per member or compressed file
+    max_ratio: float = Field(default=100.0, ge=1)  # decompressed / compressed, over 1 MiB
+    max_members: int = Field(default=10_000, ge=1)  # per archive, nested ones included
+    max_depth: int = Field(default=2, ge=0)  # archive levels opened; 0 opens none
+
+
 class ConnectorSettings(BaseModel):
     """Which files of a folder are documents."""
 
@@ -194,6 +210,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     parsing: ParsingSettings = Field(default_factory=ParsingSettings)
+    archives: ArchiveSettings = Field(default_factory=ArchiveSettings)
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)

@@ -9,10 +9,14 @@ the ledgers are real SQLite and PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,12 @@ from typing import Any
 import pytest
 
 from tests.fakes import DIM, fake_encoders
+from tests.support.connectors import write_zip
 from tribrid.background import jobs, leases
 from tribrid.background.jobs import Batching
 from tribrid.background.sinks import DirectSink
 from tribrid.connectors import LocalFolderConnector
+from tribrid.connectors.archives import extract_member
 from tribrid.connectors.base import SourceDocument
 from tribrid.errors import StoreError
 from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
@@ -597,3 +603,47 @@ def test_queued_work_that_nobody_takes_is_reported_stalled(tmp_path: Path) -> No
         later = datetime.now(UTC) + timedelta(seconds=90)
         reason = jobs.stall_reason(progress, now=later)
         assert reason is not None and "1 document(s) queued and none taken for 90 s" in reason
+
+
+# -- archives -------------------------------------------------------------------------------
+
+
+def member_paragraphs(job: ParseJob, options: ParseOptions) -> ParsedDocument | DocumentFailure:
+    """:func:`paragraphs` of a file, or of an archive member read out of its archive."""
+    if not job.member:
+        return paragraphs(job, options)
+    with tempfile.TemporaryDirectory() as folder:
+        path = extract_member(
+            job.path, job.member, key=job.document_key, limits=options.archives, folder=Path(folder)
+        )
+        return paragraphs(replace(job, path=path, member=()), options)
+
+
+def test_workers_find_archive_members_by_key_and_index_only_changed_ones(env: Env) -> None:
+    archive = env.root / "box.zip"
+    members = {"a.txt": "alpha one\n\nalpha two", "b/c.txt": "gamma", "../up.txt": "evil"}
+    write_zip(archive, members)
+    env.queue()
+    env.process_all(parse=member_paragraphs)
+    statuses = {k: v for k, v in env.statuses().items() if k.startswith("box.zip")}
+    assert statuses == {
+        "box.zip!/a.txt": "indexed",
+        "box.zip!/b/c.txt": "indexed",
+        "box.zip!/..%2Fup.txt": "failed",
+    }
+    env.assert_exactly_once()
+    points = env.store.count()
+
+    write_zip(archive, {**members, "b/c.txt": "gamma changed"})
+    os.utime(archive, ns=(time.time_ns(), archive.stat().st_mtime_ns + 10**9))
+    env.queue()
+    queued = [i for ids in env.queued for i in ids]
+    assert [w.key for w in env.ledger.work_items(queued)] == ["box.zip!/b/c.txt"]
+    env.process_all(parse=member_paragraphs)
+    env.assert_exactly_once()
+    assert env.store.count() == points
+
+    archive.unlink()
+    env.queue()
+    assert not any(v != "deleted" for k, v in env.statuses().items() if k.startswith("box.zip"))
+    env.assert_exactly_once()

@@ -44,9 +44,23 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from tribrid.background.leases import call_owner, owner_is_dead
 from tribrid.background.sinks import StoreSink
+from tribrid.connectors.archives import (
+    ArchiveLimits,
+    ArchiveMember,
+    MemberMissingError,
+    member_digest,
+    split_member_key,
+)
 from tribrid.connectors.base import Connector, SourceDocument
 from tribrid.encoders import EncoderSet
-from tribrid.errors import ConfigError, EncoderError, LedgerError, SchemaMismatchError, StoreError
+from tribrid.errors import (
+    ConfigError,
+    EncoderError,
+    LedgerError,
+    ParseError,
+    SchemaMismatchError,
+    StoreError,
+)
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument, unreadable
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 from tribrid.ingestion.plan import ListingDiff, PlanAction, settle_unchanged
@@ -133,6 +147,7 @@ def queue_sync(
     batching: Batching | None = None,
     max_file_bytes: int | None = None,
     retry_failed: bool = False,
+    archives: ArchiveLimits | None = ArchiveLimits(),  # noqa: B008 - frozen, shared
 ) -> RunCounts:
     """List a source, queue what needs (re-)indexing, remove what vanished.
 
@@ -141,6 +156,10 @@ def queue_sync(
     files that fail before parsing (too large, unreadable, refused by the connector)
     are recorded at once. When the listing is done the run is marked listed, and
     completed if nothing was queued.
+
+    Members of archives are queued as documents of their own (see
+    :class:`~tribrid.ingestion.plan.ListingDiff`); ``archives`` are the limits of
+    reading them (``None``: archives are plain files).
 
     Idempotent per run: a run that was listed already is not listed again.
 
@@ -161,6 +180,7 @@ def queue_sync(
         {s.key: s for s in ledger.document_states(source_id)},
         max_file_bytes=max_file_bytes,
         retry_failed=retry_failed,
+        archives=archives,
     )
     counts = RunCounts()
     batch: list[SourceDocument] = []
@@ -344,14 +364,23 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 
 def document_path(item: WorkItem) -> Path:
-    """Where a document's file is, from its source's location (``local:<root>``)."""
+    """Where a document's bytes are, from its source's location (``local:<root>``).
+
+    For a member of an archive (``a.zip!/dir/m.pdf``) that is the archive's file; see
+    :func:`document_member` for the way in.
+    """
     kind, _, root = item.source_location.partition(":")
     if kind != "local" or not root:
         raise ConfigError(
             f"source {item.source_key!r} at {item.source_location!r} is not a local folder; "
             "background workers read local folders only"
         )
-    return Path(root) / item.key
+    return Path(root) / split_member_key(item.key)[0]
+
+
+def document_member(item: WorkItem) -> tuple[str, ...]:
+    """The member names from the archive at :func:`document_path` down; empty for a file."""
+    return split_member_key(item.key)[1]
 
 
 def process_documents(
@@ -477,7 +506,29 @@ def _parse_one(
     except OSError as e:
         failure = unreadable(item.key, e)
         return _Failed(None, None, failure)
-    doc = SourceDocument(item.source_key, item.key, path, info.st_size, info.st_mtime_ns)
+    member = document_member(item)
+    doc: SourceDocument = SourceDocument(
+        item.source_key, item.key, path, info.st_size, info.st_mtime_ns
+    )
+    if member:
+        try:
+            size, member_hash = member_digest(path, member, key=item.key, limits=options.archives)
+        except MemberMissingError:
+            return None  # the archive changed since it was listed: the member is gone
+        except ParseError as error:
+            failure = DocumentFailure(item.key, FailureKind(error.kind), str(error))
+            return _Failed(doc, None, failure)
+        except OSError as e:
+            return _Failed(doc, None, unreadable(item.key, e))
+        doc = ArchiveMember(
+            item.source_key,
+            item.key,
+            path,
+            size,
+            info.st_mtime_ns,
+            member=member,
+            digest=member_hash,
+        )
     if item.open_attempts >= max_attempts:
         failure = DocumentFailure(
             item.key,
@@ -493,7 +544,7 @@ def _parse_one(
         failure = unreadable(item.key, e)
         return _Failed(doc, None, failure)
     ledger.begin_attempt(item.id)
-    job = ParseJob(source_key=item.source_key, document_key=item.key, path=path)
+    job = ParseJob(source_key=item.source_key, document_key=item.key, path=path, member=member)
     try:
         with _time_limit(options.timeout_s):
             outcome = parse(job, options)
@@ -585,6 +636,7 @@ __all__ = [
     "Batching",
     "ProcessReport",
     "ReapReport",
+    "document_member",
     "document_path",
     "fail_documents",
     "failure_kind",

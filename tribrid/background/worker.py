@@ -493,6 +493,7 @@ def sync_source(
             batching=batching,
             max_file_bytes=factory.max_file_bytes(settings),
             retry_failed=retry_failed,
+            archives=factory.archive_limits(settings),
         )
     except Exception as e:
         if not jobs.is_transient(e) or self.request.retries >= (self.max_retries or 0):

@@ -22,6 +22,9 @@ class FailureKind(StrEnum):
     NO_TEXT_LAYER = "no_text_layer"
     TOO_LARGE = "too_large"
     TOO_MANY_PAGES = "too_many_pages"
+    TOO_MANY_MEMBERS = "too_many_members"  # an archive over TRIBRID_ARCHIVES__MAX_MEMBERS
+    TOO_DEEP = "too_deep"  # archives nested over TRIBRID_ARCHIVES__MAX_DEPTH
+    UNSAFE_MEMBER = "unsafe_member"  # an archive member with `..`, an absolute path, a link …
     TIMEOUT = "timeout"
     CRASHED = "crashed"
     ENCODE_FAILED = "encode_failed"

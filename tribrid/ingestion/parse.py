@@ -21,14 +21,23 @@ Example:
 from __future__ import annotations
 
 import re
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from tribrid.connectors.archives import (
+    ArchiveLimits,
+    compression_of,
+    decompress_file,
+    decompressed_name,
+    extract_member,
+    split_member_key,
+)
 from tribrid.errors import ConfigError, ParseError, TribridError
 from tribrid.ingestion.base import (
     Chunk,
@@ -43,7 +52,7 @@ from tribrid.store.points import content_hash, point_id
 if TYPE_CHECKING:
     from unstructured.documents.elements import Element
 
-    from tribrid.settings import ChunkingSettings, ParsingSettings
+    from tribrid.settings import ArchiveSettings, ChunkingSettings, ParsingSettings
 
 # A parse worker maps ~1 GB of address space once unstructured and its libraries are loaded.
 MIN_MEMORY_LIMIT_MB: Final = 1024
@@ -72,6 +81,8 @@ class ParseJob:
         text: The document's text when the connector already has it (a record such as a
             BEIR corpus line): it is chunked as is and ``path`` is not read.
         title: The title of such a text, chunked as its heading.
+        member: For a member of an archive (``a.zip!/dir/m.pdf``), the member names from
+            the archive at ``path`` down (``("dir/m.pdf",)``); empty for a file.
     """
 
     source_key: str
@@ -79,6 +90,7 @@ class ParseJob:
     path: Path
     text: str | None = field(default=None, repr=False)
     title: str = field(default="", repr=False)
+    member: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class ParseOptions:
         overlap_all: Overlap all chunks, not only split ones.
         combine_text_under_n_chars: Merge consecutive sections shorter than this.
         multipage_sections: Let sections span page breaks.
+        archives: What decompressing a compressed file or an archive member may cost.
     """
 
     strategy: str = "fast"
@@ -116,6 +129,7 @@ class ParseOptions:
     overlap_all: bool = False
     combine_text_under_n_chars: int = 300
     multipage_sections: bool = True
+    archives: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     def __post_init__(self) -> None:
         from tribrid.ingestion.parsing import check_pdf_strategy
@@ -146,8 +160,14 @@ class ParseOptions:
         object.__setattr__(self, "languages", tuple(self.languages))
 
     @classmethod
-    def from_settings(cls, parsing: ParsingSettings, chunking: ChunkingSettings) -> ParseOptions:
-        """Build options from the ``parsing`` and ``chunking`` parts of :class:`Settings`."""
+    def from_settings(
+        cls,
+        parsing: ParsingSettings,
+        chunking: ChunkingSettings,
+        archives: ArchiveSettings | None = None,
+    ) -> ParseOptions:
+        """Build options from the ``parsing``, ``chunking`` and ``archives`` parts of
+        :class:`Settings` (default archive limits without the last)."""
         return cls(
             strategy=parsing.pdf_strategy,
             timeout_s=parsing.timeout_s,
@@ -163,11 +183,23 @@ class ParseOptions:
             overlap_all=chunking.overlap_all,
             combine_text_under_n_chars=chunking.combine_text_under_n_chars,
             multipage_sections=chunking.multipage_sections,
+            archives=archive_limits(archives),
         )
+
+
+def archive_limits(archives: ArchiveSettings | None) -> ArchiveLimits:
+    """The limits of the ``archives`` settings (the defaults for ``None``)."""
+    return ArchiveLimits() if archives is None else ArchiveLimits(**archives.model_dump())
 
 
 def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
     """Parse and chunk one file in this process.
+
+    A compressed file (``changelog.gz``) is decompressed and what it holds is parsed by
+    its own type; a member of an archive (``job.member``) is read out of its archive. In
+    both cases the bytes go to a private temporary folder, within
+    ``options.archives``' limits, and the chunks' metadata says where they came from
+    (``compression`` and ``contained``; ``archive`` and ``member``).
 
     Every problem with the file comes back as a :class:`DocumentFailure`; only problems
     of the installation or configuration raise. There is no time limit here: use
@@ -184,16 +216,64 @@ def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
         ConfigError: The chunking options contradict each other.
         MissingDependencyError: The packaged spaCy model is missing.
     """
-    from tribrid.ingestion.chunking import chunk_elements
-    from tribrid.ingestion.parsing import partition_with_page_count
-
     if job.text is not None:
         # Already text (a record, not a file): nothing to read or partition, only chunking.
         return chunk_text(job, options)
+    name = job.member[-1] if job.member else job.path.name
+    if not job.member and compression_of(name) is None:
+        return _parse_file(job, job.path, options)
+    # A member of an archive, or a compressed file: its bytes go to a private folder
+    # (removed however parsing ends) under a name chosen here, and are parsed from there.
+    key = job.document_key
+    origin: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tribrid-unpack-") as scratch:
+        folder = Path(scratch)
+        try:
+            path = job.path
+            if job.member:
+                path = extract_member(
+                    job.path, job.member, key=key, limits=options.archives, folder=folder
+                )
+                origin["archive"] = split_member_key(key)[0]
+                origin["member"] = MEMBER_PATH_SEPARATOR.join(job.member)
+            if (compression := compression_of(name)) is not None:
+                inner = folder / "decompressed"
+                inner.mkdir()
+                path = decompress_file(
+                    path, compression, key=key, limits=options.archives, folder=inner
+                )
+                origin["compression"] = compression.value
+                origin["contained"] = decompressed_name(name)
+        except ParseError as error:
+            return DocumentFailure(key, FailureKind(error.kind), str(error))
+        except OSError as error:
+            return DocumentFailure(
+                key, FailureKind.UNREADABLE, f"{key}: cannot read: {error.strerror or error}"
+            )
+        return _with_origin(_parse_file(job, path, options), origin)
+
+
+#: Joins the member names of a nested member in its chunks' ``member`` metadata.
+MEMBER_PATH_SEPARATOR: Final = "!/"
+
+
+def _with_origin(outcome: ParseOutcome, origin: Mapping[str, Any]) -> ParseOutcome:
+    """Add where the text came from (archive, member, compression) to every chunk."""
+    if not isinstance(outcome, ParsedDocument) or not origin:
+        return outcome
+    chunks = tuple(replace(c, metadata={**c.metadata, **origin}) for c in outcome.chunks)
+    return replace(outcome, chunks=chunks)
+
+
+def _parse_file(job: ParseJob, file: Path, options: ParseOptions) -> ParseOutcome:
+    """Partition and chunk the file ``file`` holding the bytes of ``job``'s document."""
+    from tribrid.ingestion.chunking import chunk_elements
+    from tribrid.ingestion.parsing import partition_with_page_count
+
     key = job.document_key
     try:
         elements, page_count = partition_with_page_count(
-            job.path,
+            file,
             document_key=key,
             strategy=options.strategy,
             max_file_mb=options.max_file_mb,

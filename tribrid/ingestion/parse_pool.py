@@ -51,7 +51,7 @@ from tribrid.ingestion.base import DocumentFailure, FailureKind, ParseOutcome
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 
 if TYPE_CHECKING:
-    from tribrid.settings import ChunkingSettings, ParsingSettings
+    from tribrid.settings import ArchiveSettings, ChunkingSettings, ParsingSettings
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,16 @@ class ParsePool:
 
     @classmethod
     def from_settings(
-        cls, parsing: ParsingSettings, chunking: ChunkingSettings, **kwargs: Any
+        cls,
+        parsing: ParsingSettings,
+        chunking: ChunkingSettings,
+        archives: ArchiveSettings | None = None,
+        **kwargs: Any,
     ) -> ParsePool:
-        """A pool sized and configured from the ``parsing`` and ``chunking`` settings."""
-        return cls(parsing.workers, options=ParseOptions.from_settings(parsing, chunking), **kwargs)
+        """A pool sized and configured from the ``parsing``, ``chunking`` and ``archives``
+        settings."""
+        options = ParseOptions.from_settings(parsing, chunking, archives)
+        return cls(parsing.workers, options=options, **kwargs)
 
     def __enter__(self) -> ParsePool:
         self.start()

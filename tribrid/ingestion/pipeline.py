@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from tribrid.connectors.archives import ArchiveLimits, ArchiveMember
 from tribrid.connectors.base import Connector, SourceDocument, TextDocument
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import DocumentFailure, ParsedDocument, ParseOutcome
@@ -106,6 +107,8 @@ class SyncPipeline:
     * a document gone from the source has its points removed and its row marked deleted;
       a rename is a delete plus an add;
     * a failed document is retried when it changes (or with ``retry_failed``);
+    * each member of an archive is a document of its own (``a.zip!/dir/m.pdf``), and a
+      changed archive re-parses only the members whose bytes changed;
     * one bad file never stops the run.
 
     Example:
@@ -121,6 +124,8 @@ class SyncPipeline:
         batch_chunks: Chunks gathered across documents before they are encoded together.
         max_file_bytes: Files larger than this fail as ``too_large`` without being read.
         retry_failed: Parse failed documents again even when they did not change.
+        archives: Limits of reading archives, whose members are indexed as documents of
+            their own; ``None`` treats archives as plain files.
     """
 
     def __init__(
@@ -133,6 +138,7 @@ class SyncPipeline:
         batch_chunks: int = 256,
         max_file_bytes: int | None = None,
         retry_failed: bool = False,
+        archives: ArchiveLimits | None = ArchiveLimits(),  # noqa: B008 - frozen, shared
     ) -> None:
         if batch_chunks <= 0:
             raise ValueError(f"batch_chunks must be > 0, got {batch_chunks}")
@@ -144,6 +150,7 @@ class SyncPipeline:
         self._batch_chunks = batch_chunks
         self._max_file_bytes = max_file_bytes
         self._retry_failed = retry_failed
+        self._archives = archives
 
     def sync(self, connector: Connector, *, progress: ProgressListener | None = None) -> SyncReport:
         """Run one sync of ``connector``'s source and return what it did."""
@@ -183,6 +190,7 @@ class SyncPipeline:
             max_file_bytes=self._max_file_bytes,
             retry_failed=self._retry_failed,
             damaged=damaged,
+            archives=self._archives,
         )
         jobs: dict[str, tuple[SourceDocument, str]] = {}
         planned: list[ParseJob] = []
@@ -248,6 +256,8 @@ class SyncPipeline:
             job = ParseJob(source_key=doc.source_key, document_key=doc.key, path=doc.path)
             if isinstance(doc, TextDocument):
                 job = replace(job, text=doc.text, title=doc.title)
+            elif isinstance(doc, ArchiveMember):
+                job = replace(job, member=doc.member)
             return job
         if plan.action == PlanAction.FAIL:
             assert plan.kind is not None and plan.message is not None

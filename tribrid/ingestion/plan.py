@@ -5,6 +5,14 @@ whole listing and, once the listing is done, says which documents vanished. The
 foreground sync (:class:`~tribrid.ingestion.pipeline.SyncPipeline`) and the background
 queueing (:func:`tribrid.background.jobs.queue_sync`) both consume the same diff, so
 they can never disagree on what is new, changed, unchanged, refused or gone.
+
+**Archives.** The diff opens archives (:mod:`tribrid.connectors.archives`): every member
+is planned as a document of its own (``a.zip!/dir/m.pdf``, an
+:class:`~tribrid.connectors.archives.ArchiveMember`), refused members fail one by one,
+and an archive that cannot be read, goes over a limit or holds nothing indexable fails
+under its own key. Members are recorded with the archive's mtime, so an archive whose
+mtime matches all its members' is not opened at all; a changed one is scanned (every
+member hashed) and only members whose bytes changed are parsed.
 """
 
 from __future__ import annotations
@@ -13,7 +21,15 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tribrid.connectors.archives import (
+    ArchiveLimits,
+    ArchiveMember,
+    no_member_failure,
+    scan_archive,
+    split_member_key,
+)
 from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
+from tribrid.errors import ParseError
 from tribrid.ingestion.base import FailureKind, unreadable
 from tribrid.ledger.base import DocumentState, DocumentStatus, Ledger, RunCounts
 
@@ -133,6 +149,8 @@ class ListingDiff:
         max_file_bytes: Larger files fail as ``too_large`` without being read.
         retry_failed: Parse failed documents again even when unchanged.
         damaged: Keys of indexed documents whose points went missing from the store.
+        archives: Limits of reading archives, whose members become documents; ``None``
+            lists archives as plain files.
     """
 
     def __init__(
@@ -143,25 +161,32 @@ class ListingDiff:
         max_file_bytes: int | None = None,
         retry_failed: bool = False,
         damaged: Collection[str] = (),
+        archives: ArchiveLimits | None = None,
     ) -> None:
         self._connector = connector
         self._known = known
         self._max_file_bytes = max_file_bytes
         self._retry_failed = retry_failed
         self._damaged = damaged
+        self._archives = archives
+        self._members: dict[str, list[DocumentState]] | None = None
         self._seen: set[str] = set()
         self._unlisted: list[str] = []
         self._done = False
 
     def __iter__(self) -> Iterator[Planned]:
         for item in self._connector.list_documents():
-            self._seen.add(item.key)
             before = self._known.get(item.key)
             if isinstance(item, ListingFailure):
+                self._seen.add(item.key)
                 self._unlisted.append(item.key.rstrip("/") + "/")
                 plan = DocumentPlan(PlanAction.FAIL, kind=item.kind, message=item.message)
                 yield Planned(item.key, None, plan, before)
                 continue
+            if self._archives is not None and self._archives.opens(item.key):
+                yield from self._plan_archive(item, before, self._archives)
+                continue
+            self._seen.add(item.key)
             plan = plan_document(
                 item,
                 before,
@@ -171,6 +196,102 @@ class ListingDiff:
             )
             yield Planned(item.key, item, plan, before)
         self._done = True
+
+    def _plan_archive(
+        self, doc: SourceDocument, before: DocumentState | None, limits: ArchiveLimits
+    ) -> Iterator[Planned]:
+        """Plan an archive's members, or the archive's own failure."""
+        rows = self._member_rows().get(doc.key, [])
+        if before is not None and before.status == DocumentStatus.DELETED:
+            before = None
+        if self._archive_unchanged(doc, before, rows):
+            for row in rows:
+                self._seen.add(row.key)
+                yield Planned(row.key, None, DocumentPlan(PlanAction.UNCHANGED), row)
+            if before is not None:
+                self._seen.add(doc.key)
+                yield Planned(doc.key, doc, DocumentPlan(PlanAction.UNCHANGED), before)
+            return
+        try:
+            entries = scan_archive(doc.path, key=doc.key, limits=limits)
+        except ParseError as error:
+            failure: tuple[str, str] = (error.kind, str(error))
+            entries = []
+        except OSError as error:
+            unread = unreadable(doc.key, error)
+            failure = (unread.kind, unread.message)
+            entries = []
+        else:
+            indexable = any(e.failure is None for e in entries)
+            failure = ("", "") if indexable else no_member_failure(doc.key, entries)
+        for entry in entries:
+            member = ArchiveMember(
+                source_key=doc.source_key,
+                key=entry.key,
+                path=doc.path,
+                size=entry.size,
+                mtime_ns=doc.mtime_ns,
+                member=entry.chain,
+                digest=entry.digest,
+            )
+            member_before = self._known.get(entry.key)
+            self._seen.add(entry.key)
+            if entry.failure is not None:
+                kind, message = entry.failure
+                plan = DocumentPlan(PlanAction.FAIL, kind=kind, message=message)
+            else:
+                plan = plan_document(
+                    member,
+                    member_before,
+                    max_file_bytes=self._max_file_bytes,
+                    retry_failed=self._retry_failed,
+                    lost_points=entry.key in self._damaged,
+                )
+            yield Planned(entry.key, member, plan, member_before)
+        if failure[0]:
+            self._seen.add(doc.key)
+            plan = DocumentPlan(PlanAction.FAIL, kind=failure[0], message=failure[1])
+            yield Planned(doc.key, doc, plan, before)
+
+    def _archive_unchanged(
+        self, doc: SourceDocument, before: DocumentState | None, rows: list[DocumentState]
+    ) -> bool:
+        """Whether an archive need not be opened: every row of it settled, at its mtime.
+
+        Member rows carry the archive's mtime (their size is their own); the archive's
+        own row exists only while it fails, and carries its size and mtime.
+        """
+        if before is None and not rows:
+            return False
+        if before is not None and (
+            (before.size, before.mtime_ns) != (doc.size, doc.mtime_ns) or not self._settled(before)
+        ):
+            return False
+        return all(
+            row.mtime_ns == doc.mtime_ns and row.key not in self._damaged and self._settled(row)
+            for row in rows
+        )
+
+    def _settled(self, state: DocumentState) -> bool:
+        if state.status == DocumentStatus.INDEXED:
+            return True
+        return (
+            state.status == DocumentStatus.FAILED
+            and not self._retry_failed
+            and state.error_kind not in RETRYABLE_FAILURES
+        )
+
+    def _member_rows(self) -> dict[str, list[DocumentState]]:
+        """The ledger's live rows of archive members, by the key of their outermost archive."""
+        if self._members is None:
+            self._members = {}
+            for key, state in self._known.items():
+                if "!/" not in key or state.status == DocumentStatus.DELETED:
+                    continue
+                archive, chain = split_member_key(key)
+                if chain:
+                    self._members.setdefault(archive, []).append(state)
+        return self._members
 
     def vanished(self) -> list[DocumentState]:
         """The ledger's live documents that the (finished) listing did not give.

@@ -10,11 +10,13 @@ Example:
 from __future__ import annotations
 
 from tribrid.ledger.base import (
+    ArchiveStatus,
     ChunkRecord,
     DocumentState,
     DocumentStatus,
     FailureRecord,
     Ledger,
+    MemberStatus,
     QueueLedger,
     RunCounts,
     RunProgress,
@@ -28,11 +30,13 @@ from tribrid.ledger.base import (
 from tribrid.ledger.ledger import SqlLedger, open_ledger
 
 __all__ = [
+    "ArchiveStatus",
     "ChunkRecord",
     "DocumentState",
     "DocumentStatus",
     "FailureRecord",
     "Ledger",
+    "MemberStatus",
     "QueueLedger",
     "RunCounts",
     "RunProgress",

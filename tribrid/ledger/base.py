@@ -196,6 +196,43 @@ class FailureRecord:
 
 
 @dataclass(frozen=True)
+class MemberStatus:
+    """One document inside an archive, as ``tribrid status`` lists it under the archive.
+
+    Attributes:
+        key: The member's path inside the archive (``dir/b.zip!/c.md`` when nested).
+        status: Its status.
+        error_kind: Why it failed, if it did.
+    """
+
+    key: str
+    status: str
+    error_kind: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveStatus:
+    """An archive and its members (``a.zip!/…`` documents).
+
+    Attributes:
+        source_key: Key of the archive's source.
+        key: The archive's key.
+        status: ``indexed`` when any member is, ``failed`` when the archive itself failed
+            or every member did, ``pending`` otherwise.
+        members: Its members, by key (capped; ``member_count`` has the total).
+        member_count: How many members it has.
+        error_kind: Why the archive itself failed, if it did.
+    """
+
+    source_key: str
+    key: str
+    status: str
+    members: list[MemberStatus] = field(default_factory=list)
+    member_count: int = 0
+    error_kind: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """A summary of the ledger, for ``tribrid status``.
 
@@ -206,6 +243,7 @@ class StatusReport:
             is ``counts["failed"]``).
         last_run: The most recently started run, if any.
         sources: Keys of the sources covered by the report, sorted.
+        archives: Archives with their members listed under them, by key (capped).
     """
 
     counts: dict[str, int]
@@ -213,6 +251,7 @@ class StatusReport:
     failures: list[FailureRecord] = field(default_factory=list)
     last_run: RunRecord | None = None
     sources: list[str] = field(default_factory=list)
+    archives: list[ArchiveStatus] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from tribrid.connectors.archives import MEMBER_SEPARATOR, split_member_key
 from tribrid.errors import ConfigError, LedgerError
 from tribrid.ledger.base import (
+    ArchiveStatus,
     ChunkRecord,
     DocumentState,
     DocumentStatus,
     FailureRecord,
+    MemberStatus,
     RunCounts,
     RunRecord,
     RunStatus,
@@ -558,6 +561,7 @@ class SqlBookkeeping(DatabaseRole):
                 failures=failure_records,
                 last_run=None if run is None else to_run(*run),
                 sources=[row.key for row in sources],
+                archives=_archives(session, source_id),
             )
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
@@ -597,3 +601,59 @@ class SqlBookkeeping(DatabaseRole):
 
 
 __all__ = ["SqlBookkeeping"]
+
+
+#: Members listed under their archives by ``status`` (the counts are always complete).
+MAX_LISTED_MEMBERS = 50
+
+
+def _archives(session: Session, source_id: int | None) -> list[ArchiveStatus]:
+    """Archives and their members (documents keyed ``archive!/member``), live ones only."""
+    rows = select(DocumentRow.key, DocumentRow.status, DocumentRow.error_kind, SourceRow.key).join(
+        SourceRow
+    )
+    rows = rows.where(
+        DocumentRow.status != DocumentStatus.DELETED.value, DocumentRow.key.contains("!/")
+    ).order_by(SourceRow.key, DocumentRow.key)
+    if source_id is not None:
+        rows = rows.where(DocumentRow.source_id == source_id)
+    grouped: dict[tuple[str, str], list[MemberStatus]] = {}
+    for key, status, error_kind, source_key in session.execute(rows):
+        archive, chain = split_member_key(key)
+        if chain:
+            member = MEMBER_SEPARATOR.join(chain)
+            grouped.setdefault((source_key, archive), []).append(
+                MemberStatus(member, status, error_kind)
+            )
+    own: dict[tuple[str, str], tuple[str, str | None]] = {}
+    if grouped:
+        archive_rows = (
+            select(DocumentRow.key, DocumentRow.status, DocumentRow.error_kind, SourceRow.key)
+            .join(SourceRow)
+            .where(DocumentRow.key.in_(sorted({key for _, key in grouped})))
+        )
+        for key, status, error_kind, source_key in session.execute(archive_rows):
+            if status != DocumentStatus.DELETED.value:
+                own[(source_key, key)] = (status, error_kind)
+    reports = []
+    for (source_key, archive), members in grouped.items():
+        status, error_kind = own.get((source_key, archive), ("", None))
+        if status != DocumentStatus.FAILED.value:
+            statuses = {m.status for m in members}
+            if DocumentStatus.INDEXED.value in statuses:
+                status = DocumentStatus.INDEXED.value
+            elif statuses == {DocumentStatus.FAILED.value}:
+                status = DocumentStatus.FAILED.value
+            else:
+                status = DocumentStatus.PENDING.value
+        reports.append(
+            ArchiveStatus(
+                source_key=source_key,
+                key=archive,
+                status=status,
+                members=members[:MAX_LISTED_MEMBERS],
+                member_count=len(members),
+                error_kind=error_kind,
+            )
+        )
+    return reports
