@@ -19,6 +19,7 @@ __all__ = [
     "SearchMode",
     "SearchResult",
     "Settings",
+    "TribridRetriever",
     "TribridVectorStore",
     "__version__",
     "as_retriever",
@@ -28,18 +29,32 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tribrid.app import SearchMode, SearchResult, as_retriever, ingest, search, status
-    from tribrid.retrievers import HybridRetriever, TribridVectorStore
+    from tribrid.app import (
+        SearchMode,
+        SearchResult,
+        as_retriever,
+        ingest,
+        search,
+        status,
+    )
+    from tribrid.retrievers import HybridRetriever, TribridRetriever, TribridVectorStore
     from tribrid.settings import Settings
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `import tribrid` stays cheap for parse workers and tools.
-    if name in ("ingest", "search", "status", "as_retriever", "SearchMode", "SearchResult"):
+    if name in (
+        "ingest",
+        "search",
+        "status",
+        "as_retriever",
+        "SearchMode",
+        "SearchResult",
+    ):
         from tribrid import app
 
         return getattr(app, name)
-    if name in ("HybridRetriever", "TribridVectorStore"):
+    if name in ("HybridRetriever", "TribridRetriever", "TribridVectorStore"):
         from tribrid import retrievers
 
         return getattr(retrievers, name)

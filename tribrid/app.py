@@ -30,7 +30,7 @@ from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
 if TYPE_CHECKING:
     from tribrid.retrievers.config import RetrieverConfig
-    from tribrid.retrievers.hybrid import HybridRetriever
+    from tribrid.retrievers.hybrid import TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
 
 
@@ -134,12 +134,12 @@ def search_store(
     """Search an open store (the function behind :func:`search`).
 
     It is the hybrid retriever's own search with the store fusing the channels (one
-    query; see ``store_fusion`` of :class:`~tribrid.retrievers.HybridRetriever`), so
+    query; see ``store_fusion`` of :class:`~tribrid.retrievers.TribridRetriever`), so
     ``tribrid search`` and ``as_retriever(store_fusion=True)`` give the same hits.
     """
-    from tribrid.retrievers.hybrid import HybridRetriever
+    from tribrid.retrievers.hybrid import TribridRetriever
 
-    retriever = HybridRetriever(
+    retriever = TribridRetriever(
         store=store, encoders=encoders, **_search_options(mode, k, filter, oversampling)
     )
     return [SearchResult.of(c.id, c.score, c.payload) for c in retriever.search(query)]
@@ -225,7 +225,7 @@ def as_retriever(
     url: str | None = None,
     api_key: str | None = None,
     **overrides: Any,
-) -> HybridRetriever | RemoteRetriever:
+) -> TribridRetriever | RemoteRetriever:
     """A LangChain retriever over the index ``tribrid ingest`` built, in one line.
 
     When ``tribrid serve`` owns the data dir (or ``url`` names a server), the retriever
@@ -241,14 +241,14 @@ def as_retriever(
         url: A ``tribrid serve`` URL to ask, instead of the data dir's own server.
         api_key: That server's API key, if it has one.
         **overrides: Retriever options (``k``, ``channels``, ``fusion``, ``filter`` …,
-            see :class:`~tribrid.retrievers.HybridRetriever`) and top-level settings
+            see :class:`~tribrid.retrievers.TribridRetriever`) and top-level settings
             fields (``data_dir`` …), told apart by name.
 
     Example:
         >>> retriever = tribrid.as_retriever(k=5, fusion="dbsf")   # doctest: +SKIP
         >>> retriever.invoke("binary quantization")                 # doctest: +SKIP
     """
-    from tribrid.retrievers.hybrid import CALL_OPTIONS, HybridRetriever
+    from tribrid.retrievers.hybrid import CALL_OPTIONS, TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
 
     options = {k: v for k, v in overrides.items() if k in CALL_OPTIONS or k in ("tags", "metadata")}
@@ -267,7 +267,7 @@ def as_retriever(
     encoders = factory.build_encoders(cfg)
     store = factory.build_store(cfg, encoders)
     try:
-        retriever = HybridRetriever(store=store, encoders=encoders, **options)
+        retriever = TribridRetriever(store=store, encoders=encoders, **options)
     except BaseException:
         store.close()
         raise

@@ -34,7 +34,7 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers.config import RetrieverConfig, load_config
 from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse, store_fusion
 from tribrid.retrievers.query import encode_query
-from tribrid.retrievers.rerank import CrossEncoderReranker
+from tribrid.retrievers.rerank import TribridReranker
 from tribrid.store.base import (
     AsyncSearch,
     Channel,
@@ -96,7 +96,7 @@ class RetrievedChunk:
         return str(given) if given is not None else self.id
 
 
-class HybridRetriever(BaseRetriever):
+class TribridRetriever(BaseRetriever):
     """Hybrid search over a tribrid store: dense, binary, SPLADE and BM25, fused.
 
     Every document has ``page_content`` = the chunk text, ``id`` = the point id (or the
@@ -144,7 +144,7 @@ class HybridRetriever(BaseRetriever):
     Example:
         ::
 
-            retriever = HybridRetriever(
+            retriever = TribridRetriever(
                 store=store, encoders=encoders, channels={"dense": 1, "bm25": 0.5}, k=5
             )
             docs = retriever.invoke("binary quantization recall")
@@ -166,7 +166,7 @@ class HybridRetriever(BaseRetriever):
     score_threshold: float | None = None
     oversampling: float = Field(default=8.0, ge=1.0)
     store_fusion: bool = False
-    reranker: CrossEncoderReranker | None = None
+    reranker: TribridReranker | None = None
     rerank_candidates: int | None = Field(default=None, ge=1)
 
     _owned_store: bool = PrivateAttr(default=False)
@@ -214,7 +214,7 @@ class HybridRetriever(BaseRetriever):
         return validate_filter(value)
 
     @model_validator(mode="after")
-    def _check_combination(self) -> HybridRetriever:
+    def _check_combination(self) -> TribridRetriever:
         if self.score_threshold is not None and self.fusion is FusionMethod.RRF:
             raise ValueError(
                 "score_threshold cannot be used with fusion='rrf': RRF scores depend only "
@@ -251,7 +251,7 @@ class HybridRetriever(BaseRetriever):
 
     # -- search --------------------------------------------------------------------
 
-    def with_options(self, **options: Any) -> HybridRetriever:
+    def with_options(self, **options: Any) -> TribridRetriever:
         """A copy with some fields changed, validated (``store`` and ``encoders`` shared).
 
         Raises:
@@ -266,7 +266,7 @@ class HybridRetriever(BaseRetriever):
             return self
         fields = {name: getattr(self, name) for name in (*CALL_OPTIONS, "tags", "metadata")}
         # The default prefetch follows k unless it was set.
-        return HybridRetriever(store=self.store, encoders=self.encoders, **{**fields, **options})
+        return TribridRetriever(store=self.store, encoders=self.encoders, **{**fields, **options})
 
     def search(self, query: str, **options: Any) -> list[RetrievedChunk]:
         """Search and fuse, returning chunks with their fused and per-channel scores.
@@ -402,7 +402,7 @@ class HybridRetriever(BaseRetriever):
         store: Any,
         encoders: EncoderSet,
         **overrides: Any,
-    ) -> HybridRetriever:
+    ) -> TribridRetriever:
         """A retriever with the options of a configuration file (see ``tribrid tune``).
 
         Args:
@@ -425,7 +425,7 @@ class HybridRetriever(BaseRetriever):
             self._owned_store = False
             self.store.close()
 
-    def __enter__(self) -> HybridRetriever:
+    def __enter__(self) -> TribridRetriever:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -499,7 +499,8 @@ def to_document(chunk: RetrievedChunk) -> Document:
         metadata["channel_scores"] = dict(chunk.channel_scores)
         metadata["channel_ranks"] = dict(chunk.channel_ranks)
     if chunk.rerank_score is not None:
-        metadata["rerank_score"] = chunk.rerank_score
+        # The key LangChain's own rerankers write, so downstream code reads either alike.
+        metadata["relevance_score"] = chunk.rerank_score
     return Document(
         page_content=str(chunk.payload.get(TEXT_KEY, "")),
         id=chunk.document_id,
@@ -507,4 +508,7 @@ def to_document(chunk: RetrievedChunk) -> Document:
     )
 
 
-__all__ = ["CALL_OPTIONS", "HybridRetriever", "RetrievedChunk", "to_document"]
+#: The retriever's former name, kept so existing code runs unchanged.
+HybridRetriever = TribridRetriever
+
+__all__ = ["CALL_OPTIONS", "HybridRetriever", "RetrievedChunk", "TribridRetriever", "to_document"]

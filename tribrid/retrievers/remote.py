@@ -1,6 +1,6 @@
 """A LangChain retriever over a ``tribrid serve`` process: the same search, no models here.
 
-The server runs :class:`~tribrid.retrievers.hybrid.HybridRetriever`'s own search (query
+The server runs :class:`~tribrid.retrievers.hybrid.TribridRetriever`'s own search (query
 encoding included) with the options this retriever sends, so the documents, their
 order, their fused score and each channel's score and rank are the ones an in-process
 retriever on the same index gives. This process loads no model and opens no store:
@@ -40,7 +40,7 @@ class RemoteRetriever(BaseRetriever):
         timeout: Seconds to wait for an answer.
         k: Number of documents (any other retriever option — ``channels``, ``fusion``,
             ``filter``, ``prefetch_k``, ``store_fusion`` … — is a field too, and can be
-            overridden per call, as with ``HybridRetriever``).
+            overridden per call, as with ``TribridRetriever``).
 
     Example:
         ::
@@ -119,7 +119,7 @@ class RemoteRetriever(BaseRetriever):
 
     def close(self) -> None:
         """Nothing to release (each call has its own connection); for symmetry with
-        ``HybridRetriever``, so ``with tribrid.as_retriever() as r:`` works either way."""
+        ``TribridRetriever``, so ``with tribrid.as_retriever() as r:`` works either way."""
 
     def __enter__(self) -> RemoteRetriever:
         return self

@@ -27,7 +27,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
-from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk
+from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, ChannelQuery, Hit, Point, StoreFilter, StoreQuery
 from tribrid.store.base import VectorStore as TribridStore
@@ -51,7 +51,7 @@ class TribridVectorStore(VectorStore):
         store: An open tribrid store.
         encoders: The encoders the store's collection was built with.
         retriever_options: Defaults for searches and :meth:`as_retriever`: any
-            :class:`~tribrid.retrievers.hybrid.HybridRetriever` option, e.g.
+            :class:`~tribrid.retrievers.hybrid.TribridRetriever` option, e.g.
             ``{"fusion": "dbsf", "channels": {"dense": 1, "bm25": 1}}``.
         owns_store: Close ``store`` in :meth:`close` (set by :meth:`open`).
 
@@ -74,7 +74,7 @@ class TribridVectorStore(VectorStore):
         self.store = store
         self.encoders = encoders
         self.source_key = f"langchain:{store.schema.name}"
-        self._retriever = HybridRetriever(
+        self._retriever = TribridRetriever(
             store=store, encoders=encoders, **dict(retriever_options or {})
         )
         self._owns_store = owns_store
@@ -353,14 +353,14 @@ class TribridVectorStore(VectorStore):
         return [self._document(hits[i].id, hits[i].payload) for i in chosen]
 
     def as_retriever(self, **kwargs: Any) -> BaseRetriever:  # type: ignore[override]
-        """A :class:`HybridRetriever` over this store (or LangChain's, for ``mmr``).
+        """A :class:`TribridRetriever` over this store (or LangChain's, for ``mmr``).
 
         Args:
             **kwargs: ``search_type``: ``similarity`` or ``hybrid`` (the default hybrid
                 search), ``similarity_score_threshold`` (needs ``score_threshold``;
                 fusion defaults to ``convex``, whose min-max scores lie in [0, 1]), or
                 ``mmr`` (LangChain's retriever over :meth:`max_marginal_relevance_search`).
-                ``search_kwargs``: any ``HybridRetriever`` option (``k``, ``filter``,
+                ``search_kwargs``: any ``TribridRetriever`` option (``k``, ``filter``,
                 ``channels``, ``fusion`` …). ``tags`` and ``metadata`` as for any
                 retriever.
 
