@@ -114,8 +114,10 @@ def test_as_retriever(vs: TribridVectorStore) -> None:
     threshold = vs.as_retriever(
         search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.5}
     )
-    assert isinstance(threshold, HybridRetriever) and threshold.fusion == "convex"
-    assert all(d.metadata["score"] >= 0.5 for d in threshold.invoke("alpha"))
+    # The threshold is on relevance (issue 14), no longer on min-max convex scores.
+    assert isinstance(threshold, HybridRetriever) and threshold.fusion == "dbsf"
+    assert threshold.relevance_threshold == 0.5 and threshold.score_threshold is None
+    assert all(d.metadata["relevance"] >= 0.5 for d in threshold.invoke("alpha"))
     mmr = vs.as_retriever(search_type="mmr", search_kwargs={"k": 1})
     assert isinstance(mmr, VectorStoreRetriever)
     assert len(mmr.invoke("gamma")) == 1

@@ -39,8 +39,10 @@ class RemoteRetriever(BaseRetriever):
         api_key: The server's API key, if it has one.
         timeout: Seconds to wait for an answer.
         k: Number of documents (any other retriever option — ``channels``, ``fusion``,
-            ``filter``, ``prefetch_k``, ``store_fusion`` … — is a field too, and can be
-            overridden per call, as with ``TribridRetriever``).
+            ``filter``, ``prefetch_k``, ``store_fusion``, ``relevance_threshold``,
+            ``chunks_per_document`` … — is a field too, and can be overridden per call,
+            as with ``TribridRetriever``). Documents carry the same ``relevance`` as
+            an in-process retriever's; the server uses the default calibration.
 
     Example:
         ::
@@ -64,6 +66,8 @@ class RemoteRetriever(BaseRetriever):
     prefetch_k: int | None = None
     oversampling: float | None = None
     store_fusion: bool | None = None
+    relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    chunks_per_document: int | None = Field(default=None, ge=1)
 
     def _body(self, query: str, overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = set(overrides) - set(REMOTE_OPTIONS)
@@ -135,6 +139,7 @@ def _chunk(item: dict[str, Any]) -> RetrievedChunk:
         payload=item.get("payload") or {},
         channel_scores=dict(item.get("channel_scores") or {}),
         channel_ranks={k: int(v) for k, v in (item.get("channel_ranks") or {}).items()},
+        relevance=float(item["relevance"]) if item.get("relevance") is not None else None,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
 from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever
+from tribrid.retrievers.relevance import RELEVANCE_THRESHOLD
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, ChannelQuery, Hit, Point, StoreFilter, StoreQuery
 from tribrid.store.base import VectorStore as TribridStore
@@ -310,12 +311,27 @@ class TribridVectorStore(VectorStore):
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        # Relevance is the dense channel's cosine similarity mapped from [-1, 1] to
-        # [0, 1], the only score here with a fixed scale; fused scores depend on the
-        # fusion and the candidates.
-        vector = [float(x) for x in self.encoders.dense.encode_query(query)]
-        hits = self._dense_hits(vector, k, kwargs.get("filter"))
-        return [(self._document(h.id, h.payload), (1.0 + h.score) / 2.0) for h in hits]
+        """The documents of :meth:`similarity_search`, in its order, with their relevance.
+
+        Relevance is in [0, 1] and means the same for every query: each channel's score
+        read on its absolute scale (see :mod:`tribrid.retrievers.relevance`), so a
+        ``score_threshold`` (LangChain's argument) drops an off-topic query's hits.
+        The order stays the fused ranking's, so the scores need not be sorted.
+        """
+        return _with_relevance(self._retriever.search(query, k=k, **kwargs), self._document)
+
+    async def _asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """:meth:`_similarity_search_with_relevance_scores` for an event loop."""
+        chunks = await self._retriever.asearch(query, k=k, **kwargs)
+        return _with_relevance(chunks, self._document)
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        raise NotImplementedError(
+            "TribridVectorStore has no one function from a score to a relevance: relevance "
+            "comes from each channel's own score; call similarity_search_with_relevance_scores"
+        )
 
     def max_marginal_relevance_search(
         self,
@@ -357,9 +373,11 @@ class TribridVectorStore(VectorStore):
 
         Args:
             **kwargs: ``search_type``: ``similarity`` or ``hybrid`` (the default hybrid
-                search), ``similarity_score_threshold`` (needs ``score_threshold``;
-                fusion defaults to ``convex``, whose min-max scores lie in [0, 1]), or
+                search), ``similarity_score_threshold`` (needs ``score_threshold``), or
                 ``mmr`` (LangChain's retriever over :meth:`max_marginal_relevance_search`).
+                ``similarity_score_threshold`` keeps the fusion and drops documents whose
+                relevance (see :meth:`similarity_search_with_relevance_scores`) is
+                below ``score_threshold``.
                 ``search_kwargs``: any ``TribridRetriever`` option (``k``, ``filter``,
                 ``channels``, ``fusion`` …). ``tags`` and ``metadata`` as for any
                 retriever.
@@ -377,14 +395,16 @@ class TribridVectorStore(VectorStore):
                 "['similarity', 'hybrid', 'similarity_score_threshold', 'mmr']"
             )
         if search_type == "similarity_score_threshold":
-            if search_kwargs.get("score_threshold") is None:
+            threshold = search_kwargs.pop("score_threshold", None)
+            if threshold is None:
                 raise ValueError(
                     "search_type='similarity_score_threshold' needs "
-                    "search_kwargs={'score_threshold': ...}"
+                    "search_kwargs={'score_threshold': ...}, a relevance in [0, 1] "
+                    f"({RELEVANCE_THRESHOLD} separates relevant from not on the shipped models)"
                 )
-            # LangChain's thresholds are relevance scores in [0, 1]: convex min-max fusion
-            # gives exactly that, where RRF and DBSF scores have other ranges.
-            search_kwargs.setdefault("fusion", "convex")
+            # LangChain's thresholds are relevance scores in [0, 1], the same for every
+            # query: tribrid's relevance, not a fused score rescaled within one query.
+            search_kwargs["relevance_threshold"] = threshold
         unknown = set(kwargs) - {"tags", "metadata"}
         if unknown:
             raise ValueError(
@@ -445,6 +465,20 @@ class TribridVectorStore(VectorStore):
             metadata = {k: v for k, v in payload.items() if k != TEXT_KEY}
             doc_id = point
         return Document(page_content=str(payload.get(TEXT_KEY, "")), id=doc_id, metadata=metadata)
+
+
+def _with_relevance(
+    chunks: Sequence[RetrievedChunk], document: Callable[[str, Mapping[str, Any]], Document]
+) -> list[tuple[Document, float]]:
+    out = []
+    for chunk in chunks:
+        if chunk.relevance is None:
+            raise ValueError(
+                "relevance needs each channel's score, which store_fusion=True over several "
+                "channels does not return; leave store_fusion off for relevance scores"
+            )
+        out.append((document(chunk.id, chunk.payload), chunk.relevance))
+    return out
 
 
 __all__ = ["RESERVED_KEYS", "TribridVectorStore"]

@@ -69,6 +69,8 @@ class SearchRequest(_Strict):
     prefetch_k: int | None = Field(default=None, gt=0, le=10_000)
     oversampling: float | None = Field(default=None, ge=1.0, le=1000.0)
     store_fusion: bool | None = None
+    relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    chunks_per_document: int | None = Field(default=None, gt=0, le=1000)
 
 
 class PointsRequest(_Strict):
@@ -109,6 +111,7 @@ def chunk_json(chunk: RetrievedChunk) -> dict[str, Any]:
         "payload": dict(chunk.payload),
         "channel_scores": chunk.channel_scores,
         "channel_ranks": chunk.channel_ranks,
+        "relevance": chunk.relevance,
     }
 
 
