@@ -156,3 +156,23 @@ def test_from_texts_and_from_documents(encoders: EncoderSet, tmp_path: Path) -> 
         assert again.store.count() == 2
     with pytest.raises(ValueError, match="either path"):
         TribridVectorStore.open(path=tmp_path, url=":memory:", encoders=encoders)
+
+
+def test_delete_by_filter_touches_only_langchain_texts(
+    vs: TribridVectorStore, encoders: EncoderSet
+) -> None:
+    vs.store.upsert(corpus_points(encoders)[:4])  # ingested chunks: fusion.md, quant.md, pump.pdf
+    vs.add_texts(["pump a", "pump b", "sauce"], [{"topic": "pumps"}] * 2 + [{"topic": "food"}])
+    vs.add_texts(["fusion note"], [{"path": "fusion.md"}], ids=["note"])
+    vs.delete(filter={"topic": "pumps"})
+    vs.delete(filter={"must": [{"key": "path", "match": {"value": "fusion.md"}}]})
+    left = vs.similarity_search("pump fusion sauce", k=10)
+    assert sorted(d.metadata.get("topic", d.metadata.get("path")) for d in left) == [
+        "food",
+        "fusion.md",
+        "fusion.md",
+        "pump.pdf",
+        "quant.md",
+    ]
+    with pytest.raises(ValueError, match="ids or a filter, not both"):
+        vs.delete(["x"], filter={"topic": "food"})

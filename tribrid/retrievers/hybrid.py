@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -39,14 +39,23 @@ from tribrid.retrievers.relevance import ChannelCalibration, parse_calibration, 
 from tribrid.retrievers.rerank import TribridReranker
 from tribrid.store.base import (
     AsyncSearch,
+    AsyncWrite,
     Channel,
     ChannelQuery,
     Hit,
+    Point,
+    StoreFilter,
     StoreQuery,
     VectorStore,
 )
 from tribrid.store.filters import validate_filter
-from tribrid.store.points import DOCUMENT_KEY, LANGCHAIN_ID_KEY, SOURCE_KEY, TEXT_KEY
+from tribrid.store.points import (
+    DOCUMENT_KEY,
+    INTERNAL_KEYS,
+    LANGCHAIN_ID_KEY,
+    SOURCE_KEY,
+    TEXT_KEY,
+)
 
 DEFAULT_CHANNELS: dict[Channel, float] = {
     Channel.DENSE: 1.0,
@@ -69,6 +78,7 @@ CALL_OPTIONS = (
     "rerank_candidates",
     "relevance_threshold",
     "chunks_per_document",
+    "internal_metadata",
 )
 DEFAULT_RERANK_CANDIDATES = 30
 
@@ -146,6 +156,8 @@ class TribridRetriever(BaseRetriever):
             ``{"dense": (midpoint, width), ...}``; default: the shipped models'.
         chunks_per_document: Return at most this many chunks of any one document
             (best first), so that one long document cannot fill the ``k`` slots.
+        internal_metadata: Keep tribrid's bookkeeping keys (``source_key``,
+            ``document_key``, ``content_hash``, ``langchain_id``) in the metadata.
         oversampling: For ``binary``: candidates from the codes per result, before
             rescoring with the float vectors.
         store_fusion: Let the store fuse (one prefetch query) instead of the client.
@@ -189,6 +201,7 @@ class TribridRetriever(BaseRetriever):
     relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     relevance_calibration: dict[str, ChannelCalibration] | None = None
     chunks_per_document: int | None = Field(default=None, ge=1)
+    internal_metadata: bool = False
 
     _owned_store: bool = PrivateAttr(default=False)
 
@@ -278,12 +291,15 @@ class TribridRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in self.search(query, **kwargs)]
+        internal = bool(kwargs.get("internal_metadata", self.internal_metadata))
+        return [to_document(chunk, internal=internal) for chunk in self.search(query, **kwargs)]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in await self.asearch(query, **kwargs)]
+        internal = bool(kwargs.get("internal_metadata", self.internal_metadata))
+        chunks = await self.asearch(query, **kwargs)
+        return [to_document(chunk, internal=internal) for chunk in chunks]
 
     # -- search --------------------------------------------------------------------
 
@@ -355,9 +371,7 @@ class TribridRetriever(BaseRetriever):
     async def _asearch(self, query: str, limit: int) -> list[RetrievedChunk]:
         queries = await asyncio.to_thread(encode_query, self.encoders, query, self._active())
         requests = self._requests(queries, limit)
-        store = self.store
-        if not isinstance(store, AsyncSearch):  # a third-party store: a worker thread
-            store = _ThreadedSearch(store)
+        store = async_store(self.store)
         if self._store_fuses(requests):
             return self._store_fused(await store.aquery(requests[0]), limit)
         selection = self._selection(queries, await store.aquery_batch(requests), limit)
@@ -615,8 +629,9 @@ def _texts(chunks: Sequence[RetrievedChunk]) -> list[str]:
     return [str(c.payload.get(TEXT_KEY, "")) for c in chunks]
 
 
-class _ThreadedSearch:
-    """:class:`~tribrid.store.base.AsyncSearch` for a store without async calls."""
+class _ThreadedStore:
+    """The async calls of a store without them (a third-party or remote store): each
+    sync call in a worker thread, so the event loop never waits on it."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -633,10 +648,36 @@ class _ThreadedSearch:
         hits: list[Hit] = await asyncio.to_thread(self._store.retrieve, point_ids)
         return hits
 
+    async def aupsert(self, points: Sequence[Point]) -> None:
+        await asyncio.to_thread(self._store.upsert, points)
 
-def to_document(chunk: RetrievedChunk) -> Document:
-    """The LangChain document of a retrieved chunk, with its scores in the metadata."""
-    metadata = {k: v for k, v in chunk.payload.items() if k != TEXT_KEY}
+    async def adelete(self, point_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self._store.delete, point_ids)
+
+    async def adelete_by_filter(self, filter: StoreFilter) -> None:
+        await asyncio.to_thread(self._store.delete_by_filter, filter)
+
+
+class AsyncStore(AsyncSearch, AsyncWrite, Protocol):
+    """A store's async reads and writes together."""
+
+
+def async_store(store: Any) -> AsyncStore:
+    """``store`` itself when it has async reads and writes, else a threaded stand-in."""
+    if isinstance(store, AsyncSearch) and isinstance(store, AsyncWrite):
+        return store
+    return _ThreadedStore(store)
+
+
+def to_document(chunk: RetrievedChunk, *, internal: bool = False) -> Document:
+    """The LangChain document of a retrieved chunk, with its scores in the metadata.
+
+    Args:
+        chunk: The chunk.
+        internal: Keep tribrid's bookkeeping keys (:data:`~tribrid.store.points.INTERNAL_KEYS`).
+    """
+    hidden = {TEXT_KEY} if internal else INTERNAL_KEYS
+    metadata = {k: v for k, v in chunk.payload.items() if k not in hidden}
     metadata["score"] = chunk.score
     if chunk.relevance is not None:
         metadata["relevance"] = chunk.relevance
@@ -656,4 +697,12 @@ def to_document(chunk: RetrievedChunk) -> Document:
 #: The retriever's former name, kept so existing code runs unchanged.
 HybridRetriever = TribridRetriever
 
-__all__ = ["CALL_OPTIONS", "HybridRetriever", "RetrievedChunk", "TribridRetriever", "to_document"]
+__all__ = [
+    "CALL_OPTIONS",
+    "AsyncStore",
+    "HybridRetriever",
+    "RetrievedChunk",
+    "TribridRetriever",
+    "async_store",
+    "to_document",
+]

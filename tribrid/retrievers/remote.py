@@ -25,7 +25,10 @@ from tribrid.store.remote import ServerClient, answer_json
 from tribrid.store.wire import filter_to_json
 
 #: The options a server search takes (a reranker runs in the client's process only).
-REMOTE_OPTIONS = tuple(o for o in CALL_OPTIONS if o not in ("reranker", "rerank_candidates"))
+#: (How documents are made, ``internal_metadata``, is this process's business too.)
+REMOTE_OPTIONS = tuple(
+    o for o in CALL_OPTIONS if o not in ("reranker", "rerank_candidates", "internal_metadata")
+)
 
 
 class RemoteRetriever(BaseRetriever):
@@ -68,6 +71,7 @@ class RemoteRetriever(BaseRetriever):
     store_fusion: bool | None = None
     relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     chunks_per_document: int | None = Field(default=None, ge=1)
+    internal_metadata: bool = False
 
     def _body(self, query: str, overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = set(overrides) - set(REMOTE_OPTIONS)
@@ -114,12 +118,15 @@ class RemoteRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in self.search(query, **kwargs)]
+        internal = bool(kwargs.pop("internal_metadata", self.internal_metadata))
+        return [to_document(chunk, internal=internal) for chunk in self.search(query, **kwargs)]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in await self.asearch(query, **kwargs)]
+        internal = bool(kwargs.pop("internal_metadata", self.internal_metadata))
+        chunks = await self.asearch(query, **kwargs)
+        return [to_document(chunk, internal=internal) for chunk in chunks]
 
     def close(self) -> None:
         """Nothing to release (each call has its own connection); for symmetry with

@@ -11,6 +11,7 @@ vector store built over an index that ``tribrid ingest`` made returns its chunks
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,19 +28,24 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
-from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever
+from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever, async_store
 from tribrid.retrievers.relevance import RELEVANCE_THRESHOLD
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, ChannelQuery, Hit, Point, StoreFilter, StoreQuery
 from tribrid.store.base import VectorStore as TribridStore
+from tribrid.store.filters import is_edge_filter, validate_filter
 from tribrid.store.points import (
+    INTERNAL_KEYS,
     LANGCHAIN_ID_KEY,
     RESERVED_KEYS,
+    SOURCE_KEY,
     TEXT_KEY,
     chunk_payload,
     content_hash,
     point_id,
 )
+from tribrid.store.qdrant_filters import client_filter
+from tribrid.store.wire import filter_to_json
 
 DEFAULT_COLLECTION = "langchain"
 _ADD_BATCH = 64
@@ -55,6 +61,8 @@ class TribridVectorStore(VectorStore):
             :class:`~tribrid.retrievers.hybrid.TribridRetriever` option, e.g.
             ``{"fusion": "dbsf", "channels": {"dense": 1, "bm25": 1}}``.
         owns_store: Close ``store`` in :meth:`close` (set by :meth:`open`).
+        internal_metadata: Keep tribrid's bookkeeping keys (``source_key``,
+            ``document_key``, ``content_hash``) in the metadata of ingested chunks.
 
     Example:
         ::
@@ -71,8 +79,10 @@ class TribridVectorStore(VectorStore):
         *,
         retriever_options: Mapping[str, Any] | None = None,
         owns_store: bool = False,
+        internal_metadata: bool = False,
     ) -> None:
         self.store = store
+        self.internal_metadata = internal_metadata
         self.encoders = encoders
         self.source_key = f"langchain:{store.schema.name}"
         self._retriever = TribridRetriever(
@@ -202,60 +212,69 @@ class TribridVectorStore(VectorStore):
         Raises:
             ValueError: Lengths differ, or metadata uses a key tribrid reserves.
         """
-        texts = list(texts)
-        metadatas = metadatas if metadatas is not None else [{} for _ in texts]
-        given: Sequence[str | None] = ids if ids is not None else [None] * len(texts)
-        if not len(texts) == len(metadatas) == len(given):
-            raise ValueError(
-                f"add_texts got {len(texts)} texts, {len(metadatas)} metadatas and "
-                f"{len(given)} ids; give one of each per text"
-            )
-        out: list[str] = []
-        for start in range(0, len(texts), _ADD_BATCH):
-            batch = texts[start : start + _ADD_BATCH]
-            encoded = self.encoders.encode_documents(batch)
-            points = []
-            for row, text in enumerate(batch):
-                metadata = metadatas[start + row] or {}
-                clash = RESERVED_KEYS.intersection(metadata)
-                if clash:
-                    raise ValueError(
-                        f"metadata keys {sorted(clash)} are reserved by tribrid (it stores "
-                        "the text and its keys under them); rename them"
-                    )
-                digest = content_hash(text)
-                external = given[start + row] or digest
-                points.append(
-                    Point(
-                        id=self._point_id(external),
-                        dense=encoded.dense[row].tolist(),
-                        splade=encoded.splade[row],
-                        bm25=encoded.bm25[row],
-                        payload=chunk_payload(
-                            text=text,
-                            source_key=self.source_key,
-                            document_key=external,
-                            chunk_index=0,
-                            digest=digest,
-                            metadata=metadata,
-                            langchain_id=external,
-                        ),
-                    )
-                )
-                out.append(external)
-            self.store.upsert(points)
+        rows, out = self._rows(texts, metadatas, ids)
+        for start in range(0, len(rows), _ADD_BATCH):
+            self.store.upsert(self._points(rows[start : start + _ADD_BATCH]))
         return out
 
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete texts by id; ids that do not exist are ignored.
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """:meth:`add_texts` without blocking the event loop.
 
-        With ``ids=None``, deletes every text added through LangChain to this
-        collection (chunks from ``tribrid ingest`` stay).
+        Encoding runs in a worker thread; the upsert goes through the store's async
+        write, which for the embedded store is the one thread its async reads use.
         """
-        if ids is None:
-            self.store.delete_by_filter({"source_key": self.source_key})
-            return True
-        self.store.delete(self._candidates(ids))
+        rows, out = self._rows(texts, metadatas, ids)
+        store = async_store(self.store)
+        for start in range(0, len(rows), _ADD_BATCH):
+            points = await asyncio.to_thread(self._points, rows[start : start + _ADD_BATCH])
+            await store.aupsert(points)
+        return out
+
+    def delete(
+        self, ids: list[str] | None = None, filter: StoreFilter | None = None, **kwargs: Any
+    ) -> bool | None:
+        """Delete texts added through LangChain, by id or by metadata filter.
+
+        Args:
+            ids: LangChain ids (or point ids); ids that do not exist are ignored.
+            filter: A payload filter in any form the retriever takes (the simple form
+                ``{"topic": "pumps"}`` or a ``qdrant_client`` filter): deletes the texts
+                added through LangChain to this collection that match it.
+
+        With neither, deletes every text added through LangChain to this collection.
+        Chunks from ``tribrid ingest`` are never deleted here, since the ledger would no
+        longer match the store: remove an ingested document with ``tribrid.remove(path)``.
+
+        Raises:
+            ValueError: Both ``ids`` and ``filter`` were given, or the filter is invalid
+                or a ``qdrant_edge.Filter`` (which cannot be combined).
+        """
+        if ids is not None and filter is not None:
+            raise ValueError("delete takes ids or a filter, not both; call it twice")
+        if ids is not None:
+            self.store.delete(self._candidates(ids))
+        else:
+            self.store.delete_by_filter(self._own(filter))
+        return True
+
+    async def adelete(
+        self, ids: list[str] | None = None, filter: StoreFilter | None = None, **kwargs: Any
+    ) -> bool | None:
+        """:meth:`delete` through the store's async writes."""
+        if ids is not None and filter is not None:
+            raise ValueError("delete takes ids or a filter, not both; call it twice")
+        store = async_store(self.store)
+        if ids is not None:
+            await store.adelete(self._candidates(ids))
+        else:
+            await store.adelete_by_filter(self._own(filter))
         return True
 
     def flush(self) -> None:
@@ -270,6 +289,11 @@ class TribridVectorStore(VectorStore):
             self._document(hit.id, hit.payload)
             for hit in self.store.retrieve(self._candidates(ids))
         ]
+
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """:meth:`get_by_ids` through the store's async reads."""
+        hits = await async_store(self.store).aretrieve(self._candidates(ids))
+        return [self._document(hit.id, hit.payload) for hit in hits]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: StoreFilter | None = None, **kwargs: Any
@@ -306,7 +330,19 @@ class TribridVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Dense-channel search with a ready query vector."""
-        return [self._document(h.id, h.payload) for h in self._dense_hits(embedding, k, filter)]
+        hits = self.store.query(self._dense_query(embedding, k, filter))
+        return [self._document(h.id, h.payload) for h in hits]
+
+    async def asimilarity_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        filter: StoreFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`similarity_search_by_vector` through the store's async reads."""
+        hits = await async_store(self.store).aquery(self._dense_query(embedding, k, filter))
+        return [self._document(h.id, h.payload) for h in hits]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
@@ -342,10 +378,28 @@ class TribridVectorStore(VectorStore):
         filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        """Maximal marginal relevance over the dense channel's ``fetch_k`` best."""
+        """Maximal marginal relevance over the dense channel's ``fetch_k`` best.
+
+        Only the query is encoded: the candidates' vectors come from the store.
+        """
         vector = [float(x) for x in self.encoders.dense.encode_query(query)]
         return self.max_marginal_relevance_search_by_vector(
             vector, k, fetch_k, lambda_mult, filter=filter
+        )
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: StoreFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`max_marginal_relevance_search` without blocking the event loop."""
+        encoded = await asyncio.to_thread(self.encoders.dense.encode_query, query)
+        return await self.amax_marginal_relevance_search_by_vector(
+            [float(x) for x in encoded], k, fetch_k, lambda_mult, filter=filter
         )
 
     def max_marginal_relevance_search_by_vector(
@@ -357,14 +411,41 @@ class TribridVectorStore(VectorStore):
         filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        """MMR from a query vector. The candidates are re-encoded (stores return no vectors)."""
-        hits = self._dense_hits(embedding, max(fetch_k, k), filter)
+        """MMR from a query vector, over the candidates' stored dense vectors."""
+        hits = self.store.query(self._dense_query(embedding, max(fetch_k, k), filter, True))
+        return self._mmr(embedding, hits, k, lambda_mult)
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: StoreFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`max_marginal_relevance_search_by_vector` through the store's async reads."""
+        query = self._dense_query(embedding, max(fetch_k, k), filter, True)
+        hits = await async_store(self.store).aquery(query)
+        return self._mmr(embedding, hits, k, lambda_mult)
+
+    def _mmr(
+        self, embedding: Sequence[float], hits: Sequence[Hit], k: int, lambda_mult: float
+    ) -> list[Document]:
         if not hits:
             return []
-        texts = [str(h.payload.get(TEXT_KEY, "")) for h in hits]
-        vectors = self.encoders.dense.encode_documents(texts)
+        vectors = [h.dense for h in hits]
+        if any(v is None for v in vectors):
+            raise ValueError(
+                f"the store {type(self.store).__name__} returned no stored vectors for "
+                "maximal marginal relevance; use a tribrid store (EdgeStore, "
+                "QdrantServerStore, or tribrid serve's RemoteStore)"
+            )
         chosen = maximal_marginal_relevance(
-            np.asarray(embedding, dtype=np.float32), list(vectors), lambda_mult=lambda_mult, k=k
+            np.asarray(embedding, dtype=np.float32),
+            [[float(x) for x in v or ()] for v in vectors],
+            lambda_mult=lambda_mult,
+            k=k,
         )
         return [self._document(hits[i].id, hits[i].payload) for i in chosen]
 
@@ -443,26 +524,94 @@ class TribridVectorStore(VectorStore):
                 found.append(str(uuid.UUID(str(external))))
         return list(dict.fromkeys(found))
 
-    def _dense_hits(self, vector: Sequence[float], k: int, filter: StoreFilter | None) -> list[Hit]:
-        query = StoreQuery(
+    def _dense_query(
+        self,
+        vector: Sequence[float],
+        k: int,
+        filter: StoreFilter | None,
+        with_vectors: bool = False,
+    ) -> StoreQuery:
+        return StoreQuery(
             channels=(ChannelQuery(Channel.DENSE, [float(x) for x in vector]),),
             limit=k,
-            filter=filter,
+            filter=validate_filter(filter),
+            with_vectors=with_vectors,
         )
-        hits: list[Hit] = self.store.query(query)
-        return hits
+
+    def _rows(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None,
+        ids: list[str] | None,
+    ) -> tuple[list[tuple[str, dict[str, Any], str]], list[str]]:
+        """``(text, metadata, id)`` of each text, checked; and the ids to return."""
+        texts = list(texts)
+        metadatas = metadatas if metadatas is not None else [{} for _ in texts]
+        given: Sequence[str | None] = ids if ids is not None else [None] * len(texts)
+        if not len(texts) == len(metadatas) == len(given):
+            raise ValueError(
+                f"add_texts got {len(texts)} texts, {len(metadatas)} metadatas and "
+                f"{len(given)} ids; give one of each per text"
+            )
+        rows = []
+        for text, metadata, external in zip(texts, metadatas, given, strict=True):
+            clash = RESERVED_KEYS.intersection(metadata or {})
+            if clash:
+                raise ValueError(
+                    f"metadata keys {sorted(clash)} are reserved by tribrid (it stores "
+                    "the text and its keys under them); rename them"
+                )
+            rows.append((text, dict(metadata or {}), external or content_hash(text)))
+        return rows, [external for _, _, external in rows]
+
+    def _points(self, rows: Sequence[tuple[str, dict[str, Any], str]]) -> list[Point]:
+        """Encode rows of :meth:`_rows` into points."""
+        encoded = self.encoders.encode_documents([text for text, _, _ in rows])
+        return [
+            Point(
+                id=self._point_id(external),
+                dense=encoded.dense[row].tolist(),
+                splade=encoded.splade[row],
+                bm25=encoded.bm25[row],
+                payload=chunk_payload(
+                    text=text,
+                    source_key=self.source_key,
+                    document_key=external,
+                    chunk_index=0,
+                    digest=content_hash(text),
+                    metadata=metadata,
+                    langchain_id=external,
+                ),
+            )
+            for row, (text, metadata, external) in enumerate(rows)
+        ]
+
+    def _own(self, filter: StoreFilter | None) -> Any:
+        """``filter`` narrowed to the texts added through LangChain to this collection."""
+        mine = {"key": SOURCE_KEY, "match": {"value": self.source_key}}
+        checked = validate_filter(filter)
+        if checked is None:
+            return {"must": [mine]}
+        if is_edge_filter(checked):
+            raise ValueError(
+                "delete(filter=...) cannot narrow a qdrant_edge.Filter to this collection's "
+                "texts; give the filter in the simple form ({'key': value}) or as a "
+                "qdrant_client.models.Filter"
+            )
+        # The simple form and raw filters alike become one qdrant_client filter, nested.
+        return {"must": [mine, filter_to_json(client_filter(checked))]}
 
     def _chunk_document(self, chunk: RetrievedChunk) -> Document:
         return self._document(chunk.id, chunk.payload)
 
-    @staticmethod
-    def _document(point: str, payload: Mapping[str, Any]) -> Document:
+    def _document(self, point: str, payload: Mapping[str, Any]) -> Document:
         """A document with the metadata as added: tribrid's own keys left out."""
         if LANGCHAIN_ID_KEY in payload:
             metadata = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
             doc_id = str(payload[LANGCHAIN_ID_KEY])
-        else:  # a chunk from `tribrid ingest`: all of its payload is metadata
-            metadata = {k: v for k, v in payload.items() if k != TEXT_KEY}
+        else:  # a chunk from `tribrid ingest`: its payload but the bookkeeping keys
+            hidden = {TEXT_KEY} if self.internal_metadata else INTERNAL_KEYS
+            metadata = {k: v for k, v in payload.items() if k not in hidden}
             doc_id = point
         return Document(page_content=str(payload.get(TEXT_KEY, "")), id=doc_id, metadata=metadata)
 
