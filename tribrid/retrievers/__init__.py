@@ -12,9 +12,11 @@ from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddi
 from tribrid.retrievers.fusion import FusionMethod, Normalization, convex, dbsf, fuse, rrf
 from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk, TribridRetriever
 from tribrid.retrievers.rerank import TribridReranker
+from tribrid.retrievers.self_query import METADATA_FIELDS, TribridTranslator
 from tribrid.retrievers.vectorstore import TribridVectorStore
 
 __all__ = [
+    "METADATA_FIELDS",
     "EmbeddingsDenseEncoder",
     "EncoderEmbeddings",
     "FusionMethod",
@@ -23,6 +25,7 @@ __all__ = [
     "RetrievedChunk",
     "TribridReranker",
     "TribridRetriever",
+    "TribridTranslator",
     "TribridVectorStore",
     "convex",
     "dbsf",
