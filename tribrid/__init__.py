@@ -3,6 +3,7 @@
 Example:
     >>> import tribrid
     >>> tribrid.ingest("docs/")                          # doctest: +SKIP
+    >>> tribrid.remove("docs/old.pdf")                   # doctest: +SKIP
     >>> tribrid.search("binary quantization", k=3)       # doctest: +SKIP
     >>> tribrid.status()                                 # doctest: +SKIP
     >>> tribrid.as_retriever(k=5).invoke("quantization")  # doctest: +SKIP
@@ -24,6 +25,7 @@ __all__ = [
     "__version__",
     "as_retriever",
     "ingest",
+    "remove",
     "search",
     "status",
 ]
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
         SearchResult,
         as_retriever,
         ingest,
+        remove,
         search,
         status,
     )
@@ -45,6 +48,7 @@ def __getattr__(name: str) -> Any:
     # Imported on first use, so `import tribrid` stays cheap for parse workers and tools.
     if name in (
         "ingest",
+        "remove",
         "search",
         "status",
         "as_retriever",
