@@ -1,4 +1,4 @@
-"""The public Python API: ``ingest``, ``search``, ``status`` and ``as_retriever``.
+"""The public Python API: ``ingest``, ``remove``, ``search``, ``status`` and ``as_retriever``.
 
 A façade over the composition root (:mod:`tribrid.factory`), which builds every
 component from :class:`~tribrid.settings.Settings`. Each function reads the settings
@@ -23,14 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from tribrid import factory
 from tribrid.encoders import EncoderSet
+from tribrid.errors import ConfigError
 from tribrid.ingestion.pipeline import ProgressListener, SyncReport
+from tribrid.ingestion.write import remove_vanished
 from tribrid.ledger import StatusReport
+from tribrid.ledger.base import DocumentStatus, RunCounts
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
 if TYPE_CHECKING:
     from tribrid.retrievers.config import RetrieverConfig
-    from tribrid.retrievers.hybrid import HybridRetriever
+    from tribrid.retrievers.hybrid import TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
 
 
@@ -121,6 +124,71 @@ def ingest(
         return pipeline.sync(source, progress=progress)
 
 
+def remove(
+    path: str | os.PathLike[str], *, settings: Settings | None = None, **overrides: Any
+) -> RunCounts:
+    """Remove an ingested document, or every document under a folder, from the index.
+
+    The ledger marks the documents deleted first, then their points leave the store
+    (what a sync does for a file that vanished): the ledger stays the source of truth,
+    and a crash in between leaves only orphan points, which the next sync removes.
+    The file itself is not touched, so the next ``tribrid ingest`` of its folder adds
+    it again if it is still there; delete or exclude the file to keep it out.
+
+    Args:
+        path: The file (or a folder under an ingested folder, or an ingested folder
+            itself), as it was on disk when ingested; relative paths are taken from the
+            current directory.
+        settings: Settings to use (default: from the environment).
+        **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
+
+    Returns:
+        ``deleted`` documents and ``chunks_deleted`` points; both 0 when nothing under
+        ``path`` is indexed.
+
+    Raises:
+        ConfigError: ``path`` is under no folder the ledger has ingested.
+
+    Example:
+        >>> tribrid.remove("docs/old-report.pdf").deleted   # doctest: +SKIP
+        1
+    """
+    cfg = _settings(settings, overrides)
+    target = Path(path).expanduser().absolute().resolve()
+    with factory.opened(cfg) as (ledger, store, _):
+        matched = False
+        counts = RunCounts()
+        for source in ledger.sources():
+            kind, _, root = source.key.partition(":")
+            if kind != "local":
+                continue
+            try:
+                relative = target.relative_to(Path(root)).as_posix()
+            except ValueError:
+                continue
+            matched = True
+            prefix = "" if relative == "." else relative
+            states = [
+                state
+                for state in ledger.document_states(source.id)
+                if state.status is not DocumentStatus.DELETED
+                and (not prefix or state.key == prefix or state.key.startswith(prefix + "/"))
+            ]
+            counts += remove_vanished(ledger, store.delete, states)
+        if not matched:
+            folders = [
+                s.key.partition(":")[2] for s in ledger.sources() if s.key.startswith("local:")
+            ]
+            raise ConfigError(
+                f"{str(path)!r} is under none of the folders this index has ingested "
+                f"({', '.join(folders) or 'none'}); give the path of an ingested file, or "
+                "the data dir of its index (data_dir=...)"
+            )
+        if counts.chunks_deleted:
+            store.flush()
+        return counts
+
+
 def search_store(
     store: VectorStore,
     encoders: EncoderSet,
@@ -134,12 +202,12 @@ def search_store(
     """Search an open store (the function behind :func:`search`).
 
     It is the hybrid retriever's own search with the store fusing the channels (one
-    query; see ``store_fusion`` of :class:`~tribrid.retrievers.HybridRetriever`), so
+    query; see ``store_fusion`` of :class:`~tribrid.retrievers.TribridRetriever`), so
     ``tribrid search`` and ``as_retriever(store_fusion=True)`` give the same hits.
     """
-    from tribrid.retrievers.hybrid import HybridRetriever
+    from tribrid.retrievers.hybrid import TribridRetriever
 
-    retriever = HybridRetriever(
+    retriever = TribridRetriever(
         store=store, encoders=encoders, **_search_options(mode, k, filter, oversampling)
     )
     return [SearchResult.of(c.id, c.score, c.payload) for c in retriever.search(query)]
@@ -225,7 +293,7 @@ def as_retriever(
     url: str | None = None,
     api_key: str | None = None,
     **overrides: Any,
-) -> HybridRetriever | RemoteRetriever:
+) -> TribridRetriever | RemoteRetriever:
     """A LangChain retriever over the index ``tribrid ingest`` built, in one line.
 
     When ``tribrid serve`` owns the data dir (or ``url`` names a server), the retriever
@@ -241,14 +309,14 @@ def as_retriever(
         url: A ``tribrid serve`` URL to ask, instead of the data dir's own server.
         api_key: That server's API key, if it has one.
         **overrides: Retriever options (``k``, ``channels``, ``fusion``, ``filter`` …,
-            see :class:`~tribrid.retrievers.HybridRetriever`) and top-level settings
+            see :class:`~tribrid.retrievers.TribridRetriever`) and top-level settings
             fields (``data_dir`` …), told apart by name.
 
     Example:
         >>> retriever = tribrid.as_retriever(k=5, fusion="dbsf")   # doctest: +SKIP
         >>> retriever.invoke("binary quantization")                 # doctest: +SKIP
     """
-    from tribrid.retrievers.hybrid import CALL_OPTIONS, HybridRetriever
+    from tribrid.retrievers.hybrid import CALL_OPTIONS, TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
 
     options = {k: v for k, v in overrides.items() if k in CALL_OPTIONS or k in ("tags", "metadata")}
@@ -267,7 +335,7 @@ def as_retriever(
     encoders = factory.build_encoders(cfg)
     store = factory.build_store(cfg, encoders)
     try:
-        retriever = HybridRetriever(store=store, encoders=encoders, **options)
+        retriever = TribridRetriever(store=store, encoders=encoders, **options)
     except BaseException:
         store.close()
         raise

@@ -131,7 +131,8 @@ def test_tune_writes_a_config_the_retriever_loads(
         assert retriever.prefetch_k == config.retriever.prefetch_k
         docs = retriever.invoke("Camellia sinensis leaves")
     store.close()
-    assert docs and docs[0].metadata["document_key"] == "tea"
+    # document_key is bookkeeping, out of the metadata (issue 14); path names the record.
+    assert docs and docs[0].metadata["path"] == "tea"
 
 
 def test_tune_refuses_to_search_the_test_split(tiny: tuple[Path, Settings], tmp_path: Path) -> None:

@@ -180,3 +180,52 @@ def test_contradictory_options_are_a_config_error() -> None:
             max_characters=100,
             overlap=100,
         )
+
+
+EMAIL = """\
+From: Alice Example <alice@example.com>
+To: Bob <bob@example.com>, carol@example.com
+Cc: dave@example.com
+Subject: Pump maintenance schedule
+Date: Tue, 14 May 2024 09:30:00 +0000
+Message-ID: <abc123@example.com>
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+
+Hello Bob,
+
+The ZX-9000 pump needs a new gasket every 500 operating hours. Please schedule the
+service for next week.
+
+Regards,
+Alice
+"""
+
+
+def test_email_headers_dates_languages_and_source_reach_the_payload(tmp_path: Path) -> None:
+    path = tmp_path / "m.eml"
+    path.write_text(EMAIL)
+    chunks = chunk_elements(
+        partition_document(path, document_key="mail/m.eml"),
+        source_key="s",
+        document_key="mail/m.eml",
+    )
+    assert chunks
+    for chunk in chunks:
+        payload = chunk.payload()
+        assert payload["source"] == payload["path"] == "mail/m.eml"
+        assert payload["sent_from"] == ["Alice Example <alice@example.com>"]
+        assert payload["sent_to"] == ["Bob <bob@example.com>", "carol@example.com"]
+        assert payload["cc_recipient"] == ["dave@example.com"]
+        assert payload["subject"] == "Pump maintenance schedule"
+        assert payload["last_modified"].startswith("2024-05-14T09:30:00")
+        assert payload["languages"] == ["eng"]
+        json.dumps(payload)  # JSON all the way, as the store and the wire need
+
+
+def test_plain_chunks_carry_source_but_no_empty_optional_keys() -> None:
+    (chunk,) = chunk_elements(
+        [_title("Pier"), _para(_sentence(1))], source_key="s", document_key="a/b.md"
+    )
+    assert chunk.metadata["source"] == "a/b.md"
+    assert not {"sent_from", "subject", "last_modified"} & set(chunk.metadata)

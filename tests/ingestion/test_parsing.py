@@ -28,7 +28,17 @@ PARAGRAPH = (
     "after the winter storms, and what the new berths cost."
 )
 
-METADATA_KEYS = {"path", "filename", "filetype", "title", "page_numbers", "page"}
+METADATA_KEYS = {"path", "source", "filename", "filetype", "title", "page_numbers", "page"}
+# Kept only where unstructured gives them (issue 14).
+OPTIONAL_KEYS = {
+    "last_modified",
+    "languages",
+    "sent_from",
+    "sent_to",
+    "cc_recipient",
+    "bcc_recipient",
+    "subject",
+}
 
 
 def _chunks(path: Path, key: str | None = None, **options: object) -> tuple:
@@ -43,7 +53,8 @@ def _assert_well_formed(chunks: tuple, key: str, filetype: str) -> None:
     for chunk in chunks:
         assert chunk.text.strip()
         assert chunk.document_key == key
-        assert set(chunk.metadata) == METADATA_KEYS
+        assert METADATA_KEYS <= set(chunk.metadata) <= METADATA_KEYS | OPTIONAL_KEYS
+        assert chunk.metadata["source"] == key
         assert chunk.metadata["path"] == key
         assert chunk.metadata["filename"] == Path(key).name
         assert chunk.metadata["filetype"] == filetype

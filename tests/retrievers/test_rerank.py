@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from tribrid.encoders import EncoderSet
-from tribrid.retrievers import CrossEncoderReranker, HybridRetriever
+from tribrid.retrievers import HybridRetriever, TribridReranker
 from tribrid.store.base import VectorStore
 
 pytestmark = pytest.mark.slow  # the real models, and a cross-encoder
@@ -40,7 +40,7 @@ def test_reranker_orders_the_fused_candidates(
 ) -> None:
     query = "pump maintenance"
     plain = HybridRetriever(store=corpus_store, encoders=encoders, k=5).invoke(query)
-    reranker = CrossEncoderReranker(tiny_cross_encoder)
+    reranker = TribridReranker(tiny_cross_encoder)
     expected = sorted(
         zip(reranker.score(query, [d.page_content for d in plain]), plain, strict=True),
         key=lambda pair: -pair[0],
@@ -52,11 +52,11 @@ def test_reranker_orders_the_fused_candidates(
 
     assert [d.id for d in reranked] == [d.id for _, d in expected]
     for (score, fused), doc in zip(expected, reranked, strict=True):
-        assert doc.metadata["rerank_score"] == pytest.approx(score, abs=1e-5)
+        assert doc.metadata["relevance_score"] == pytest.approx(score, abs=1e-5)
         assert doc.metadata["score"] == fused.metadata["score"]
         assert doc.metadata["channel_ranks"] == fused.metadata["channel_ranks"]
 
 
 def test_reranking_is_off_by_default(corpus_store: VectorStore, encoders: EncoderSet) -> None:
     docs = HybridRetriever(store=corpus_store, encoders=encoders, k=2).invoke("pump")
-    assert all("rerank_score" not in d.metadata for d in docs)
+    assert all("relevance_score" not in d.metadata for d in docs)

@@ -114,8 +114,10 @@ def test_as_retriever(vs: TribridVectorStore) -> None:
     threshold = vs.as_retriever(
         search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.5}
     )
-    assert isinstance(threshold, HybridRetriever) and threshold.fusion == "convex"
-    assert all(d.metadata["score"] >= 0.5 for d in threshold.invoke("alpha"))
+    # The threshold is on relevance (issue 14), no longer on min-max convex scores.
+    assert isinstance(threshold, HybridRetriever) and threshold.fusion == "dbsf"
+    assert threshold.relevance_threshold == 0.5 and threshold.score_threshold is None
+    assert all(d.metadata["relevance"] >= 0.5 for d in threshold.invoke("alpha"))
     mmr = vs.as_retriever(search_type="mmr", search_kwargs={"k": 1})
     assert isinstance(mmr, VectorStoreRetriever)
     assert len(mmr.invoke("gamma")) == 1
@@ -154,3 +156,23 @@ def test_from_texts_and_from_documents(encoders: EncoderSet, tmp_path: Path) -> 
         assert again.store.count() == 2
     with pytest.raises(ValueError, match="either path"):
         TribridVectorStore.open(path=tmp_path, url=":memory:", encoders=encoders)
+
+
+def test_delete_by_filter_touches_only_langchain_texts(
+    vs: TribridVectorStore, encoders: EncoderSet
+) -> None:
+    vs.store.upsert(corpus_points(encoders)[:4])  # ingested chunks: fusion.md, quant.md, pump.pdf
+    vs.add_texts(["pump a", "pump b", "sauce"], [{"topic": "pumps"}] * 2 + [{"topic": "food"}])
+    vs.add_texts(["fusion note"], [{"path": "fusion.md"}], ids=["note"])
+    vs.delete(filter={"topic": "pumps"})
+    vs.delete(filter={"must": [{"key": "path", "match": {"value": "fusion.md"}}]})
+    left = vs.similarity_search("pump fusion sauce", k=10)
+    assert sorted(d.metadata.get("topic", d.metadata.get("path")) for d in left) == [
+        "food",
+        "fusion.md",
+        "fusion.md",
+        "pump.pdf",
+        "quant.md",
+    ]
+    with pytest.raises(ValueError, match="ids or a filter, not both"):
+        vs.delete(["x"], filter={"topic": "food"})

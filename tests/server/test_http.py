@@ -113,6 +113,10 @@ def test_search_gives_what_the_in_process_retriever_gives(served) -> None:  # ty
             {"channels": {"bm25": 1, "splade": 0.5}, "filter": {"path": ["fusion.md", "bm25.md"]}},
         ),
         ("quantization", {"store_fusion": True}),
+        # Options issue 14 added: the server takes them and gives the same documents.
+        ("pump warranty valves", {"chunks_per_document": 1, "k": 3}),
+        ("pump gasket", {"relevance_threshold": 0.2}),
+        ("pump gasket", {"internal_metadata": True}),
     ]:
         want = local.invoke(query, **options)
         got = remote.invoke(query, **options)

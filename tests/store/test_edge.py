@@ -21,6 +21,7 @@ import qdrant_edge as qe
 
 from tests.support.store import CORPUS_SIZE, SCHEMA, corpus, corpus_payload, make_point, pid
 from tribrid.errors import SchemaMismatchError, StoreBusyError, StoreError
+from tribrid.store import edge as edge_module
 from tribrid.store import open_store
 from tribrid.store.base import (
     AsyncSearch,
@@ -31,6 +32,7 @@ from tribrid.store.base import (
     VectorStore,
 )
 from tribrid.store.edge import LOCK_FILE, SCHEMA_FILE, EdgeStore
+from tribrid.store.points import FILTERABLE_KEYS, PayloadIndex
 from tribrid.store.schema import schema_record
 
 # Opens the store in a child process; exit 3 and the message when it is busy.
@@ -398,3 +400,31 @@ def test_an_edge_filter_is_passed_through(folder: Path) -> None:
             must=[qe.FieldCondition(key="source_key", match=qe.MatchValue("src-1"))]
         )
         assert store.ids(edge_filter) == {pid(i) for i in range(CORPUS_SIZE) if i % 3 == 1}
+
+
+def _indexes(store: EdgeStore) -> dict[str, str]:
+    shard = store._open_shard()
+    return {key: str(info.data_type) for key, info in shard.info().payload_schema.items()}
+
+
+def test_every_documented_filter_key_is_indexed(folder: Path) -> None:
+    with EdgeStore(folder, SCHEMA) as store:
+        indexed = _indexes(store)
+    assert set(indexed) == set(FILTERABLE_KEYS)
+    for key, kind in FILTERABLE_KEYS.items():
+        assert kind.value in indexed[key].lower(), (key, indexed[key])
+
+
+def test_an_old_store_gets_the_missing_indexes_on_open(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:
+        old.setattr(
+            edge_module,
+            "PAYLOAD_INDEXES",
+            {"source_key": PayloadIndex.KEYWORD, "document_key": PayloadIndex.KEYWORD},
+        )
+        with EdgeStore(folder, SCHEMA) as store:
+            assert set(_indexes(store)) == {"source_key", "document_key"}
+    with EdgeStore(folder, SCHEMA) as store:
+        assert set(_indexes(store)) == set(FILTERABLE_KEYS)

@@ -15,6 +15,7 @@ from tribrid.encoders.base import SparseVector
 from tribrid.errors import MissingDependencyError, SchemaMismatchError, StoreError
 from tribrid.store import qdrant as qdrant_module
 from tribrid.store.base import Channel, ChannelQuery, StoreQuery
+from tribrid.store.points import FILTERABLE_KEYS
 from tribrid.store.qdrant import METADATA_KEY, QdrantServerStore
 from tribrid.store.schema import schema_record
 
@@ -113,10 +114,44 @@ def test_payload_indexes_are_created_on_a_server(
     monkeypatch.setattr(qdrant_module, "_is_local", lambda client: False)
     monkeypatch.setattr(client, "create_payload_index", record)
     QdrantServerStore(SCHEMA, client=client).close()
+    kinds = {"keyword": "KEYWORD", "integer": "INTEGER", "datetime": "DATETIME"}
+    # Every documented filter key, not only tribrid's own two (issue 14).
     assert created == [
-        ("source_key", models.PayloadSchemaType.KEYWORD),
-        ("document_key", models.PayloadSchemaType.KEYWORD),
+        (key, getattr(models.PayloadSchemaType, kinds[kind.value]))
+        for key, kind in FILTERABLE_KEYS.items()
     ]
+    assert {"path", "source", "filetype", "page", "title"} <= {key for key, _ in created}
+
+
+def test_payload_indexes_missing_from_an_existing_collection_are_added(
+    client: QdrantClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection made when only source_key and document_key were indexed gets the
+    others on its next open."""
+    QdrantServerStore(SCHEMA, client=client).close()
+    created: list[str] = []
+    get_collection = client.get_collection
+
+    def old_collection(name: str) -> Any:
+        info = get_collection(name)
+        return info.model_copy(
+            update={
+                "payload_schema": {
+                    key: models.PayloadIndexInfo(
+                        data_type=models.PayloadSchemaType.KEYWORD, points=0
+                    )
+                    for key in ("source_key", "document_key")
+                }
+            }
+        )
+
+    monkeypatch.setattr(qdrant_module, "_is_local", lambda client: False)
+    monkeypatch.setattr(client, "get_collection", old_collection)
+    monkeypatch.setattr(
+        client, "create_payload_index", lambda c, key, schema, **kw: created.append(key)
+    )
+    QdrantServerStore(SCHEMA, client=client).close()
+    assert created == [k for k in FILTERABLE_KEYS if k not in ("source_key", "document_key")]
 
 
 def test_server_queries_carry_quantization_params_and_weighted_rrf(

@@ -155,7 +155,7 @@ def fused_documents(
 ) -> tuple[list[str], float]:
     """The document ranking of one query under a fusion setting, and the fusion time (ms).
 
-    Mirrors :class:`~tribrid.retrievers.HybridRetriever`: each active channel's list is
+    Mirrors :class:`~tribrid.retrievers.TribridRetriever`: each active channel's list is
     cut to ``prefetch_k`` (default 100) and fused with the same function; a single
     channel keeps its own order.
     """

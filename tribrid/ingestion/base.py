@@ -64,14 +64,19 @@ class Chunk:
             )
 
     def payload(self) -> dict[str, Any]:
-        """The payload stored with the point: the text, its keys and its metadata."""
+        """The payload stored with the point: the text, its keys and its metadata.
+
+        Every chunk carries ``source`` (its ``path``, else its document key), the key
+        LangChain loaders and "with sources" chains read, whichever parser made it.
+        """
+        source = self.metadata.get("path", self.document_key)
         return chunk_payload(
             text=self.text,
             source_key=self.source_key,
             document_key=self.document_key,
             chunk_index=self.index,
             digest=self.content_hash,
-            metadata=self.metadata,
+            metadata={"source": source, **self.metadata},
         )
 
 

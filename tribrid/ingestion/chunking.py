@@ -5,11 +5,20 @@ chunk at every title and cuts sections longer than ``max_characters``. Each chun
 few metadata fields a search result needs, all JSON-serialisable:
 
 * ``path``: the document key;
+* ``source``: the same, under the key LangChain loaders and "with sources" chains use;
 * ``filename``: the document's file name;
 * ``filetype``: MIME type detected from the content (the extension when unknown);
 * ``title``: the title of the section the chunk starts in, or ``None``;
 * ``page_numbers``: sorted pages the chunk's text comes from (``[]`` when unknown);
-* ``page``: the first of those pages, or ``None``.
+* ``page``: the first of those pages, or ``None``;
+
+and, only where ``unstructured`` gives them:
+
+* ``last_modified``: ISO 8601 time of the file's last change (for an e-mail, its
+  ``Date``/``Sent`` header);
+* ``languages``: ISO 639-3 codes of the chunk's languages, e.g. ``["eng"]``;
+* ``sent_from``, ``sent_to``, ``cc_recipient``, ``bcc_recipient`` (lists of addresses)
+  and ``subject``: an e-mail's headers.
 
 Example:
     >>> chunks = chunk_elements(elements, source_key="docs", document_key="report.pdf")
@@ -111,11 +120,13 @@ def chunk_elements(
         pages = _page_numbers(raw, originals)
         metadata: dict[str, Any] = {
             "path": document_key,
+            "source": document_key,
             "filename": filename,
             "filetype": filetype,
             "title": chunk_title,
             "page_numbers": pages,
             "page": pages[0] if pages else None,
+            **_optional_metadata(raw, originals),
         }
         chunks.append(
             Chunk(
@@ -129,6 +140,32 @@ def chunk_elements(
             )
         )
     return tuple(chunks)
+
+
+#: Fields of ``unstructured``'s element metadata kept when present: e-mail headers.
+_EMAIL_FIELDS = ("sent_from", "sent_to", "cc_recipient", "bcc_recipient", "subject")
+
+
+def _optional_metadata(chunk: Element, originals: Sequence[Element]) -> dict[str, Any]:
+    """``last_modified``, ``languages`` and e-mail headers, where unstructured has them.
+
+    Read from the chunk's own elements (the first that has each field), so an
+    attachment's headers never label the message's chunks or the other way round.
+    """
+    found: dict[str, Any] = {}
+    languages: list[str] = []
+    for element in [*originals, chunk]:
+        metadata = element.metadata
+        for name in ("last_modified", *_EMAIL_FIELDS):
+            value = getattr(metadata, name, None)
+            if name not in found and value:
+                found[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+        for language in getattr(metadata, "languages", None) or []:
+            if isinstance(language, str) and language not in languages:
+                languages.append(language)
+    if languages:
+        found["languages"] = languages
+    return found
 
 
 def _originals(chunk: Element) -> Sequence[Element]:

@@ -1,12 +1,12 @@
 """A retriever configuration file: the fusion settings ``tribrid tune`` writes.
 
 The file is JSON. Its ``retriever`` fields are options of
-:class:`~tribrid.retrievers.HybridRetriever`; ``notes`` says where they came from
+:class:`~tribrid.retrievers.TribridRetriever`; ``notes`` says where they came from
 (dataset, split, scores, binary calibration) and is never read back as options.
 
 Example:
     >>> config = RetrieverConfig.load("tuned.json")                      # doctest: +SKIP
-    >>> retriever = HybridRetriever.from_config(config, store=store, encoders=encoders)
+    >>> retriever = TribridRetriever.from_config(config, store=store, encoders=encoders)
     ... # doctest: +SKIP
     >>> retriever = tribrid.as_retriever(config="tuned.json")           # doctest: +SKIP
 """
@@ -28,7 +28,7 @@ CONFIG_FORMAT = "tribrid-retriever-config/1"
 
 
 class RetrieverSettings(BaseModel):
-    """The fusion options a configuration file sets (see ``HybridRetriever``)."""
+    """The fusion options a configuration file sets (see ``TribridRetriever``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,7 +60,7 @@ class RetrieverConfig(BaseModel):
 
     Attributes:
         format: Version tag of the file format.
-        retriever: The options, passed to :class:`~tribrid.retrievers.HybridRetriever`.
+        retriever: The options, passed to :class:`~tribrid.retrievers.TribridRetriever`.
         notes: Provenance (dataset, splits, scores, calibration); informational only.
     """
 
@@ -71,7 +71,7 @@ class RetrieverConfig(BaseModel):
     notes: dict[str, Any] = Field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
-        """The retriever options, ready for ``HybridRetriever(**options)``."""
+        """The retriever options, ready for ``TribridRetriever(**options)``."""
         return self.retriever.model_dump(exclude_none=True)
 
     @classmethod

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -34,17 +35,27 @@ from tribrid.encoders import EncoderSet
 from tribrid.retrievers.config import RetrieverConfig, load_config
 from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse, store_fusion
 from tribrid.retrievers.query import encode_query
-from tribrid.retrievers.rerank import CrossEncoderReranker
+from tribrid.retrievers.relevance import ChannelCalibration, parse_calibration, relevance
+from tribrid.retrievers.rerank import TribridReranker
 from tribrid.store.base import (
     AsyncSearch,
+    AsyncWrite,
     Channel,
     ChannelQuery,
     Hit,
+    Point,
+    StoreFilter,
     StoreQuery,
     VectorStore,
 )
 from tribrid.store.filters import validate_filter
-from tribrid.store.points import LANGCHAIN_ID_KEY, TEXT_KEY
+from tribrid.store.points import (
+    DOCUMENT_KEY,
+    INTERNAL_KEYS,
+    LANGCHAIN_ID_KEY,
+    SOURCE_KEY,
+    TEXT_KEY,
+)
 
 DEFAULT_CHANNELS: dict[Channel, float] = {
     Channel.DENSE: 1.0,
@@ -65,6 +76,9 @@ CALL_OPTIONS = (
     "store_fusion",
     "reranker",
     "rerank_candidates",
+    "relevance_threshold",
+    "chunks_per_document",
+    "internal_metadata",
 )
 DEFAULT_RERANK_CANDIDATES = 30
 
@@ -80,6 +94,9 @@ class RetrievedChunk:
         channel_scores: Each channel's own score, for the channels that returned it.
         channel_ranks: Each channel's 1-based rank, for the channels that returned it.
         rerank_score: The cross-encoder's score, when the retriever reranks.
+        relevance: Relevance in [0, 1], comparable across queries (see
+            :mod:`tribrid.retrievers.relevance`); None when the store fused several
+            channels itself and returned no per-channel scores.
     """
 
     id: str
@@ -88,6 +105,7 @@ class RetrievedChunk:
     channel_scores: dict[str, float] = field(default_factory=dict)
     channel_ranks: dict[str, int] = field(default_factory=dict)
     rerank_score: float | None = None
+    relevance: float | None = None
 
     @property
     def document_id(self) -> str:
@@ -96,13 +114,14 @@ class RetrievedChunk:
         return str(given) if given is not None else self.id
 
 
-class HybridRetriever(BaseRetriever):
+class TribridRetriever(BaseRetriever):
     """Hybrid search over a tribrid store: dense, binary, SPLADE and BM25, fused.
 
     Every document has ``page_content`` = the chunk text, ``id`` = the point id (or the
     id given to :class:`~tribrid.retrievers.vectorstore.TribridVectorStore`), and ``metadata`` =
-    the payload (``path``, ``chunk_index``, ``page`` …) plus ``score`` (fused),
-    ``channel_scores`` and ``channel_ranks`` (per channel, for channels that found it).
+    the payload (``path``, ``source``, ``chunk_index``, ``page`` …) plus ``score``
+    (fused), ``relevance`` (in [0, 1], comparable across queries), ``channel_scores`` and
+    ``channel_ranks`` (per channel, for channels that found it).
 
     Any field except ``store`` and ``encoders`` can be overridden per call:
     ``retriever.invoke("query", k=3, filter={"filetype": "text/markdown"})``.
@@ -128,6 +147,17 @@ class HybridRetriever(BaseRetriever):
             backends), or a ``qdrant_edge.Filter`` (embedded store only).
         score_threshold: Drop documents whose fused score is below this. Refused with
             ``rrf``, whose scores depend only on ranks and have no absolute meaning.
+            A fused score depends on the query's other candidates: to drop what is
+            not relevant, use ``relevance_threshold``.
+        relevance_threshold: Drop documents whose relevance is below this (in [0, 1];
+            :data:`~tribrid.retrievers.relevance.RELEVANCE_THRESHOLD` = 0.5 separates
+            relevant from not on the shipped models). The order stays the fused one.
+        relevance_calibration: Curves from each channel's raw score to [0, 1], as
+            ``{"dense": (midpoint, width), ...}``; default: the shipped models'.
+        chunks_per_document: Return at most this many chunks of any one document
+            (best first), so that one long document cannot fill the ``k`` slots.
+        internal_metadata: Keep tribrid's bookkeeping keys (``source_key``,
+            ``document_key``, ``content_hash``, ``langchain_id``) in the metadata.
         oversampling: For ``binary``: candidates from the codes per result, before
             rescoring with the float vectors.
         store_fusion: Let the store fuse (one prefetch query) instead of the client.
@@ -136,7 +166,7 @@ class HybridRetriever(BaseRetriever):
             channel the store returns that channel's own hits and scores, unfused
             (``tribrid search --mode bm25`` is this).
         reranker: A cross-encoder that rescores the fused top ``rerank_candidates``;
-            the documents are then ordered by it and carry ``rerank_score`` (``score``
+            the documents are then ordered by it and carry ``relevance_score`` (``score``
             stays the fused one). Off by default: no cross-encoder ships offline.
         rerank_candidates: How many fused candidates to rerank; default
             ``max(k, 30)``.
@@ -144,7 +174,7 @@ class HybridRetriever(BaseRetriever):
     Example:
         ::
 
-            retriever = HybridRetriever(
+            retriever = TribridRetriever(
                 store=store, encoders=encoders, channels={"dense": 1, "bm25": 0.5}, k=5
             )
             docs = retriever.invoke("binary quantization recall")
@@ -166,8 +196,12 @@ class HybridRetriever(BaseRetriever):
     score_threshold: float | None = None
     oversampling: float = Field(default=8.0, ge=1.0)
     store_fusion: bool = False
-    reranker: CrossEncoderReranker | None = None
+    reranker: TribridReranker | None = None
     rerank_candidates: int | None = Field(default=None, ge=1)
+    relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    relevance_calibration: dict[str, ChannelCalibration] | None = None
+    chunks_per_document: int | None = Field(default=None, ge=1)
+    internal_metadata: bool = False
 
     _owned_store: bool = PrivateAttr(default=False)
 
@@ -207,6 +241,11 @@ class HybridRetriever(BaseRetriever):
             )
         return parsed
 
+    @field_validator("relevance_calibration", mode="before")
+    @classmethod
+    def _parse_calibration(cls, value: Any) -> dict[str, ChannelCalibration] | None:
+        return None if value is None else parse_calibration(value)
+
     @field_validator("filter", mode="before")
     @classmethod
     def _check_filter(cls, value: Any) -> Any:
@@ -214,12 +253,22 @@ class HybridRetriever(BaseRetriever):
         return validate_filter(value)
 
     @model_validator(mode="after")
-    def _check_combination(self) -> HybridRetriever:
+    def _check_combination(self) -> TribridRetriever:
         if self.score_threshold is not None and self.fusion is FusionMethod.RRF:
             raise ValueError(
                 "score_threshold cannot be used with fusion='rrf': RRF scores depend only "
                 "on ranks and have no absolute meaning; use fusion='convex' (scores in "
                 "[0, 1] with minmax) or 'dbsf', or drop the threshold"
+            )
+        if (
+            self.store_fusion
+            and self.relevance_threshold is not None
+            and len([w for w in self.channels.values() if w > 0]) > 1
+        ):
+            raise ValueError(
+                "relevance_threshold cannot be used with store_fusion=True over several "
+                "channels: the store's fused hits carry no per-channel scores to compute "
+                "relevance from; leave store_fusion off (the default)"
             )
         if self.store_fusion:
             try:
@@ -242,16 +291,19 @@ class HybridRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in self.search(query, **kwargs)]
+        internal = bool(kwargs.get("internal_metadata", self.internal_metadata))
+        return [to_document(chunk, internal=internal) for chunk in self.search(query, **kwargs)]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in await self.asearch(query, **kwargs)]
+        internal = bool(kwargs.get("internal_metadata", self.internal_metadata))
+        chunks = await self.asearch(query, **kwargs)
+        return [to_document(chunk, internal=internal) for chunk in chunks]
 
     # -- search --------------------------------------------------------------------
 
-    def with_options(self, **options: Any) -> HybridRetriever:
+    def with_options(self, **options: Any) -> TribridRetriever:
         """A copy with some fields changed, validated (``store`` and ``encoders`` shared).
 
         Raises:
@@ -264,9 +316,10 @@ class HybridRetriever(BaseRetriever):
             )
         if not options:
             return self
-        fields = {name: getattr(self, name) for name in (*CALL_OPTIONS, "tags", "metadata")}
+        kept = (*CALL_OPTIONS, "relevance_calibration", "tags", "metadata")
+        fields = {name: getattr(self, name) for name in kept}
         # The default prefetch follows k unless it was set.
-        return HybridRetriever(store=self.store, encoders=self.encoders, **{**fields, **options})
+        return TribridRetriever(store=self.store, encoders=self.encoders, **{**fields, **options})
 
     def search(self, query: str, **options: Any) -> list[RetrievedChunk]:
         """Search and fuse, returning chunks with their fused and per-channel scores.
@@ -309,22 +362,22 @@ class HybridRetriever(BaseRetriever):
         queries = encode_query(self.encoders, query, self._active())
         requests = self._requests(queries, limit)
         if self._store_fuses(requests):
-            return self._store_fused(self.store.query(requests[0]))
-        top, ranked = self._fuse(queries, self.store.query_batch(requests), limit)
-        payloads = self.store.retrieve([i for i, _ in top]) if top else []
-        return _chunks(top, ranked, payloads)
+            return self._store_fused(self.store.query(requests[0]), limit)
+        selection = self._selection(queries, self.store.query_batch(requests), limit)
+        while page := selection.page():
+            selection.take(self.store.retrieve([c.id for c in page]))
+        return selection.chunks
 
     async def _asearch(self, query: str, limit: int) -> list[RetrievedChunk]:
         queries = await asyncio.to_thread(encode_query, self.encoders, query, self._active())
         requests = self._requests(queries, limit)
-        store = self.store
-        if not isinstance(store, AsyncSearch):  # a third-party store: a worker thread
-            store = _ThreadedSearch(store)
+        store = async_store(self.store)
         if self._store_fuses(requests):
-            return self._store_fused(await store.aquery(requests[0]))
-        top, ranked = self._fuse(queries, await store.aquery_batch(requests), limit)
-        payloads = await store.aretrieve([i for i, _ in top]) if top else []
-        return _chunks(top, ranked, payloads)
+            return self._store_fused(await store.aquery(requests[0]), limit)
+        selection = self._selection(queries, await store.aquery_batch(requests), limit)
+        while page := selection.page():
+            selection.take(await store.aretrieve([c.id for c in page]))
+        return selection.chunks
 
     def _active(self) -> dict[Channel, float]:
         return {c: w for c, w in self.channels.items() if w > 0}
@@ -346,7 +399,8 @@ class HybridRetriever(BaseRetriever):
             return [
                 StoreQuery(
                     channels=tuple(queries),
-                    limit=limit,
+                    # Grouping drops chunks of documents already full: ask for more.
+                    limit=prefetch if self.chunks_per_document else limit,
                     prefetch_limit=prefetch,
                     fusion=store_fusion(self.fusion),
                     # Qdrant's RRF scores rank r (from 1) as 1 / (r + k - 1); k + 1 makes
@@ -356,7 +410,7 @@ class HybridRetriever(BaseRetriever):
                     oversampling=self.oversampling,
                 )
             ]
-        if self.fusion is FusionMethod.RRF and len(queries) == 1:
+        if self.fusion is FusionMethod.RRF and len(queries) == 1 and self._takes_all():
             # One channel under RRF: the fused order is that channel's, so limit suffices.
             prefetch = limit
         # Payloads are fetched afterwards for the fused top only, not for every candidate.
@@ -371,28 +425,60 @@ class HybridRetriever(BaseRetriever):
             for cq in queries
         ]
 
-    def _fuse(
+    def _takes_all(self) -> bool:
+        """Whether every fused candidate is kept until ``limit`` (no relevance or
+        per-document cut that could skip some)."""
+        return self.relevance_threshold is None and self.chunks_per_document is None
+
+    def _selection(
         self, queries: Sequence[ChannelQuery], results: Sequence[Sequence[Hit]], limit: int
-    ) -> tuple[list[tuple[str, float]], dict[str, list[Hit]]]:
-        """The fused top ``limit`` (id, score), and each channel's hits."""
+    ) -> _Selection:
+        """The fused candidates of a client-side fusion, ready to be cut and fetched."""
         ranked = {cq.channel.value: list(hits) for cq, hits in zip(queries, results, strict=True)}
+        weights = {cq.channel.value: cq.weight for cq in queries}
         fused = fuse(
             self.fusion,
             {c: [(h.id, h.score) for h in hits] for c, hits in ranked.items()},
-            weights={cq.channel.value: cq.weight for cq in queries},
+            weights=weights,
             rrf_k=self.rrf_k,
             normalization=self.normalization,
         )
         if self.score_threshold is not None:
             fused = [(i, s) for i, s in fused if s >= self.score_threshold]
-        return fused[:limit], ranked
+        return _Selection(
+            fused,
+            ranked,
+            limit,
+            weights=weights,
+            calibration=self.relevance_calibration,
+            relevance_threshold=self.relevance_threshold,
+            per_document=self.chunks_per_document,
+        )
 
-    def _store_fused(self, hits: Sequence[Hit]) -> list[RetrievedChunk]:
-        return [
-            RetrievedChunk(id=h.id, score=h.score, payload=h.payload)
-            for h in hits
-            if self.score_threshold is None or h.score >= self.score_threshold
-        ]
+    def _store_fused(self, hits: Sequence[Hit], limit: int) -> list[RetrievedChunk]:
+        active = self._active()
+        lone = next(iter(active)).value if len(active) == 1 else None
+        per_document: Counter[tuple[Any, ...]] = Counter()
+        chunks = []
+        for h in hits:
+            if self.score_threshold is not None and h.score < self.score_threshold:
+                continue
+            # One channel: the store returned that channel's own scores.
+            rel = (
+                relevance({lone: h.score}, {lone: 1.0}, self.relevance_calibration)
+                if lone is not None
+                else None
+            )
+            if self.relevance_threshold is not None and (
+                rel is None or rel < self.relevance_threshold
+            ):
+                continue
+            if not _admitted(per_document, self.chunks_per_document, h.id, h.payload):
+                continue
+            chunks.append(RetrievedChunk(id=h.id, score=h.score, payload=h.payload, relevance=rel))
+            if len(chunks) >= limit:
+                break
+        return chunks
 
     @classmethod
     def from_config(
@@ -402,7 +488,7 @@ class HybridRetriever(BaseRetriever):
         store: Any,
         encoders: EncoderSet,
         **overrides: Any,
-    ) -> HybridRetriever:
+    ) -> TribridRetriever:
         """A retriever with the options of a configuration file (see ``tribrid tune``).
 
         Args:
@@ -425,55 +511,127 @@ class HybridRetriever(BaseRetriever):
             self._owned_store = False
             self.store.close()
 
-    def __enter__(self) -> HybridRetriever:
+    def __enter__(self) -> TribridRetriever:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-def _chunks(
-    top: Sequence[tuple[str, float]], ranked: Mapping[str, Sequence[Hit]], payloads: list[Hit]
-) -> list[RetrievedChunk]:
-    """The fused top as chunks, with payloads and each channel's score and rank.
+class _Selection:
+    """Walks the fused candidates best first, keeping those that pass the cuts.
 
-    Only the top ids are looked up in the channels' lists (a C-level ``list.index``),
-    rather than indexing every candidate: a few hundred Python objects per query were
-    most of the client-side fusion's cost.
+    Each channel's score and rank, and the relevance, are worked out for the
+    candidates walked only (a C-level ``list.index`` into the channels' lists), rather
+    than for every candidate: a few hundred Python objects per query were most of the
+    client-side fusion's cost. Payloads are fetched a page at a time (:meth:`page`, then
+    :meth:`take`); without a relevance or per-document cut, one page is the whole
+    answer, as before there were cuts.
     """
-    by_id = {hit.id: hit.payload for hit in payloads}
-    channel_ids = {c: [h.id for h in hits] for c, hits in ranked.items()}
-    chunks = []
-    for point_id, score in top:
-        if point_id not in by_id:
-            continue  # deleted between the search and the fetch
+
+    def __init__(
+        self,
+        fused: Sequence[tuple[str, float]],
+        ranked: Mapping[str, Sequence[Hit]],
+        limit: int,
+        *,
+        weights: Mapping[str, float],
+        calibration: Mapping[str, ChannelCalibration] | None,
+        relevance_threshold: float | None,
+        per_document: int | None,
+    ) -> None:
+        self._fused = fused
+        self._ranked = ranked
+        self._ids = {c: [h.id for h in hits] for c, hits in ranked.items()}
+        self._limit = limit
+        self._weights = weights
+        self._calibration = calibration
+        self._threshold = relevance_threshold
+        self._per_document = per_document
+        self._at = 0
+        self._pending: list[RetrievedChunk] = []
+        self._counts: Counter[tuple[Any, ...]] = Counter()
+        self.chunks: list[RetrievedChunk] = []
+
+    def page(self) -> list[RetrievedChunk]:
+        """The next candidates whose payloads are needed; empty when done."""
+        wanted = self._limit - len(self.chunks)
+        if wanted <= 0:
+            return []
+        if self._per_document is not None:
+            wanted = max(2 * wanted, 16)  # some will belong to documents already full
+        page: list[RetrievedChunk] = []
+        while self._at < len(self._fused) and len(page) < wanted:
+            point_id, score = self._fused[self._at]
+            self._at += 1
+            chunk = self._scored(point_id, score)
+            if self._threshold is not None and (chunk.relevance or 0.0) < self._threshold:
+                continue
+            page.append(chunk)
+        self._pending = page
+        return page
+
+    def take(self, payloads: Sequence[Hit]) -> None:
+        """Keep the pending candidates, in order, with the payloads fetched for them."""
+        by_id = {hit.id: hit.payload for hit in payloads}
+        for chunk in self._pending:
+            payload = by_id.get(chunk.id)
+            if payload is None:
+                continue  # deleted between the search and the fetch
+            if not _admitted(self._counts, self._per_document, chunk.id, payload):
+                continue
+            self.chunks.append(replace(chunk, payload=payload))
+            if len(self.chunks) >= self._limit:
+                break
+        self._pending = []
+
+    def _scored(self, point_id: str, score: float) -> RetrievedChunk:
         scores: dict[str, float] = {}
         ranks: dict[str, int] = {}
-        for channel, ids in channel_ids.items():
+        for channel, ids in self._ids.items():
             try:
                 at = ids.index(point_id)  # the first, i.e. best, occurrence
             except ValueError:
                 continue
-            scores[channel] = ranked[channel][at].score
+            scores[channel] = self._ranked[channel][at].score
             ranks[channel] = at + 1
-        chunks.append(
-            RetrievedChunk(
-                id=point_id,
-                score=score,
-                payload=by_id[point_id],
-                channel_scores=scores,
-                channel_ranks=ranks,
-            )
+        return RetrievedChunk(
+            id=point_id,
+            score=score,
+            payload={},
+            channel_scores=scores,
+            channel_ranks=ranks,
+            relevance=relevance(scores, self._weights, self._calibration),
         )
-    return chunks
+
+
+def _admitted(
+    counts: Counter[tuple[Any, ...]],
+    per_document: int | None,
+    point_id: str,
+    payload: Mapping[str, Any],
+) -> bool:
+    """Whether a chunk fits under ``per_document`` chunks of its document (and count it).
+
+    A document is its source and key; a point without them is a document of its own.
+    """
+    if per_document is None:
+        return True
+    source, document = payload.get(SOURCE_KEY), payload.get(DOCUMENT_KEY)
+    key = (source, document) if document is not None else ("point", point_id)
+    if counts[key] >= per_document:
+        return False
+    counts[key] += 1
+    return True
 
 
 def _texts(chunks: Sequence[RetrievedChunk]) -> list[str]:
     return [str(c.payload.get(TEXT_KEY, "")) for c in chunks]
 
 
-class _ThreadedSearch:
-    """:class:`~tribrid.store.base.AsyncSearch` for a store without async calls."""
+class _ThreadedStore:
+    """The async calls of a store without them (a third-party or remote store): each
+    sync call in a worker thread, so the event loop never waits on it."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -490,16 +648,45 @@ class _ThreadedSearch:
         hits: list[Hit] = await asyncio.to_thread(self._store.retrieve, point_ids)
         return hits
 
+    async def aupsert(self, points: Sequence[Point]) -> None:
+        await asyncio.to_thread(self._store.upsert, points)
 
-def to_document(chunk: RetrievedChunk) -> Document:
-    """The LangChain document of a retrieved chunk, with its scores in the metadata."""
-    metadata = {k: v for k, v in chunk.payload.items() if k != TEXT_KEY}
+    async def adelete(self, point_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self._store.delete, point_ids)
+
+    async def adelete_by_filter(self, filter: StoreFilter) -> None:
+        await asyncio.to_thread(self._store.delete_by_filter, filter)
+
+
+class AsyncStore(AsyncSearch, AsyncWrite, Protocol):
+    """A store's async reads and writes together."""
+
+
+def async_store(store: Any) -> AsyncStore:
+    """``store`` itself when it has async reads and writes, else a threaded stand-in."""
+    if isinstance(store, AsyncSearch) and isinstance(store, AsyncWrite):
+        return store
+    return _ThreadedStore(store)
+
+
+def to_document(chunk: RetrievedChunk, *, internal: bool = False) -> Document:
+    """The LangChain document of a retrieved chunk, with its scores in the metadata.
+
+    Args:
+        chunk: The chunk.
+        internal: Keep tribrid's bookkeeping keys (:data:`~tribrid.store.points.INTERNAL_KEYS`).
+    """
+    hidden = {TEXT_KEY} if internal else INTERNAL_KEYS
+    metadata = {k: v for k, v in chunk.payload.items() if k not in hidden}
     metadata["score"] = chunk.score
+    if chunk.relevance is not None:
+        metadata["relevance"] = chunk.relevance
     if chunk.channel_ranks:
         metadata["channel_scores"] = dict(chunk.channel_scores)
         metadata["channel_ranks"] = dict(chunk.channel_ranks)
     if chunk.rerank_score is not None:
-        metadata["rerank_score"] = chunk.rerank_score
+        # The key LangChain's own rerankers write, so downstream code reads either alike.
+        metadata["relevance_score"] = chunk.rerank_score
     return Document(
         page_content=str(chunk.payload.get(TEXT_KEY, "")),
         id=chunk.document_id,
@@ -507,4 +694,15 @@ def to_document(chunk: RetrievedChunk) -> Document:
     )
 
 
-__all__ = ["CALL_OPTIONS", "HybridRetriever", "RetrievedChunk", "to_document"]
+#: The retriever's former name, kept so existing code runs unchanged.
+HybridRetriever = TribridRetriever
+
+__all__ = [
+    "CALL_OPTIONS",
+    "AsyncStore",
+    "HybridRetriever",
+    "RetrievedChunk",
+    "TribridRetriever",
+    "async_store",
+    "to_document",
+]

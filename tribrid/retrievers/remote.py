@@ -1,6 +1,6 @@
 """A LangChain retriever over a ``tribrid serve`` process: the same search, no models here.
 
-The server runs :class:`~tribrid.retrievers.hybrid.HybridRetriever`'s own search (query
+The server runs :class:`~tribrid.retrievers.hybrid.TribridRetriever`'s own search (query
 encoding included) with the options this retriever sends, so the documents, their
 order, their fused score and each channel's score and rank are the ones an in-process
 retriever on the same index gives. This process loads no model and opens no store:
@@ -25,7 +25,10 @@ from tribrid.store.remote import answer_json, shared_client
 from tribrid.store.wire import filter_to_json
 
 #: The options a server search takes (a reranker runs in the client's process only).
-REMOTE_OPTIONS = tuple(o for o in CALL_OPTIONS if o not in ("reranker", "rerank_candidates"))
+#: (How documents are made, ``internal_metadata``, is this process's business too.)
+REMOTE_OPTIONS = tuple(
+    o for o in CALL_OPTIONS if o not in ("reranker", "rerank_candidates", "internal_metadata")
+)
 
 
 class RemoteRetriever(BaseRetriever):
@@ -39,8 +42,10 @@ class RemoteRetriever(BaseRetriever):
         api_key: The server's API key, if it has one.
         timeout: Seconds to wait for an answer.
         k: Number of documents (any other retriever option — ``channels``, ``fusion``,
-            ``filter``, ``prefetch_k``, ``store_fusion`` … — is a field too, and can be
-            overridden per call, as with ``HybridRetriever``).
+            ``filter``, ``prefetch_k``, ``store_fusion``, ``relevance_threshold``,
+            ``chunks_per_document`` … — is a field too, and can be overridden per call,
+            as with ``TribridRetriever``). Documents carry the same ``relevance`` as
+            an in-process retriever's; the server uses the default calibration.
 
     Example:
         ::
@@ -64,6 +69,9 @@ class RemoteRetriever(BaseRetriever):
     prefetch_k: int | None = None
     oversampling: float | None = None
     store_fusion: bool | None = None
+    relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    chunks_per_document: int | None = Field(default=None, ge=1)
+    internal_metadata: bool = False
 
     def _body(self, query: str, overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = set(overrides) - set(REMOTE_OPTIONS)
@@ -105,17 +113,20 @@ class RemoteRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in self.search(query, **kwargs)]
+        internal = bool(kwargs.pop("internal_metadata", self.internal_metadata))
+        return [to_document(chunk, internal=internal) for chunk in self.search(query, **kwargs)]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return [to_document(chunk) for chunk in await self.asearch(query, **kwargs)]
+        internal = bool(kwargs.pop("internal_metadata", self.internal_metadata))
+        chunks = await self.asearch(query, **kwargs)
+        return [to_document(chunk, internal=internal) for chunk in chunks]
 
     def close(self) -> None:
         """Nothing to release: connections are pooled per server for the process (see
         :func:`~tribrid.store.remote.shared_client`). For symmetry with
-        ``HybridRetriever``, so ``with tribrid.as_retriever() as r:`` works either way."""
+        ``TribridRetriever``, so ``with tribrid.as_retriever() as r:`` works either way."""
 
     def __enter__(self) -> RemoteRetriever:
         return self
@@ -131,6 +142,7 @@ def _chunk(item: dict[str, Any]) -> RetrievedChunk:
         payload=item.get("payload") or {},
         channel_scores=dict(item.get("channel_scores") or {}),
         channel_ranks={k: int(v) for k, v in (item.get("channel_ranks") or {}).items()},
+        relevance=float(item["relevance"]) if item.get("relevance") is not None else None,
     )
 
 

@@ -1,12 +1,16 @@
 """An optional reranking stage: a cross-encoder rescoring the fused top candidates.
 
 No cross-encoder ships offline with tribrid, so reranking is off unless a retriever is
-given a :class:`CrossEncoderReranker` with a local folder (or a Hugging Face id where
+given a :class:`TribridReranker` with a local folder (or a Hugging Face id where
 the network allows it).
+
+The class was called ``CrossEncoderReranker``, the name of LangChain's own document
+compressor; that name still works here but warns, so code importing both stays clear.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ from typing import Any
 from tribrid.encoders._torch import configure_threads, load_model
 
 
-class CrossEncoderReranker:
+class TribridReranker:
     """Scores (query, passage) pairs with a sentence-transformers ``CrossEncoder``.
 
     Construction is cheap; the model loads on first use (or :meth:`warm_up`), once per
@@ -29,7 +33,7 @@ class CrossEncoderReranker:
     Example:
         ::
 
-            reranker = CrossEncoderReranker("/models/ms-marco-MiniLM-L-6-v2")
+            reranker = TribridReranker("/models/ms-marco-MiniLM-L-6-v2")
             retriever = HybridRetriever(store=store, encoders=encoders, reranker=reranker)
     """
 
@@ -76,4 +80,19 @@ class CrossEncoderReranker:
         return [float(s) for s in scores]
 
     def __repr__(self) -> str:
-        return f"CrossEncoderReranker({self._location!r})"
+        return f"TribridReranker({self._location!r})"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CrossEncoderReranker":
+        warnings.warn(
+            "tribrid.retrievers.CrossEncoderReranker is now TribridReranker (the old name is "
+            "LangChain's own CrossEncoderReranker); import TribridReranker instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TribridReranker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TribridReranker"]

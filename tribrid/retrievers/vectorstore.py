@@ -11,9 +11,10 @@ vector store built over an index that ``tribrid ingest`` made returns its chunks
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,24 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
-from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk
+from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever, async_store
+from tribrid.retrievers.relevance import RELEVANCE_THRESHOLD
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, ChannelQuery, Hit, Point, StoreFilter, StoreQuery
 from tribrid.store.base import VectorStore as TribridStore
+from tribrid.store.filters import is_edge_filter, validate_filter
 from tribrid.store.points import (
+    INTERNAL_KEYS,
     LANGCHAIN_ID_KEY,
     RESERVED_KEYS,
+    SOURCE_KEY,
     TEXT_KEY,
     chunk_payload,
     content_hash,
     point_id,
 )
+from tribrid.store.qdrant_filters import client_filter
+from tribrid.store.wire import filter_to_json
 
 DEFAULT_COLLECTION = "langchain"
 _ADD_BATCH = 64
@@ -51,9 +58,11 @@ class TribridVectorStore(VectorStore):
         store: An open tribrid store.
         encoders: The encoders the store's collection was built with.
         retriever_options: Defaults for searches and :meth:`as_retriever`: any
-            :class:`~tribrid.retrievers.hybrid.HybridRetriever` option, e.g.
+            :class:`~tribrid.retrievers.hybrid.TribridRetriever` option, e.g.
             ``{"fusion": "dbsf", "channels": {"dense": 1, "bm25": 1}}``.
         owns_store: Close ``store`` in :meth:`close` (set by :meth:`open`).
+        internal_metadata: Keep tribrid's bookkeeping keys (``source_key``,
+            ``document_key``, ``content_hash``) in the metadata of ingested chunks.
 
     Example:
         ::
@@ -70,11 +79,13 @@ class TribridVectorStore(VectorStore):
         *,
         retriever_options: Mapping[str, Any] | None = None,
         owns_store: bool = False,
+        internal_metadata: bool = False,
     ) -> None:
         self.store = store
+        self.internal_metadata = internal_metadata
         self.encoders = encoders
         self.source_key = f"langchain:{store.schema.name}"
-        self._retriever = HybridRetriever(
+        self._retriever = TribridRetriever(
             store=store, encoders=encoders, **dict(retriever_options or {})
         )
         self._owns_store = owns_store
@@ -201,60 +212,69 @@ class TribridVectorStore(VectorStore):
         Raises:
             ValueError: Lengths differ, or metadata uses a key tribrid reserves.
         """
-        texts = list(texts)
-        metadatas = metadatas if metadatas is not None else [{} for _ in texts]
-        given: Sequence[str | None] = ids if ids is not None else [None] * len(texts)
-        if not len(texts) == len(metadatas) == len(given):
-            raise ValueError(
-                f"add_texts got {len(texts)} texts, {len(metadatas)} metadatas and "
-                f"{len(given)} ids; give one of each per text"
-            )
-        out: list[str] = []
-        for start in range(0, len(texts), _ADD_BATCH):
-            batch = texts[start : start + _ADD_BATCH]
-            encoded = self.encoders.encode_documents(batch)
-            points = []
-            for row, text in enumerate(batch):
-                metadata = metadatas[start + row] or {}
-                clash = RESERVED_KEYS.intersection(metadata)
-                if clash:
-                    raise ValueError(
-                        f"metadata keys {sorted(clash)} are reserved by tribrid (it stores "
-                        "the text and its keys under them); rename them"
-                    )
-                digest = content_hash(text)
-                external = given[start + row] or digest
-                points.append(
-                    Point(
-                        id=self._point_id(external),
-                        dense=encoded.dense[row].tolist(),
-                        splade=encoded.splade[row],
-                        bm25=encoded.bm25[row],
-                        payload=chunk_payload(
-                            text=text,
-                            source_key=self.source_key,
-                            document_key=external,
-                            chunk_index=0,
-                            digest=digest,
-                            metadata=metadata,
-                            langchain_id=external,
-                        ),
-                    )
-                )
-                out.append(external)
-            self.store.upsert(points)
+        rows, out = self._rows(texts, metadatas, ids)
+        for start in range(0, len(rows), _ADD_BATCH):
+            self.store.upsert(self._points(rows[start : start + _ADD_BATCH]))
         return out
 
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete texts by id; ids that do not exist are ignored.
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """:meth:`add_texts` without blocking the event loop.
 
-        With ``ids=None``, deletes every text added through LangChain to this
-        collection (chunks from ``tribrid ingest`` stay).
+        Encoding runs in a worker thread; the upsert goes through the store's async
+        write, which for the embedded store is the one thread its async reads use.
         """
-        if ids is None:
-            self.store.delete_by_filter({"source_key": self.source_key})
-            return True
-        self.store.delete(self._candidates(ids))
+        rows, out = self._rows(texts, metadatas, ids)
+        store = async_store(self.store)
+        for start in range(0, len(rows), _ADD_BATCH):
+            points = await asyncio.to_thread(self._points, rows[start : start + _ADD_BATCH])
+            await store.aupsert(points)
+        return out
+
+    def delete(
+        self, ids: list[str] | None = None, filter: StoreFilter | None = None, **kwargs: Any
+    ) -> bool | None:
+        """Delete texts added through LangChain, by id or by metadata filter.
+
+        Args:
+            ids: LangChain ids (or point ids); ids that do not exist are ignored.
+            filter: A payload filter in any form the retriever takes (the simple form
+                ``{"topic": "pumps"}`` or a ``qdrant_client`` filter): deletes the texts
+                added through LangChain to this collection that match it.
+
+        With neither, deletes every text added through LangChain to this collection.
+        Chunks from ``tribrid ingest`` are never deleted here, since the ledger would no
+        longer match the store: remove an ingested document with ``tribrid.remove(path)``.
+
+        Raises:
+            ValueError: Both ``ids`` and ``filter`` were given, or the filter is invalid
+                or a ``qdrant_edge.Filter`` (which cannot be combined).
+        """
+        if ids is not None and filter is not None:
+            raise ValueError("delete takes ids or a filter, not both; call it twice")
+        if ids is not None:
+            self.store.delete(self._candidates(ids))
+        else:
+            self.store.delete_by_filter(self._own(filter))
+        return True
+
+    async def adelete(
+        self, ids: list[str] | None = None, filter: StoreFilter | None = None, **kwargs: Any
+    ) -> bool | None:
+        """:meth:`delete` through the store's async writes."""
+        if ids is not None and filter is not None:
+            raise ValueError("delete takes ids or a filter, not both; call it twice")
+        store = async_store(self.store)
+        if ids is not None:
+            await store.adelete(self._candidates(ids))
+        else:
+            await store.adelete_by_filter(self._own(filter))
         return True
 
     def flush(self) -> None:
@@ -269,6 +289,11 @@ class TribridVectorStore(VectorStore):
             self._document(hit.id, hit.payload)
             for hit in self.store.retrieve(self._candidates(ids))
         ]
+
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """:meth:`get_by_ids` through the store's async reads."""
+        hits = await async_store(self.store).aretrieve(self._candidates(ids))
+        return [self._document(hit.id, hit.payload) for hit in hits]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: StoreFilter | None = None, **kwargs: Any
@@ -305,17 +330,44 @@ class TribridVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Dense-channel search with a ready query vector."""
-        return [self._document(h.id, h.payload) for h in self._dense_hits(embedding, k, filter)]
+        hits = self.store.query(self._dense_query(embedding, k, filter))
+        return [self._document(h.id, h.payload) for h in hits]
+
+    async def asimilarity_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        filter: StoreFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`similarity_search_by_vector` through the store's async reads."""
+        hits = await async_store(self.store).aquery(self._dense_query(embedding, k, filter))
+        return [self._document(h.id, h.payload) for h in hits]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        # Relevance is the dense channel's cosine similarity mapped from [-1, 1] to
-        # [0, 1], the only score here with a fixed scale; fused scores depend on the
-        # fusion and the candidates.
-        vector = [float(x) for x in self.encoders.dense.encode_query(query)]
-        hits = self._dense_hits(vector, k, kwargs.get("filter"))
-        return [(self._document(h.id, h.payload), (1.0 + h.score) / 2.0) for h in hits]
+        """The documents of :meth:`similarity_search`, in its order, with their relevance.
+
+        Relevance is in [0, 1] and means the same for every query: each channel's score
+        read on its absolute scale (see :mod:`tribrid.retrievers.relevance`), so a
+        ``score_threshold`` (LangChain's argument) drops an off-topic query's hits.
+        The order stays the fused ranking's, so the scores need not be sorted.
+        """
+        return _with_relevance(self._retriever.search(query, k=k, **kwargs), self._document)
+
+    async def _asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """:meth:`_similarity_search_with_relevance_scores` for an event loop."""
+        chunks = await self._retriever.asearch(query, k=k, **kwargs)
+        return _with_relevance(chunks, self._document)
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        raise NotImplementedError(
+            "TribridVectorStore has no one function from a score to a relevance: relevance "
+            "comes from each channel's own score; call similarity_search_with_relevance_scores"
+        )
 
     def max_marginal_relevance_search(
         self,
@@ -326,10 +378,28 @@ class TribridVectorStore(VectorStore):
         filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        """Maximal marginal relevance over the dense channel's ``fetch_k`` best."""
+        """Maximal marginal relevance over the dense channel's ``fetch_k`` best.
+
+        Only the query is encoded: the candidates' vectors come from the store.
+        """
         vector = [float(x) for x in self.encoders.dense.encode_query(query)]
         return self.max_marginal_relevance_search_by_vector(
             vector, k, fetch_k, lambda_mult, filter=filter
+        )
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: StoreFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`max_marginal_relevance_search` without blocking the event loop."""
+        encoded = await asyncio.to_thread(self.encoders.dense.encode_query, query)
+        return await self.amax_marginal_relevance_search_by_vector(
+            [float(x) for x in encoded], k, fetch_k, lambda_mult, filter=filter
         )
 
     def max_marginal_relevance_search_by_vector(
@@ -341,26 +411,55 @@ class TribridVectorStore(VectorStore):
         filter: StoreFilter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        """MMR from a query vector. The candidates are re-encoded (stores return no vectors)."""
-        hits = self._dense_hits(embedding, max(fetch_k, k), filter)
+        """MMR from a query vector, over the candidates' stored dense vectors."""
+        hits = self.store.query(self._dense_query(embedding, max(fetch_k, k), filter, True))
+        return self._mmr(embedding, hits, k, lambda_mult)
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: StoreFilter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`max_marginal_relevance_search_by_vector` through the store's async reads."""
+        query = self._dense_query(embedding, max(fetch_k, k), filter, True)
+        hits = await async_store(self.store).aquery(query)
+        return self._mmr(embedding, hits, k, lambda_mult)
+
+    def _mmr(
+        self, embedding: Sequence[float], hits: Sequence[Hit], k: int, lambda_mult: float
+    ) -> list[Document]:
         if not hits:
             return []
-        texts = [str(h.payload.get(TEXT_KEY, "")) for h in hits]
-        vectors = self.encoders.dense.encode_documents(texts)
+        vectors = [h.dense for h in hits]
+        if any(v is None for v in vectors):
+            raise ValueError(
+                f"the store {type(self.store).__name__} returned no stored vectors for "
+                "maximal marginal relevance; use a tribrid store (EdgeStore, "
+                "QdrantServerStore, or tribrid serve's RemoteStore)"
+            )
         chosen = maximal_marginal_relevance(
-            np.asarray(embedding, dtype=np.float32), list(vectors), lambda_mult=lambda_mult, k=k
+            np.asarray(embedding, dtype=np.float32),
+            [[float(x) for x in v or ()] for v in vectors],
+            lambda_mult=lambda_mult,
+            k=k,
         )
         return [self._document(hits[i].id, hits[i].payload) for i in chosen]
 
     def as_retriever(self, **kwargs: Any) -> BaseRetriever:  # type: ignore[override]
-        """A :class:`HybridRetriever` over this store (or LangChain's, for ``mmr``).
+        """A :class:`TribridRetriever` over this store (or LangChain's, for ``mmr``).
 
         Args:
             **kwargs: ``search_type``: ``similarity`` or ``hybrid`` (the default hybrid
-                search), ``similarity_score_threshold`` (needs ``score_threshold``;
-                fusion defaults to ``convex``, whose min-max scores lie in [0, 1]), or
+                search), ``similarity_score_threshold`` (needs ``score_threshold``), or
                 ``mmr`` (LangChain's retriever over :meth:`max_marginal_relevance_search`).
-                ``search_kwargs``: any ``HybridRetriever`` option (``k``, ``filter``,
+                ``similarity_score_threshold`` keeps the fusion and drops documents whose
+                relevance (see :meth:`similarity_search_with_relevance_scores`) is
+                below ``score_threshold``.
+                ``search_kwargs``: any ``TribridRetriever`` option (``k``, ``filter``,
                 ``channels``, ``fusion`` …). ``tags`` and ``metadata`` as for any
                 retriever.
 
@@ -377,14 +476,16 @@ class TribridVectorStore(VectorStore):
                 "['similarity', 'hybrid', 'similarity_score_threshold', 'mmr']"
             )
         if search_type == "similarity_score_threshold":
-            if search_kwargs.get("score_threshold") is None:
+            threshold = search_kwargs.pop("score_threshold", None)
+            if threshold is None:
                 raise ValueError(
                     "search_type='similarity_score_threshold' needs "
-                    "search_kwargs={'score_threshold': ...}"
+                    "search_kwargs={'score_threshold': ...}, a relevance in [0, 1] "
+                    f"({RELEVANCE_THRESHOLD} separates relevant from not on the shipped models)"
                 )
-            # LangChain's thresholds are relevance scores in [0, 1]: convex min-max fusion
-            # gives exactly that, where RRF and DBSF scores have other ranges.
-            search_kwargs.setdefault("fusion", "convex")
+            # LangChain's thresholds are relevance scores in [0, 1], the same for every
+            # query: tribrid's relevance, not a fused score rescaled within one query.
+            search_kwargs["relevance_threshold"] = threshold
         unknown = set(kwargs) - {"tags", "metadata"}
         if unknown:
             raise ValueError(
@@ -423,28 +524,110 @@ class TribridVectorStore(VectorStore):
                 found.append(str(uuid.UUID(str(external))))
         return list(dict.fromkeys(found))
 
-    def _dense_hits(self, vector: Sequence[float], k: int, filter: StoreFilter | None) -> list[Hit]:
-        query = StoreQuery(
+    def _dense_query(
+        self,
+        vector: Sequence[float],
+        k: int,
+        filter: StoreFilter | None,
+        with_vectors: bool = False,
+    ) -> StoreQuery:
+        return StoreQuery(
             channels=(ChannelQuery(Channel.DENSE, [float(x) for x in vector]),),
             limit=k,
-            filter=filter,
+            filter=validate_filter(filter),
+            with_vectors=with_vectors,
         )
-        hits: list[Hit] = self.store.query(query)
-        return hits
+
+    def _rows(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None,
+        ids: list[str] | None,
+    ) -> tuple[list[tuple[str, dict[str, Any], str]], list[str]]:
+        """``(text, metadata, id)`` of each text, checked; and the ids to return."""
+        texts = list(texts)
+        metadatas = metadatas if metadatas is not None else [{} for _ in texts]
+        given: Sequence[str | None] = ids if ids is not None else [None] * len(texts)
+        if not len(texts) == len(metadatas) == len(given):
+            raise ValueError(
+                f"add_texts got {len(texts)} texts, {len(metadatas)} metadatas and "
+                f"{len(given)} ids; give one of each per text"
+            )
+        rows = []
+        for text, metadata, external in zip(texts, metadatas, given, strict=True):
+            clash = RESERVED_KEYS.intersection(metadata or {})
+            if clash:
+                raise ValueError(
+                    f"metadata keys {sorted(clash)} are reserved by tribrid (it stores "
+                    "the text and its keys under them); rename them"
+                )
+            rows.append((text, dict(metadata or {}), external or content_hash(text)))
+        return rows, [external for _, _, external in rows]
+
+    def _points(self, rows: Sequence[tuple[str, dict[str, Any], str]]) -> list[Point]:
+        """Encode rows of :meth:`_rows` into points."""
+        encoded = self.encoders.encode_documents([text for text, _, _ in rows])
+        return [
+            Point(
+                id=self._point_id(external),
+                dense=encoded.dense[row].tolist(),
+                splade=encoded.splade[row],
+                bm25=encoded.bm25[row],
+                payload=chunk_payload(
+                    text=text,
+                    source_key=self.source_key,
+                    document_key=external,
+                    chunk_index=0,
+                    digest=content_hash(text),
+                    metadata=metadata,
+                    langchain_id=external,
+                ),
+            )
+            for row, (text, metadata, external) in enumerate(rows)
+        ]
+
+    def _own(self, filter: StoreFilter | None) -> Any:
+        """``filter`` narrowed to the texts added through LangChain to this collection."""
+        mine = {"key": SOURCE_KEY, "match": {"value": self.source_key}}
+        checked = validate_filter(filter)
+        if checked is None:
+            return {"must": [mine]}
+        if is_edge_filter(checked):
+            raise ValueError(
+                "delete(filter=...) cannot narrow a qdrant_edge.Filter to this collection's "
+                "texts; give the filter in the simple form ({'key': value}) or as a "
+                "qdrant_client.models.Filter"
+            )
+        # The simple form and raw filters alike become one qdrant_client filter, nested.
+        return {"must": [mine, filter_to_json(client_filter(checked))]}
 
     def _chunk_document(self, chunk: RetrievedChunk) -> Document:
         return self._document(chunk.id, chunk.payload)
 
-    @staticmethod
-    def _document(point: str, payload: Mapping[str, Any]) -> Document:
+    def _document(self, point: str, payload: Mapping[str, Any]) -> Document:
         """A document with the metadata as added: tribrid's own keys left out."""
         if LANGCHAIN_ID_KEY in payload:
             metadata = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
             doc_id = str(payload[LANGCHAIN_ID_KEY])
-        else:  # a chunk from `tribrid ingest`: all of its payload is metadata
-            metadata = {k: v for k, v in payload.items() if k != TEXT_KEY}
+        else:  # a chunk from `tribrid ingest`: its payload but the bookkeeping keys
+            hidden = {TEXT_KEY} if self.internal_metadata else INTERNAL_KEYS
+            metadata = {k: v for k, v in payload.items() if k not in hidden}
             doc_id = point
         return Document(page_content=str(payload.get(TEXT_KEY, "")), id=doc_id, metadata=metadata)
+
+
+def _with_relevance(
+    chunks: Sequence[RetrievedChunk], document: Callable[[str, Mapping[str, Any]], Document]
+) -> list[tuple[Document, float]]:
+    out = []
+    for chunk in chunks:
+        if chunk.relevance is None:
+            raise ValueError(
+                "relevance needs each channel's score, which store_fusion=True over several "
+                "channels does not return; leave store_fusion off for relevance scores"
+            )
+        out.append((document(chunk.id, chunk.payload), chunk.relevance))
+    return out
 
 
 __all__ = ["RESERVED_KEYS", "TribridVectorStore"]

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tribrid.errors import SchemaMismatchError, StoreError, TribridError
-from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk
+from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever
 from tribrid.server.state import ServerState
 from tribrid.store.filters import validate_filter
 from tribrid.store.remote import schema_json
@@ -56,7 +56,7 @@ class _Strict(BaseModel):
 
 
 class SearchRequest(_Strict):
-    """A search: the query and any retriever option (see ``HybridRetriever``)."""
+    """A search: the query and any retriever option (see ``TribridRetriever``)."""
 
     query: str = Field(min_length=1, max_length=20_000)
     k: int | None = Field(default=None, gt=0, le=1000)
@@ -69,6 +69,8 @@ class SearchRequest(_Strict):
     prefetch_k: int | None = Field(default=None, gt=0, le=10_000)
     oversampling: float | None = Field(default=None, ge=1.0, le=1000.0)
     store_fusion: bool | None = None
+    relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    chunks_per_document: int | None = Field(default=None, gt=0, le=1000)
 
 
 class PointsRequest(_Strict):
@@ -109,6 +111,7 @@ def chunk_json(chunk: RetrievedChunk) -> dict[str, Any]:
         "payload": dict(chunk.payload),
         "channel_scores": chunk.channel_scores,
         "channel_ranks": chunk.channel_ranks,
+        "relevance": chunk.relevance,
     }
 
 
@@ -176,7 +179,7 @@ def create_app(state: ServerState) -> FastAPI:
         version=__version__,
         description="Hybrid search and store operations of one tribrid data dir.",
     )
-    base = HybridRetriever(
+    base = TribridRetriever(
         store=state.store,
         encoders=state.encoders,
         oversampling=settings.quantization.oversampling,

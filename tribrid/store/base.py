@@ -7,7 +7,9 @@ Every backend stores one collection with three named vectors:
 * ``bm25``: term-frequency sparse vectors, scored with Qdrant's IDF modifier.
 
 Each point's payload holds the chunk's text and metadata (keys in
-:mod:`tribrid.store.points`), with keyword indexes on :data:`INDEXED_PAYLOAD_KEYS`.
+:mod:`tribrid.store.points`), with payload indexes on :data:`PAYLOAD_INDEXES`: every key
+the README says you can filter on, so filters never scan and a Qdrant server in strict
+mode accepts them.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from tribrid.encoders.base import SparseVector
-from tribrid.store.points import DOCUMENT_KEY, SOURCE_KEY
+from tribrid.store.points import FILTERABLE_KEYS, PayloadIndex
 
 DENSE = "dense"
 SPLADE = "splade"
 BM25 = "bm25"
-#: Payload keys every backend indexes, for deleting and counting by source and document.
-INDEXED_PAYLOAD_KEYS = (SOURCE_KEY, DOCUMENT_KEY)
+#: The payload index of each key, created with the collection and added to existing
+#: ones on open: the keys of tribrid's own bookkeeping and every documented filter key.
+PAYLOAD_INDEXES: Mapping[str, PayloadIndex] = FILTERABLE_KEYS
+#: The keys every backend indexes.
+INDEXED_PAYLOAD_KEYS = tuple(PAYLOAD_INDEXES)
 
 
 class Channel(StrEnum):
@@ -157,6 +162,7 @@ class StoreQuery:
         oversampling: For the binary channel: candidates taken from the codes, as a
             multiple of the limit, before rescoring with the float vectors.
         with_payload: Return payloads with the hits.
+        with_vectors: Return each hit's dense vector (for maximal marginal relevance).
     """
 
     channels: tuple[ChannelQuery, ...]
@@ -167,6 +173,7 @@ class StoreQuery:
     filter: StoreFilter | None = None
     oversampling: float = 8.0
     with_payload: bool = True
+    with_vectors: bool = False
 
     def __post_init__(self) -> None:
         if not self.channels:
@@ -179,11 +186,19 @@ class StoreQuery:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result."""
+    """One search result.
+
+    Attributes:
+        id: Point id.
+        score: The query's score (0 for points fetched by id).
+        payload: The payload, when asked for.
+        dense: The stored dense vector, when asked for (``StoreQuery.with_vectors``).
+    """
 
     id: str
     score: float
     payload: Mapping[str, Any] = field(default_factory=dict)
+    dense: Sequence[float] | None = None
 
 
 @runtime_checkable
@@ -294,4 +309,25 @@ class AsyncSearch(Protocol):
 
     async def aretrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         """:meth:`VectorStore.retrieve`, awaitable."""
+        ...
+
+
+@runtime_checkable
+class AsyncWrite(Protocol):
+    """The write calls of a store, for an event loop: they never block it.
+
+    The embedded store runs them on the one thread its async reads use, so an async
+    caller never touches the shard from two threads at once.
+    """
+
+    async def aupsert(self, points: Sequence[Point]) -> None:
+        """:meth:`VectorStore.upsert`, awaitable."""
+        ...
+
+    async def adelete(self, point_ids: Sequence[str]) -> None:
+        """:meth:`VectorStore.delete`, awaitable."""
+        ...
+
+    async def adelete_by_filter(self, filter: StoreFilter) -> None:
+        """:meth:`VectorStore.delete_by_filter`, awaitable."""
         ...

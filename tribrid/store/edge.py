@@ -35,7 +35,7 @@ from tribrid.errors import StoreBusyError, StoreError
 from tribrid.store.base import (
     BM25,
     DENSE,
-    INDEXED_PAYLOAD_KEYS,
+    PAYLOAD_INDEXES,
     SPLADE,
     BinaryEncoding,
     Channel,
@@ -56,6 +56,7 @@ from tribrid.store.checks import (
     rrf_weights,
 )
 from tribrid.store.edge_filters import edge_filter
+from tribrid.store.points import PayloadIndex
 from tribrid.store.schema import (
     effective_schema,
     encodings_from_qdrant,
@@ -97,6 +98,11 @@ _EDGE_BINARY = {
     BinaryEncoding.ONE_BIT: qe.BinaryQuantizationEncoding.OneBit,
     BinaryEncoding.ONE_AND_HALF_BITS: qe.BinaryQuantizationEncoding.OneAndHalfBits,
     BinaryEncoding.TWO_BITS: qe.BinaryQuantizationEncoding.TwoBits,
+}
+_EDGE_INDEX = {
+    PayloadIndex.KEYWORD: qe.PayloadSchemaType.Keyword,
+    PayloadIndex.INTEGER: qe.PayloadSchemaType.Integer,
+    PayloadIndex.DATETIME: qe.PayloadSchemaType.Datetime,
 }
 _EDGE_QUERY = {
     QueryEncoding.DEFAULT: qe.BinaryQuantizationQueryEncoding.Default,
@@ -523,11 +529,9 @@ class EdgeStore:
     def _ensure_indexes(self, shard: qe.EdgeShard) -> None:
         try:
             existing = set(shard.info().payload_schema)
-            for key in INDEXED_PAYLOAD_KEYS:
+            for key, kind in PAYLOAD_INDEXES.items():
                 if key not in existing:
-                    shard.update(
-                        qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword)
-                    )
+                    shard.update(qe.UpdateOperation.create_field_index(key, _EDGE_INDEX[kind]))
         except Exception as e:
             raise StoreError(f"cannot index payload keys of {self._where}: {e}") from e
 
@@ -625,6 +629,18 @@ class EdgeStore:
         """:meth:`retrieve` on the store's worker thread."""
         return await self._in_worker(self.retrieve, point_ids)
 
+    async def aupsert(self, points: Sequence[Point]) -> None:
+        """:meth:`upsert` on the store's worker thread, the one its async reads use."""
+        await self._in_worker(self.upsert, points)
+
+    async def adelete(self, point_ids: Sequence[str]) -> None:
+        """:meth:`delete` on the store's worker thread."""
+        await self._in_worker(self.delete, point_ids)
+
+    async def adelete_by_filter(self, filter: StoreFilter) -> None:
+        """:meth:`delete_by_filter` on the store's worker thread."""
+        await self._in_worker(self.delete_by_filter, filter)
+
     def _request(self, query: StoreQuery) -> qe.QueryRequest:
         check_query(query, self._schema.dense_size)
         qfilter = edge_filter(query.filter)
@@ -636,6 +652,7 @@ class EdgeStore:
                 filter=qfilter,
                 params=_params(cq.channel, query.oversampling),
                 with_payload=query.with_payload,
+                with_vector=[DENSE] if query.with_vectors else False,
             )
         fusion: qe.Fusion.Rrf | qe.Fusion.Dbsf = (
             qe.Fusion.Rrf(k=query.rrf_k, weights=rrf_weights(query))
@@ -655,6 +672,7 @@ class EdgeStore:
             ],
             query=fusion,  # type: ignore[arg-type]  # the stub omits Fusion's variants
             with_payload=query.with_payload,
+            with_vector=[DENSE] if query.with_vectors else False,
         )
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
@@ -860,7 +878,12 @@ def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _hits(scored: Sequence[qe.ScoredPoint]) -> list[Hit]:
-    return [Hit(str(sp.id), sp.score, sp.payload or {}) for sp in scored]
+    return [Hit(str(sp.id), sp.score, sp.payload or {}, _dense_of(sp.vector)) for sp in scored]
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    dense = vector.get(DENSE) if isinstance(vector, dict) else None
+    return [float(x) for x in dense] if dense is not None else None
 
 
 def _sparse(vector: SparseVector) -> qe.SparseVector:

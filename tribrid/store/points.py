@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 # Fixed namespace for point ids. Changing it would re-key every index ever built.
@@ -33,6 +34,40 @@ LANGCHAIN_ID_KEY = "langchain_id"
 RESERVED_KEYS = frozenset(
     {TEXT_KEY, LANGCHAIN_ID_KEY, SOURCE_KEY, DOCUMENT_KEY, CHUNK_INDEX_KEY, CONTENT_HASH_KEY}
 )
+#: tribrid's bookkeeping keys: left out of a LangChain ``Document``'s metadata unless
+#: asked for (``chunk_index`` is not among them: it is a position users read).
+INTERNAL_KEYS = frozenset({TEXT_KEY, LANGCHAIN_ID_KEY, SOURCE_KEY, DOCUMENT_KEY, CONTENT_HASH_KEY})
+
+
+class PayloadIndex(StrEnum):
+    """The kind of payload index a key gets."""
+
+    KEYWORD = "keyword"
+    INTEGER = "integer"
+    DATETIME = "datetime"
+
+
+#: Every key the README documents as filterable, with its index. Ingested chunks carry
+#: them (see :mod:`tribrid.ingestion.chunking`); ``source_key`` and ``document_key`` are
+#: tribrid's own, for deleting and counting by source and document.
+FILTERABLE_KEYS: Mapping[str, PayloadIndex] = {
+    SOURCE_KEY: PayloadIndex.KEYWORD,
+    DOCUMENT_KEY: PayloadIndex.KEYWORD,
+    "path": PayloadIndex.KEYWORD,
+    "source": PayloadIndex.KEYWORD,
+    "filename": PayloadIndex.KEYWORD,
+    "filetype": PayloadIndex.KEYWORD,
+    "title": PayloadIndex.KEYWORD,
+    "page": PayloadIndex.INTEGER,
+    "page_numbers": PayloadIndex.INTEGER,
+    CHUNK_INDEX_KEY: PayloadIndex.INTEGER,
+    "languages": PayloadIndex.KEYWORD,
+    "last_modified": PayloadIndex.DATETIME,
+    "sent_from": PayloadIndex.KEYWORD,
+    "sent_to": PayloadIndex.KEYWORD,
+    "cc_recipient": PayloadIndex.KEYWORD,
+    "subject": PayloadIndex.KEYWORD,
+}
 
 
 def content_hash(text: str) -> str:
@@ -83,11 +118,14 @@ __all__ = [
     "CHUNK_INDEX_KEY",
     "CONTENT_HASH_KEY",
     "DOCUMENT_KEY",
+    "FILTERABLE_KEYS",
+    "INTERNAL_KEYS",
     "LANGCHAIN_ID_KEY",
     "POINT_NAMESPACE",
     "RESERVED_KEYS",
     "SOURCE_KEY",
     "TEXT_KEY",
+    "PayloadIndex",
     "chunk_payload",
     "content_hash",
     "point_id",

@@ -21,7 +21,7 @@ from tribrid.errors import MissingDependencyError, StoreError
 from tribrid.store.base import (
     BM25,
     DENSE,
-    INDEXED_PAYLOAD_KEYS,
+    PAYLOAD_INDEXES,
     SPLADE,
     Channel,
     ChannelQuery,
@@ -39,6 +39,7 @@ from tribrid.store.checks import (
     required_filter,
     rrf_weights,
 )
+from tribrid.store.points import PayloadIndex
 from tribrid.store.qdrant_filters import client_filter
 from tribrid.store.schema import (
     QDRANT_BINARY_ENCODING,
@@ -232,12 +233,15 @@ class QdrantServerStore:
     def _ensure_indexes(self, client: QdrantClient, existing: set[str]) -> None:
         from qdrant_client import models
 
+        kinds = {
+            PayloadIndex.KEYWORD: models.PayloadSchemaType.KEYWORD,
+            PayloadIndex.INTEGER: models.PayloadSchemaType.INTEGER,
+            PayloadIndex.DATETIME: models.PayloadSchemaType.DATETIME,
+        }
         with self._calling("index payload keys"):
-            for key in INDEXED_PAYLOAD_KEYS:
+            for key, kind in PAYLOAD_INDEXES.items():
                 if key not in existing:
-                    client.create_payload_index(
-                        self._name, key, models.PayloadSchemaType.KEYWORD, wait=True
-                    )
+                    client.create_payload_index(self._name, key, kinds[kind], wait=True)
 
     def _validate(self, client: QdrantClient, schema: CollectionSchema) -> CollectionSchema:
         with self._calling("read the collection"):
@@ -380,6 +384,18 @@ class QdrantServerStore:
             records = await aclient.retrieve(self._name, ids, with_payload=True, with_vectors=False)
         return [Hit(id=str(r.id), score=0.0, payload=r.payload or {}) for r in records]
 
+    async def aupsert(self, points: Sequence[Point]) -> None:
+        """:meth:`upsert` in a worker thread (writes wait for the server)."""
+        await asyncio.to_thread(self.upsert, points)
+
+    async def adelete(self, point_ids: Sequence[str]) -> None:
+        """:meth:`delete` in a worker thread."""
+        await asyncio.to_thread(self.delete, point_ids)
+
+    async def adelete_by_filter(self, filter: StoreFilter) -> None:
+        """:meth:`delete_by_filter` in a worker thread."""
+        await asyncio.to_thread(self.delete_by_filter, filter)
+
     def _query_arguments(self, query: StoreQuery) -> dict[str, Any]:
         """Keyword arguments of ``query_points`` for ``query`` (the collection aside)."""
         from qdrant_client import models
@@ -395,6 +411,7 @@ class QdrantServerStore:
                 "search_params": self._params(cq.channel, query.oversampling),
                 "limit": query.limit,
                 "with_payload": query.with_payload,
+                "with_vectors": [DENSE] if query.with_vectors else False,
             }
         fusion: models.RrfQuery | models.FusionQuery = (
             models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=rrf_weights(query)))
@@ -415,6 +432,7 @@ class QdrantServerStore:
             "query": fusion,
             "limit": query.limit,
             "with_payload": query.with_payload,
+            "with_vectors": [DENSE] if query.with_vectors else False,
         }
 
     def _batch_request(self, query: StoreQuery) -> models.QueryRequest:
@@ -429,6 +447,7 @@ class QdrantServerStore:
             params=arguments.get("search_params"),
             limit=arguments["limit"],
             with_payload=arguments["with_payload"],
+            with_vector=arguments["with_vectors"],
         )
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
@@ -611,7 +630,12 @@ def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationC
 
 
 def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:
-    return [Hit(str(sp.id), sp.score, sp.payload or {}) for sp in points]
+    return [Hit(str(sp.id), sp.score, sp.payload or {}, _dense_of(sp.vector)) for sp in points]
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    dense = vector.get(DENSE) if isinstance(vector, dict) else None
+    return [float(x) for x in dense] if isinstance(dense, list) else None
 
 
 def _sparse(vector: SparseVector) -> models.SparseVector:

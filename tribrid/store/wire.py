@@ -139,6 +139,7 @@ def query_to_json(query: StoreQuery) -> Json:
         "filter": filter_to_json(query.filter),
         "oversampling": query.oversampling,
         "with_payload": query.with_payload,
+        "with_vectors": query.with_vectors,
     }
 
 
@@ -184,20 +185,26 @@ def query_from_json(data: Any, where: str = "query") -> StoreQuery:
         filter=data.get("filter"),
         oversampling=_floats([data.get("oversampling", 8.0)], f"{where}.oversampling")[0],
         with_payload=bool(data.get("with_payload", True)),
+        with_vectors=bool(data.get("with_vectors", False)),
     )
 
 
 def hit_to_json(hit: Hit) -> Json:
-    """A hit as JSON."""
-    return {"id": hit.id, "score": hit.score, "payload": dict(hit.payload)}
+    """A hit as JSON (with its dense vector when it has one)."""
+    data: Json = {"id": hit.id, "score": hit.score, "payload": dict(hit.payload)}
+    if hit.dense is not None:
+        data["dense"] = [float(v) for v in hit.dense]
+    return data
 
 
 def hit_from_json(data: Any, where: str = "hit") -> Hit:
     """The inverse of :func:`hit_to_json`."""
+    dense = data.get("dense")
     return Hit(
         id=str(_field(data, "id", where)),
         score=float(_field(data, "score", where)),
         payload=dict(data.get("payload") or {}),
+        dense=_floats(dense, f"{where}.dense") if dense is not None else None,
     )
 
 
