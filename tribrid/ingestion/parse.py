@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -219,6 +220,35 @@ def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
     if job.text is not None:
         # Already text (a record, not a file): nothing to read or partition, only chunking.
         return chunk_text(job, options)
+    outcome = _parse_source(job, options)
+    return _with_last_modified(outcome, job.path)
+
+
+def _with_last_modified(outcome: ParseOutcome, source: Path) -> ParseOutcome:
+    """Stamp every chunk with its file's last change (the archive's, for a member).
+
+    ``unstructured`` fills ``last_modified`` for some file types and not others, and
+    not the same way in every process; the file's own mtime is the same everywhere. An
+    e-mail keeps what ``unstructured`` read from it: the date it was sent.
+    """
+    if not isinstance(outcome, ParsedDocument):
+        return outcome
+    try:
+        mtime = source.stat().st_mtime
+    except OSError:
+        return outcome
+    stamp = datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")
+    chunks = tuple(
+        c
+        if c.metadata.get("sent_from")
+        else replace(c, metadata={**c.metadata, "last_modified": stamp})
+        for c in outcome.chunks
+    )
+    return replace(outcome, chunks=chunks)
+
+
+def _parse_source(job: ParseJob, options: ParseOptions) -> ParseOutcome:
+    """Parse a file, a compressed file or an archive member (see :func:`parse_and_chunk`)."""
     name = job.member[-1] if job.member else job.path.name
     if not job.member and compression_of(name) is None:
         return _parse_file(job, job.path, options)
