@@ -422,15 +422,20 @@ def test_a_worker_killed_as_a_whole_is_healed_by_the_next_worker_not_the_broker(
         cluster.kill("a")  # whole process group: no chance to give anything back
         held = cluster.progress(run_id)
         assert not held.finished and held.lease_owners, held
-        shown = subprocess.run(
-            [str(BIN / "tribrid"), "status", "--run", str(run_id), "--json"],
-            env=cluster.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert shown.returncode == 0, shown.stderr
-        assert "died" in json.loads(shown.stdout)["stalled"]
+
+        def stalled() -> str:
+            shown = subprocess.run(
+                [str(BIN / "tribrid"), "status", "--run", str(run_id), "--json"],
+                env=cluster.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert shown.returncode == 0, shown.stderr
+            return str(json.loads(shown.stdout)["stalled"] or "")
+
+        # The killed group's child may take a moment to be gone after its parent.
+        cluster.wait(lambda: "died" in stalled(), 60, "status to say the run is stalled")
         started = time.monotonic()
         cluster.start("b")
         cluster.wait(lambda: cluster.progress(run_id).finished, 120, "the run to complete")
