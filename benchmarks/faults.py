@@ -769,7 +769,7 @@ DRILLS: dict[str, tuple[str, Callable[[Ctx, Outcome], None]]] = {
         "PostgreSQL (the ledger) restarted mid-run",
         lambda c, o: drill_service_restart(c, o, "postgres"),
     ),
-    "disk-full": ("the data dir's disk full mid-run", lambda c, o: drill_disk_full(c, o, 192)),
+    "disk-full": ("the data dir's disk full mid-run", lambda c, o: drill_disk_full(c, o, 512)),
     "concurrent-writer": (
         "foreground + background ingest at once (`--writer` owns the store)",
         lambda c, o: drill_concurrent(c, o, "writer"),
@@ -935,8 +935,15 @@ def main() -> None:
         sys.exit(1)
 
 
+def _stop(*_: object) -> None:
+    """SIGTERM: clean up as on any failure, undisturbed by a second signal."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(143)
+
+
 if __name__ == "__main__":
     # Subprocesses run this tree's code: the console scripts honour PYTHONPATH.
     os.environ.setdefault("PYTHONPATH", str(HERE.parent))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop)
     main()
