@@ -518,12 +518,15 @@ def drill_owner_kill(ctx: Ctx, outcome: Outcome, owner: str, kills: int = 2) -> 
         run_id = rig.ingest(ctx.folder)
         for share in fractions(kills):
             wait_indexed(rig, int(ctx.docs * share))
+            what = f"SIGKILL {name}"
+            if owner == "writer" and write_in_hand(rig):
+                what += " with a write in hand"
             stranded = [d.id for d in rig.leased()]
             at = time.time()
             rig.kill(name)
             time.sleep(2)
             start_owner(rig, owner)  # serve: returns once it answers
-            outcome.faults.append(Fault(f"SIGKILL {name}", at, time.time(), stranded))
+            outcome.faults.append(Fault(what, at, time.time(), stranded))
         finish(rig, run_id, ctx.folder, outcome, stall_s=ctx.stall_s, timeout=ctx.timeout)
         outcome.notes += grep_logs(
             rig,
@@ -535,6 +538,36 @@ def drill_owner_kill(ctx: Ctx, outcome: Outcome, owner: str, kills: int = 2) -> 
 
 
 SHORT_LEASE_S = 120
+
+
+def write_in_hand(rig: Rig, timeout: float = 60) -> bool:
+    """Freeze the writer at a moment it holds a ``write_batch`` message (Redis only).
+
+    The writer writes a batch in well under a second, so a kill at a random moment
+    mostly finds it idle, with nothing lost. This stops its process group and looks in
+    Redis's unacked set for a message of the write queue; if there is none, it lets it
+    go on and looks again. The caller kills it, still stopped.
+
+    Returns:
+        Whether the writer is stopped with a write message in hand.
+    """
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    pgid = rig.procs["writer"].pid
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(pgid, signal.SIGSTOP)
+            for raw in client.hvals("unacked"):
+                with suppress(ValueError, IndexError, TypeError):
+                    if json.loads(raw)[2] == f"{rig.queue}.write":
+                        return True
+            os.killpg(pgid, signal.SIGCONT)
+            time.sleep(0.05)
+        return False
+    finally:
+        client.close()
 
 
 def _delete_rabbit_queues(queue: str) -> None:
