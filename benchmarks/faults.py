@@ -830,10 +830,10 @@ def report(outcomes: list[Outcome], command: str, docs: int, load: tuple[str, st
         "",
         f"Machine: {machine()}; load average {load[0]} at the start, {load[1]} at the end.",
         "",
-        "| drill | faults | resumed s | healed s (docs under way) | done s | user step "
+        "| drill | faults | back s | resumed s | healed s (docs under way) | done s | user step "
         "| store = ledger | no duplicate | every file settled | no lease | chunks encoded / "
         "held | failed files | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for o in outcomes:
         c = o.checks
@@ -849,7 +849,8 @@ def report(outcomes: list[Outcome], command: str, docs: int, load: tuple[str, st
             "error" if o.error else ("exactly once" if o.exactly_once else "**NOT exactly once**")
         )
         lines.append(
-            f"| {o.drill} | {len(o.faults)} | {_s(o.resumed_s)} | {healed or '—'} | "
+            f"| {o.drill} | {len(o.faults)} | {_s([f.restored - f.at for f in o.faults])} | "
+            f"{_s(o.resumed_s)} | {healed or '—'} | "
             f"{'—' if o.done_s is None else f'{o.done_s:.0f}'} | {o.user_step or 'none'} | "
             f"{yes('store_is_ledger')} | {yes('no_duplicate')} | {yes('files_settled')} | "
             f"{yes('no_lease')} | {c.get('encoded', '—')} / {c.get('chunks', '—')} | "
