@@ -9,8 +9,9 @@ workers of one process each), injects its fault, waits for the run to end and ch
 * the store's point ids are exactly the ledger's chunk ids, none listed twice;
 * every file of the folder is ``indexed``, or ``failed`` with a reason (listed);
 * no lease is left on any document;
-* chunks encoded (the runs' ``chunks_embedded``, plus a foreground run's) against the
-  chunks the ledger holds: more means double work.
+* documents encoded (the encode workers' committed documents, from their logged task
+  results, plus a foreground run's indexed ones) against the files: more means double
+  work (a commit that landed but whose call failed after it is not counted).
 
 Times (``time.time()`` against the ledger's ``indexed_at``/``updated_at``, one clock):
 
@@ -24,6 +25,9 @@ Times (``time.time()`` against the ledger's ``indexed_at``/``updated_at``, one c
 A run that makes no progress for ``--stall`` seconds after its faults is *stalled*: the
 drill records what ``tribrid status --run`` says, then does what a user would do,
 ``tribrid ingest FOLDER --background`` again, and waits for that run.
+
+Two drills shorten the lease to ``SHORT_LEASE_S``: in them only its expiry heals the
+run (see ``benchmarks/results/faults.md``), and the default is 900 s.
 
 Usage (root, for the service restarts and the tmpfs):
     PYTHONPATH=. .venv/bin/python benchmarks/faults.py --all [--docs 1000]
