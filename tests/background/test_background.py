@@ -9,6 +9,7 @@ the ledgers are real SQLite and PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import tempfile
@@ -581,14 +582,20 @@ def test_the_reaper_queues_again_what_a_dead_worker_held(tmp_path: Path) -> None
         assert jobs.stall_reason(ledger.run_progress(run_id), quiet_s=3600) is None
 
 
-def test_the_reaper_leaves_live_workers_alone_and_takes_expired_leases(tmp_path: Path) -> None:
+def test_the_reaper_leaves_live_workers_alone_and_takes_expired_leases(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
         run_id, ids = _leased_run(ledger, leases.call_owner())
         sent: list[list[int]] = []
         assert jobs.reap(ledger, enqueue=sent.append).requeued == [] and sent == []
         assert jobs.stall_reason(ledger.run_progress(run_id)) is None  # a live worker has them
         later = datetime.now(UTC) + timedelta(hours=1)  # the lease lapsed (a worker elsewhere)
-        assert jobs.reap(ledger, enqueue=sent.append, now=later).requeued == ids
+        with caplog.at_level(logging.WARNING, logger=jobs.log.name):
+            assert jobs.reap(ledger, enqueue=sent.append, now=later).requeued == ids
+        # The owner is alive: the log says the lease lapsed, not that the worker died.
+        assert "whose lease expired; queued again" in caplog.text
+        assert "which is gone" not in caplog.text
 
 
 def test_queued_work_that_nobody_takes_is_reported_stalled(tmp_path: Path) -> None:

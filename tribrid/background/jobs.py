@@ -269,15 +269,19 @@ def reap(
     now = now or datetime.now(UTC)
     report = ReapReport()
     dead: dict[str, list[int]] = {}
+    gone: dict[str, bool] = {}  # dead, rather than alive (or elsewhere) with its lease lapsed
     for item in ledger.leased_pending():
         owner = item.lease_owner
         assert owner is not None
         expired = item.lease_expires_at is not None and item.lease_expires_at < now
-        if expired or owner_is_dead(owner):
+        if owner not in gone:
+            gone[owner] = owner_is_dead(owner)
+        if expired or gone[owner]:
             dead.setdefault(owner, []).append(item.id)
     for owner, ids in dead.items():
         ledger.release_leases(ids, owner)
-        log.warning("%d document(s) held by %s, which is gone; queued again", len(ids), owner)
+        why = "which is gone" if gone[owner] else "whose lease expired"
+        log.warning("%d document(s) held by %s, %s; queued again", len(ids), owner, why)
         report.owners.append(owner)
         for start in range(0, len(ids), batch_documents):
             part = ids[start : start + batch_documents]
