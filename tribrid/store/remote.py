@@ -22,7 +22,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -366,16 +366,6 @@ def schema_json(schema: CollectionSchema) -> dict[str, Any]:
     return {"schema": schema_to_json(schema)}
 
 
-@contextlib.contextmanager
-def opened_client(info: ServerInfo, *, timeout: float = 60.0) -> Iterator[ServerClient]:
-    """A client of the server ``info`` describes, closed on exit."""
-    client = ServerClient(info.url, api_key=info.api_key, timeout=timeout)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 __all__ = [
     "SERVER_FILE",
     "RemoteStore",
@@ -384,7 +374,6 @@ __all__ = [
     "answer_json",
     "descriptor",
     "discover",
-    "opened_client",
     "remove_descriptor",
     "shared_client",
     "write_descriptor",
