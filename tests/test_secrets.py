@@ -21,6 +21,8 @@ from tribrid.errors import redact
 from tribrid.ingestion.write import WriteBatch, batch_to_json
 from tribrid.settings import Settings
 
+from tests.support.background import REDIS_URL
+
 TRIBRID = Path(sys.executable).with_name("tribrid")
 PLANTED = "Pl4nted-S3cret"
 
@@ -121,7 +123,7 @@ def test_a_worker_never_logs_the_broker_password(tmp_path: Path) -> None:
         **os.environ,
         "TRIBRID_DATA_DIR": str(tmp_path / "data"),
         # Redis on :6379 has no password: AUTH fails, and the worker logs its retries.
-        "TRIBRID_CELERY__BROKER_URL": f"redis://:{PLANTED}@127.0.0.1:6379/13",
+        "TRIBRID_CELERY__BROKER_URL": REDIS_URL.replace("redis://", f"redis://:{PLANTED}@", 1),
     }
     log = tmp_path / "worker.log"
     with log.open("wb") as out:

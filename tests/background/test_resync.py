@@ -25,7 +25,7 @@ from tribrid.ledger import SqlLedger
 from tribrid.settings import Settings
 
 BIN = Path(sys.executable).parent
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = os.environ.get("TRIBRID_TEST_REDIS_RESYNC", "redis://127.0.0.1:6379/11")
 
 
 def test_no_interval_no_schedule(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from tribrid.ledger import RunProgress, SqlLedger
 from tribrid.settings import Settings
 
 BIN = Path(sys.executable).parent
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# Concurrent suites on one machine each take their own database (``TRIBRID_TEST_REDIS``).
+REDIS_URL = os.environ.get("TRIBRID_TEST_REDIS", "redis://127.0.0.1:6379/13")
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
