@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.background import REDIS_URL
 from tribrid.background import worker
 from tribrid.errors import redact
 from tribrid.ingestion.write import WriteBatch, batch_to_json
 from tribrid.settings import Settings
-
-from tests.support.background import REDIS_URL
 
 TRIBRID = Path(sys.executable).with_name("tribrid")
 PLANTED = "Pl4nted-S3cret"
