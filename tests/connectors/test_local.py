@@ -127,3 +127,23 @@ def test_missing_root_raises_a_clear_error(tmp_path: Path) -> None:
     file = _write(tmp_path / "file.txt")
     with pytest.raises(ConnectorError, match="is not a folder"):
         LocalFolderConnector(file)
+
+
+def test_special_files_and_undecodable_names_are_refused_with_their_reason(tmp_path: Path) -> None:
+    _write(tmp_path / "ok.txt")
+    os.mkfifo(tmp_path / "pipe.txt")
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt"), "wb") as latin1:
+        latin1.write(b"menu")
+    (tmp_path / b"bad\xffdir".decode("utf-8", "surrogateescape")).mkdir()
+    _write(tmp_path / b"bad\xffdir".decode("utf-8", "surrogateescape") / "inner.txt")
+    docs, failures = _split(LocalFolderConnector(tmp_path))
+    assert set(docs) == {"ok.txt"}
+    assert failures["pipe.txt"].kind == "not_a_file"
+    assert "named pipe (FIFO), not a regular file" in failures["pipe.txt"].message
+    assert failures["caf\\xe9.txt"].kind == "bad_name"
+    # A folder with such a name is refused whole (its files are not walked).
+    assert failures["bad\\xffdir"].kind == "bad_name"
+    assert set(failures) == {"pipe.txt", "caf\\xe9.txt", "bad\\xffdir"}
+    # Excluded special files are not reported at all.
+    _, failures = _split(LocalFolderConnector(tmp_path, exclude=["*.txt"]))
+    assert "pipe.txt" not in failures

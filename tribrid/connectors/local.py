@@ -111,7 +111,7 @@ class LocalFolderConnector:
                 rel = f"{prefix}{entry.name}"
                 if self._skipped(entry.name, rel):
                     continue
-                item = self._visit(entry, rel)
+                item = self._undecodable(entry.name, rel) or self._visit(entry, rel)
                 if isinstance(item, tuple):
                     subfolders.append(item)
                 elif item is not None:
@@ -148,6 +148,26 @@ class LocalFolderConnector:
             return True
         return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self._exclude)
 
+    def _undecodable(self, name: str, rel: str) -> ListingFailure | None:
+        """The refusal of a name that is not valid UTF-8, or ``None`` for a good name.
+
+        Such a name (a Latin-1 file name copied from an old share, say) decodes to lone
+        surrogates, which no ledger, payload or terminal can hold; the key shows its bad
+        bytes as ``\\xNN`` escapes. A folder with such a name is refused whole, which also
+        keeps what the ledger has below it.
+        """
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return self._failure(
+                shown,
+                "bad_name",
+                "the name is not valid UTF-8; rename it (for example with "
+                "`convmv -f latin1 -t utf8`) to index it",
+            )
+        return None
+
     def _visit(self, entry: os.DirEntry[str], rel: str) -> ListedItem | tuple[Path, str] | None:
         path = Path(entry.path)
         try:
@@ -175,10 +195,16 @@ class LocalFolderConnector:
                 return None  # a followed symlink back to a folder already walked
             self._seen_dirs.add((info.st_dev, info.st_ino))
             return (path, f"{rel}/")
-        if not stat.S_ISREG(info.st_mode):
-            return None  # sockets, fifos, devices: not documents
         if not self._included(rel, entry.name):
             return None
+        if not stat.S_ISREG(info.st_mode):
+            # Never opened: reading a FIFO blocks, a device never ends.
+            return self._failure(
+                rel,
+                "not_a_file",
+                f"is a {_special_kind(info.st_mode)}, not a regular file; it is never read. "
+                "Move it out of the folder or exclude it (--exclude)",
+            )
         if not os.access(path, os.R_OK):
             return self._failure(
                 rel, "unreadable", "permission denied; make the file readable by this user"
@@ -195,3 +221,16 @@ class LocalFolderConnector:
         return ListingFailure(
             source_key=self._source_key, key=rel, kind=kind, message=f"{rel}: {message}"
         )
+
+
+def _special_kind(mode: int) -> str:
+    """What a non-regular, non-folder file is, in words."""
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "special file"

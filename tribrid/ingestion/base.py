@@ -14,6 +14,8 @@ class FailureKind(StrEnum):
     """Why a document was not indexed. Stored in the ledger and shown by ``tribrid status``."""
 
     UNREADABLE = "unreadable"
+    NOT_A_FILE = "not_a_file"  # a FIFO, socket or device in the folder: never opened
+    BAD_NAME = "bad_name"  # a file or folder name that is not valid UTF-8
     OUTSIDE_ROOT = "outside_root"
     UNSUPPORTED_TYPE = "unsupported_type"
     ENCRYPTED = "encrypted"

@@ -311,6 +311,7 @@ def _parse_file(job: ParseJob, file: Path, options: ParseOptions) -> ParseOutcom
             languages=options.languages,
             ocr=options.ocr,
             ocr_max_pages=options.ocr_max_pages,
+            limits=options.archives,
         )
         chunks = chunk_elements(
             elements,

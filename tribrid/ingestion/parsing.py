@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from tribrid.connectors.archives import ArchiveLimits
 from tribrid.errors import ConfigError, MissingDependencyError, ParseError
 from tribrid.ingestion.base import FailureKind
 
@@ -253,8 +254,13 @@ def partition_with_page_count(
     languages: Sequence[str] | None = ("eng",),
     ocr: bool = True,
     ocr_max_pages: int = DEFAULT_OCR_MAX_PAGES,
+    limits: ArchiveLimits | None = None,
 ) -> tuple[list[Element], int | None]:
-    """Like :func:`partition_document`, and also return the PDF page count (``None`` otherwise)."""
+    """Like :func:`partition_document`, and also return the PDF page count (``None`` otherwise).
+
+    ``limits`` bound what the parts of a zip-packaged document (DOCX, XLSX, PPTX, ODF,
+    EPUB) may inflate to, as for archives; the default is :class:`ArchiveLimits`'.
+    """
     check_pdf_strategy(strategy)
     size = _file_size(path, document_key)
     if size > max_file_mb * _MIB:
@@ -265,6 +271,7 @@ def partition_with_page_count(
         )
     if size == 0:
         raise ParseError(FailureKind.EMPTY, f"{document_key}: file is empty (0 bytes)")
+    _refuse_inflating_package(path, document_key, limits or ArchiveLimits())
 
     prepare_unstructured()
     from unstructured.file_utils.model import FileType
@@ -324,6 +331,45 @@ def _file_size(path: Path, document_key: str) -> int:
             FailureKind.UNREADABLE, f"{document_key}: not a regular file; remove it from the folder"
         )
     return stat.st_size
+
+
+def _refuse_inflating_package(path: Path, document_key: str, limits: ArchiveLimits) -> None:
+    """Refuse a zip-packaged document whose parts would inflate beyond the archive limits.
+
+    DOCX, XLSX, PPTX, ODF and EPUB files are zip archives of XML parts, and their
+    parsers inflate a part whole into memory: a part that inflates to gigabytes (a
+    "zip bomb" document) would exhaust the parse worker's memory after a long wait. The
+    sizes a zip declares are checked before anything is inflated; Python's ``zipfile``
+    never inflates a part beyond its declared size, so a lying header cannot get past.
+    Other files are left to their own checks.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as package:
+            parts = package.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # not a readable zip: type detection and partitioning say why
+    total = 0
+    for part in parts:
+        total += part.file_size
+        ratio = part.file_size / max(part.compress_size, 1)
+        if part.file_size > _MIB and ratio > limits.max_ratio:
+            raise ParseError(
+                FailureKind.TOO_LARGE,
+                f"{document_key}: part {part.filename!r} inflates from "
+                f"{part.compress_size / _MIB:.1f} MB to {part.file_size / _MIB:.1f} MB "
+                f"(ratio {ratio:.0f}:1, over the limit of {limits.max_ratio:g}; a compression "
+                "bomb?); it was not opened. Raise TRIBRID_ARCHIVES__MAX_RATIO if the document "
+                "is genuine",
+            )
+        if total > limits.max_total_bytes:
+            raise ParseError(
+                FailureKind.TOO_LARGE,
+                f"{document_key}: its parts inflate to more than {limits.max_total_mb:g} MB "
+                f"({len(parts)} parts); it was not opened. Raise TRIBRID_ARCHIVES__MAX_TOTAL_MB "
+                "if the document is genuine",
+            )
 
 
 def _detect_file_type(path: Path, document_key: str) -> FileType:
