@@ -160,6 +160,9 @@ class CelerySettings(BaseModel):
     # Every worker checks this often for documents whose worker died (its process is gone,
     # or its lease expired) and queues them again, without waiting for the broker.
     reap_interval_s: float | None = Field(default=15.0, gt=0)
+    # ... and queues again the documents of a run that nobody holds and in which nothing
+    # happened for this long: their messages were lost (a broker restarted empty).
+    stranded_after_s: float | None = Field(default=120.0, gt=0)
     concurrency: int | None = Field(default=None, ge=1)  # default: one per core
     max_tasks_per_child: int | None = Field(default=200, ge=1)
     max_memory_per_child_mb: int | None = Field(default=4096, ge=64)

@@ -612,6 +612,33 @@ def test_queued_work_that_nobody_takes_is_reported_stalled(tmp_path: Path) -> No
         assert reason is not None and "1 document(s) queued and none taken for 90 s" in reason
 
 
+def test_the_reaper_queues_again_a_quiet_run_whose_messages_were_lost(tmp_path: Path) -> None:
+    with SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        key = "local:/srv/lost"
+        source_id = ledger.ensure_source(key, kind="local", location=key)
+        run_id = ledger.start_run(source_id)
+        ids = ledger.queue_documents(
+            source_id, run_id, [(f"d{i}.md", f"d{i}.md", 10, 1) for i in range(3)]
+        )
+        sent: list[list[int]] = []
+        # Not listed yet: the lister may still be queuing.
+        assert jobs.reap(ledger, enqueue=sent.append, stranded_after_s=0).requeued == []
+        ledger.add_run_counts(run_id, RunCounts(seen=3), listed=True)
+        # Something happened within the last hour: messages may still be on their way.
+        assert jobs.reap(ledger, enqueue=sent.append, stranded_after_s=3600).requeued == []
+        # A live worker holds one of them: the run is moving, leave it alone.
+        owner = leases.call_owner()
+        assert ledger.acquire_leases(ids[:1], owner, 900, take_over=set())
+        assert jobs.reap(ledger, enqueue=sent.append, stranded_after_s=0).requeued == []
+        ledger.release_leases(ids[:1], owner)
+        report = jobs.reap(ledger, enqueue=sent.append, batch_documents=2, stranded_after_s=0)
+        assert report.stranded == ids and sent == [ids[:2], ids[2:]]
+        # Claimed documents count as touched: the same quiet spell is not claimed twice.
+        assert jobs.reap(ledger, enqueue=sent.append, stranded_after_s=60).requeued == []
+        # Without the setting the reaper leaves queued documents to the broker.
+        assert jobs.reap(ledger, enqueue=sent.append).stranded == []
+
+
 # -- archives -------------------------------------------------------------------------------
 
 

@@ -445,3 +445,43 @@ def test_a_worker_killed_as_a_whole_is_healed_by_the_next_worker_not_the_broker(
         assert "which is gone; queued again" in (tmp_path / "b.log").read_text(errors="replace")
         cluster.stop_all()
         cluster.assert_exactly_once()
+
+
+@pytest.mark.celery
+@pytest.mark.slow
+def test_messages_lost_by_a_broker_restart_are_queued_again_by_a_running_worker(
+    tmp_path: Path,
+) -> None:
+    """Redis restarted without persistence loses every queued message: the run's documents
+    stay queued in the ledger with nothing in the broker. The worker's reaper notices the
+    run has been quiet with nobody holding its documents and queues them again."""
+    import redis
+
+    with redis_cluster(
+        tmp_path,
+        TRIBRID_CELERY__REAP_INTERVAL_S="2",
+        TRIBRID_CELERY__STRANDED_AFTER_S="6",
+    ) as cluster:
+        folder = tmp_path / "docs"
+        write_folder(folder, 20)
+        cluster.start("writer", writer=True)
+        cluster.start("a")  # one process taking one message at a time (prefetch 1)
+        run_id = cluster.ingest(folder)
+        cluster.wait(
+            lambda: (p := cluster.progress(run_id)).listed and p.in_progress > 0,
+            150,
+            "the listing and the first batch in hand",
+        )
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            # What a restart of a Redis that keeps nothing on disk does to the waiting
+            # messages (the batch in hand is finished and acknowledged as usual).
+            assert client.delete(cluster.queue) == 1, "every batch was taken already"
+        finally:
+            client.close()
+        cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
+        progress = cluster.progress(run_id)
+        assert (progress.indexed, progress.failed, progress.remaining) == (20, 1, 0)
+        assert "their messages were lost" in (tmp_path / "a.log").read_text(errors="replace")
+        cluster.stop_all()
+        cluster.assert_exactly_once()

@@ -235,12 +235,14 @@ class ReapReport:
     """What one :func:`reap` did.
 
     Attributes:
-        requeued: Documents taken back from dead holders and queued again.
-        owners: The dead lease owners they were taken from.
+        requeued: Documents queued again (taken from dead holders, or stranded).
+        owners: The dead lease owners documents were taken from.
+        stranded: Documents queued again because their messages were lost.
     """
 
     requeued: list[int] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
+    stranded: list[int] = field(default_factory=list)
 
 
 def reap(
@@ -249,6 +251,7 @@ def reap(
     enqueue: Callable[[list[int]], None],
     batch_documents: int = 32,
     now: datetime | None = None,
+    stranded_after_s: float | None = None,
 ) -> ReapReport:
     """Put back to work the documents whose worker died: the ledger heals the run.
 
@@ -265,6 +268,9 @@ def reap(
         enqueue: Sends a ``process_documents`` task for a list of document ids.
         batch_documents: Documents per task queued.
         now: The time (UTC) to judge lease expiry by.
+        stranded_after_s: Also queue again the documents of runs in which nothing has
+            happened for this long while nobody holds them: their messages were lost (a
+            broker restarted without keeping its queues). ``None`` leaves them waiting.
     """
     now = now or datetime.now(UTC)
     report = ReapReport()
@@ -283,11 +289,28 @@ def reap(
         why = "which is gone" if gone[owner] else "whose lease expired"
         log.warning("%d document(s) held by %s, %s; queued again", len(ids), owner, why)
         report.owners.append(owner)
-        for start in range(0, len(ids), batch_documents):
-            part = ids[start : start + batch_documents]
-            enqueue(part)
-            report.requeued.extend(part)
+        _enqueue_in_batches(ids, enqueue, batch_documents, report)
+    if stranded_after_s is not None:
+        stranded = ledger.claim_stranded(stranded_after_s)
+        if stranded:
+            log.warning(
+                "%d queued document(s) untouched for %.0f s with no worker holding them "
+                "(their messages were lost, e.g. by a broker restart); queued again",
+                len(stranded),
+                stranded_after_s,
+            )
+            report.stranded.extend(stranded)
+            _enqueue_in_batches(stranded, enqueue, batch_documents, report)
     return report
+
+
+def _enqueue_in_batches(
+    ids: list[int], enqueue: Callable[[list[int]], None], size: int, report: ReapReport
+) -> None:
+    for start in range(0, len(ids), size):
+        part = ids[start : start + size]
+        enqueue(part)
+        report.requeued.extend(part)
 
 
 def stall_reason(
@@ -316,8 +339,10 @@ def stall_reason(
     if idle < quiet_s:
         return None
     return (
-        f"{progress.queued} document(s) queued and none taken for {idle:.0f} s; is a "
-        "`tribrid worker` running on this broker?"
+        f"{progress.queued} document(s) queued and none taken for {idle:.0f} s: no "
+        "`tribrid worker` is taking work from this broker, or the broker lost the messages "
+        "(a restart); a running worker queues them again after "
+        f"TRIBRID_CELERY__STRANDED_AFTER_S, or start one"
     )
 
 

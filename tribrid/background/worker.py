@@ -383,7 +383,10 @@ class _Reaper:
                 ledger = factory.build_ledger(settings)
                 try:
                     jobs.reap(
-                        ledger, enqueue=enqueue, batch_documents=settings.celery.batch_documents
+                        ledger,
+                        enqueue=enqueue,
+                        batch_documents=settings.celery.batch_documents,
+                        stranded_after_s=settings.celery.stranded_after_s,
                     )
                 finally:
                     ledger.close()

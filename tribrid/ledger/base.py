@@ -481,6 +481,10 @@ class RunQueue(Protocol):
         """Pending documents of running runs that a worker holds a lease on."""
         ...
 
+    def claim_stranded(self, quiet_s: float) -> list[int]:
+        """Queued documents of runs quiet for ``quiet_s`` s that nobody holds: lost messages."""
+        ...
+
     def acquire_leases(
         self,
         document_ids: Sequence[int],

@@ -123,6 +123,59 @@ class SqlRunQueue(DatabaseRole):
             )
         return self.work_items(ids)
 
+    def claim_stranded(self, quiet_s: float) -> list[int]:
+        """Queued documents whose task message was lost: claim them to be queued again.
+
+        A running, fully listed run whose pending documents nobody holds and in which
+        nothing has happened for ``quiet_s`` seconds has lost its messages (a broker
+        restarted without persistence, a queue was purged): waiting longer brings
+        nothing. The documents claimed are marked as touched now, so the next claim on
+        the same run waits another ``quiet_s``; queuing them twice is harmless (a task
+        skips a document that is done or held), only wasteful, and this bounds it.
+
+        Returns:
+            Ids of the documents to queue again.
+        """
+        now = utcnow()
+        before = now - timedelta(seconds=quiet_s)
+        with self._db.write("claim documents whose task messages were lost") as session:
+            recent = select(DocumentRow.run_id).where(
+                DocumentRow.run_id.is_not(None), DocumentRow.updated_at >= before
+            )
+            held = select(DocumentRow.run_id).where(
+                DocumentRow.run_id.is_not(None),
+                DocumentRow.status == DocumentStatus.PENDING.value,
+                DocumentRow.lease_owner.is_not(None),
+                DocumentRow.lease_expires_at >= now,
+            )
+            quiet_runs = select(RunRow.id).where(
+                RunRow.status == RunStatus.RUNNING.value,
+                RunRow.listed_at.is_not(None),
+                RunRow.listed_at < before,
+                RunRow.id.not_in(recent),
+                RunRow.id.not_in(held),
+            )
+            ids = list(
+                session.scalars(
+                    select(DocumentRow.id).where(
+                        DocumentRow.status == DocumentStatus.PENDING.value,
+                        DocumentRow.run_id.in_(quiet_runs),
+                        or_(
+                            DocumentRow.lease_owner.is_(None),
+                            DocumentRow.lease_expires_at < now,
+                        ),
+                    )
+                )
+            )
+            for batch in batches(ids):
+                session.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id.in_(batch))
+                    .values(updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        return ids
+
     def acquire_leases(
         self,
         document_ids: Sequence[int],
