@@ -97,5 +97,9 @@ class LedgerError(TribridError):
     """The ledger database could not be opened, migrated or written."""
 
 
+class SourceBusyError(TribridError):
+    """Another sync of the same source is at work; this one did nothing."""
+
+
 class MissingDependencyError(TribridError, ImportError):
     """An optional dependency is not installed; the message says which extra provides it."""

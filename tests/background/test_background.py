@@ -26,15 +26,17 @@ import pytest
 
 from tests.fakes import DIM, fake_encoders
 from tests.support.connectors import write_zip
+from tests.support.ingestion import InlineParser
 from tribrid.background import jobs, leases
 from tribrid.background.jobs import Batching
 from tribrid.background.sinks import DirectSink
 from tribrid.connectors import LocalFolderConnector
 from tribrid.connectors.archives import extract_member
 from tribrid.connectors.base import SourceDocument
-from tribrid.errors import StoreError
+from tribrid.errors import SourceBusyError, StoreError
 from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.parse import ParseJob, ParseOptions
+from tribrid.ingestion.pipeline import SyncPipeline
 from tribrid.ingestion.plan import PlanAction, plan_document
 from tribrid.ingestion.write import WriteBatch, batch_from_json, batch_to_json
 from tribrid.ledger import SqlLedger
@@ -478,8 +480,9 @@ def test_a_parse_that_overruns_its_time_limit_fails_as_timeout(env: Env) -> None
 
 def test_a_listing_delivered_twice_at_once_sends_no_document_round_again(env: Env) -> None:
     """A second copy of a ``sync_source`` message starts before the first has finished
-    (a broker redelivery): its guard sees the run unlisted and it lists too. Documents
-    the first copy's workers have finished must not become pending again."""
+    (a broker redelivery): its guard sees the run unlisted. Were it to list too, documents
+    the first copy's workers have finished must not become pending again; the listing
+    claim keeps it from listing at all."""
     run_id = env.start_run()
     again: list[list[int]] = []
 
@@ -512,18 +515,64 @@ def test_a_listing_delivered_twice_at_once_sends_no_document_round_again(env: En
         enqueue=env.queued.append,
         batching=Batching(max_documents=4),
     )
-    finished = set(env.queued[0])
-    assert finished.isdisjoint(i for ids in again for i in ids)
-    assert sorted(i for ids in again for i in ids) == sorted(
-        i for ids in env.queued[1:] for i in ids
-    )
-    reports = [env.process(ids) for ids in [*env.queued[1:], *again]]
-    assert sum(len(r.committed) for r in reports) == 6  # each document once, in all
+    # The second copy finds the run being listed (the ledger's listing claim) and steps
+    # aside: it neither lists nor sends anything.
+    assert again == []
+    reports = [env.process(ids) for ids in env.queued]
+    assert sum(len(r.committed) for r in reports) == 10  # each document once, in all
     progress = env.ledger.run_progress(run_id)
     assert progress.finished and progress.indexed == 10
     assert progress.run.counts.seen == 10 and progress.run.counts.indexed == 10
     assert progress.run.counts.chunks_embedded == 30
     env.assert_exactly_once()
+
+
+def _foreground(env: Env) -> SyncPipeline:
+    return SyncPipeline(
+        ledger=env.ledger,
+        store=env.store,
+        encoders=env.encoders,
+        parser_factory=lambda: InlineParser(OPTIONS),
+    )
+
+
+@pytest.mark.slow
+def test_foreground_and_background_syncs_of_one_source_never_both_work(env: Env) -> None:
+    """The fault drill of two `tribrid ingest` of one folder started at once (foreground
+    and background): whichever comes second does nothing and says why."""
+    # A background run listed and at work: a foreground sync refuses, naming the run.
+    run_id = env.queue()
+    with pytest.raises(SourceBusyError, match=rf"background run #{run_id} still at work"):
+        _foreground(env).sync(env.connector)
+    env.process_all()
+    assert env.ledger.run_progress(run_id).finished
+    # A foreground sync holds the source: a background listing fails its run at once.
+    source_id = env.ledger.ensure_source(
+        env.connector.source_key, kind="local", location=env.connector.source_key
+    )
+    (env.root / "doc00.txt").write_text("Changed while the foreground sync holds the source.")
+    with env.ledger.hold_source(source_id) as held:
+        assert held
+        late = env.queue()
+        with pytest.raises(SourceBusyError, match="being synced by another process"):
+            _foreground(env).sync(env.connector)
+    assert env.queued == []
+    progress = env.ledger.run_progress(late)
+    assert progress.run.status == "failed" and "nothing was queued" in (progress.run.error or "")
+    # Free again: the change is picked up once.
+    report = _foreground(env).sync(env.connector)
+    assert report.counts.indexed == 1 and report.counts.unchanged == 9
+    env.assert_exactly_once()
+
+
+def test_a_background_run_whose_workers_died_long_ago_does_not_block_a_sync(env: Env) -> None:
+    run_id = env.queue()
+    key = env.connector.source_key
+    source_id = env.ledger.ensure_source(key, kind="local", location=key)
+    assert [r.id for r in env.ledger.busy_runs(source_id)] == [run_id]
+    assert env.ledger.busy_runs(source_id, quiet_s=0) == []  # quiet: its workers are gone
+    env.process_all()
+    assert env.ledger.busy_runs(source_id) == []  # finished
 
 
 def test_a_second_delivery_to_the_same_process_finds_its_documents_taken(env: Env) -> None:

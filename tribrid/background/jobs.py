@@ -170,11 +170,51 @@ def queue_sync(
     progress = ledger.run_progress(run_id)
     if progress.listed or progress.finished:
         return RunCounts()  # a redelivered message: this run was listed already
-    batching = batching or Batching()
     source_key = connector.source_key
     source_id = ledger.ensure_source(
         source_key, kind=source_key.split(":", 1)[0], location=source_key
     )
+    with ledger.hold_run(run_id) as ours, ledger.hold_source(source_id) as held:
+        if not ours:
+            return RunCounts()  # another copy of this message is listing this run right now
+        if not held:
+            # A foreground sync (or another listing) is at it: both would do all the work.
+            ledger.fail_run(
+                run_id,
+                f"source {source_key} was being synced by another process (a `tribrid "
+                "ingest`, a watcher or another listing) when this run was to list it; "
+                "nothing was queued. Queue it again when that sync ends",
+            )
+            return RunCounts()
+        return _list_and_queue(
+            connector,
+            ledger,
+            source_id,
+            run_id,
+            sink,
+            enqueue,
+            batching or Batching(),
+            max_file_bytes=max_file_bytes,
+            retry_failed=retry_failed,
+            archives=archives,
+        )
+
+
+def _list_and_queue(
+    connector: Connector,
+    ledger: QueueLedger,
+    source_id: int,
+    run_id: int,
+    sink: StoreSink,
+    enqueue: Callable[[list[int]], None],
+    batching: Batching,
+    *,
+    max_file_bytes: int | None,
+    retry_failed: bool,
+    archives: ArchiveLimits | None,
+) -> RunCounts:
+    """The listing of :func:`queue_sync`, once the source is held."""
+    source_key = connector.source_key
     diff = ListingDiff(
         connector,
         {s.key: s for s in ledger.document_states(source_id)},

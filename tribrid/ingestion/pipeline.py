@@ -22,6 +22,7 @@ from typing import Protocol
 from tribrid.connectors.archives import ArchiveLimits, ArchiveMember
 from tribrid.connectors.base import Connector, SourceDocument, TextDocument
 from tribrid.encoders import EncoderSet
+from tribrid.errors import SourceBusyError
 from tribrid.ingestion.base import DocumentFailure, ParsedDocument, ParseOutcome
 from tribrid.ingestion.parse import DocumentParser, ParseJob, ParserFactory
 from tribrid.ingestion.plan import ListingDiff, PlanAction, Planned, settle_unchanged
@@ -161,15 +162,19 @@ class SyncPipeline:
             kind=connector.source_key.split(":", 1)[0],
             location=connector.source_key,
         )
-        run_id = self._ledger.start_run(source_id)
-        state = _RunState()
-        try:
-            self._sync(connector, source_id, state, listener)
-            self._store.flush()
-        except BaseException as e:
-            self._ledger.finish_run(run_id, state.counts, status=RunStatus.FAILED, error=repr(e))
-            raise
-        self._ledger.finish_run(run_id, state.counts, status=RunStatus.COMPLETED)
+        with self._ledger.hold_source(source_id) as held:
+            _refuse_if_busy(self._ledger, source_id, connector.source_key, held)
+            run_id = self._ledger.start_run(source_id)
+            state = _RunState()
+            try:
+                self._sync(connector, source_id, state, listener)
+                self._store.flush()
+            except BaseException as e:
+                self._ledger.finish_run(
+                    run_id, state.counts, status=RunStatus.FAILED, error=repr(e)
+                )
+                raise
+            self._ledger.finish_run(run_id, state.counts, status=RunStatus.COMPLETED)
         return SyncReport(
             run_id=run_id,
             source_key=connector.source_key,
@@ -351,6 +356,27 @@ class SyncPipeline:
         state.add(failed=1, chunks_deleted=stale)
         state.failures.append(SyncFailure(key, str(kind), message))
         listener.document_done(key, "failed", 0)
+
+
+def _refuse_if_busy(ledger: Ledger, source_id: int, source_key: str, held: bool) -> None:
+    """Refuse a sync while another sync of the same source is at work: no double work.
+
+    Raises:
+        SourceBusyError: Another process is listing or syncing the source, or a
+            background run of it still has documents in the workers' hands.
+    """
+    if not held:
+        raise SourceBusyError(
+            f"source {source_key} is being synced by another process right now (a "
+            "`tribrid ingest`, a watcher or a background listing); this sync did nothing. "
+            "Run it again when that one ends (`tribrid status`)"
+        )
+    for run in ledger.busy_runs(source_id):
+        raise SourceBusyError(
+            f"source {source_key} has background run #{run.id} still at work; this sync did "
+            f"nothing. Follow it with `tribrid status --run {run.id}` and sync again after it "
+            "ends (a run whose workers died stops counting after 15 minutes of quiet)"
+        )
 
 
 class _ParseAhead:

@@ -8,6 +8,7 @@ against, or rebuilt from, the ledger.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -369,6 +370,27 @@ class Ledger(Protocol):
 
     def start_run(self, source_id: int) -> int:
         """Record the start of a sync run and return its id."""
+        ...
+
+    def hold_source(self, source_id: int) -> AbstractContextManager[bool]:
+        """While the block runs, claim the right to list and sync the source.
+
+        Yields whether this process got it; it never waits. Other processes and hosts
+        using the same ledger see the claim; it goes with a killed holder.
+        """
+        ...
+
+    def hold_run(self, run_id: int) -> AbstractContextManager[bool]:
+        """While the block runs, claim the right to list the run (copies of one message)."""
+        ...
+
+    def busy_runs(self, source_id: int, *, quiet_s: float = 900.0) -> list[RunRecord]:
+        """Background runs of the source still at work on queued documents.
+
+        At work: a live lease on one of its documents, or a document of it changed in
+        the last ``quiet_s`` seconds. A run quiet for longer lost its workers, and does
+        not stop a new sync.
+        """
         ...
 
     def finish_run(

@@ -32,9 +32,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tribrid.connectors.archives import MEMBER_SEPARATOR, split_member_key
@@ -238,6 +240,48 @@ class SqlBookkeeping(DatabaseRole):
             session.add(run)
             session.flush()
             return run.id
+
+    def hold_source(self, source_id: int) -> AbstractContextManager[bool]:
+        """While the block runs, claim the right to list and sync the source (no waiting).
+
+        Yields whether this process got it. See :meth:`Database.exclusive`.
+        """
+        return self._db.exclusive(f"tribrid-sync-source-{source_id}")
+
+    def hold_run(self, run_id: int) -> AbstractContextManager[bool]:
+        """While the block runs, claim the right to list the run (no waiting)."""
+        return self._db.exclusive(f"tribrid-list-run-{run_id}")
+
+    def busy_runs(self, source_id: int, *, quiet_s: float = 900.0) -> list[RunRecord]:
+        """Background runs of the source still at work on queued documents.
+
+        At work: listed, running, with a queued document, and either a live lease on one
+        of its documents or a document of it changed in the last ``quiet_s`` seconds.
+        """
+        now = utcnow()
+        since = now - timedelta(seconds=quiet_s)
+        pending = DocumentRow.status == DocumentStatus.PENDING.value
+        with self._db.read(f"find the background runs of source {source_id}") as session:
+            queued = select(DocumentRow.run_id).where(pending, DocumentRow.run_id.is_not(None))
+            held = select(DocumentRow.run_id).where(
+                pending, DocumentRow.run_id.is_not(None), DocumentRow.lease_expires_at >= now
+            )
+            recent = select(DocumentRow.run_id).where(
+                DocumentRow.run_id.is_not(None), DocumentRow.updated_at >= since
+            )
+            rows = session.execute(
+                select(RunRow, SourceRow.key)
+                .join(SourceRow)
+                .where(
+                    RunRow.source_id == source_id,
+                    RunRow.status == RunStatus.RUNNING.value,
+                    RunRow.listed_at.is_not(None),
+                    RunRow.id.in_(queued),
+                    or_(RunRow.id.in_(held), RunRow.id.in_(recent), RunRow.listed_at >= since),
+                )
+                .order_by(RunRow.id)
+            )
+            return [to_run(run, key) for run, key in rows]
 
     def finish_run(
         self,

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -115,6 +117,11 @@ class Database:
         parsed = self._parse_url(url)
         self._url = parsed.render_as_string(hide_password=True)
         self._is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._sqlite_file = (
+            Path(parsed.database).expanduser()
+            if self._is_sqlite and parsed.database not in (None, "", ":memory:")
+            else None
+        )
         self._fix = self._fix_hint(parsed)
         if self._is_sqlite:
             self._prepare_sqlite_file(parsed)
@@ -278,6 +285,47 @@ class Database:
         self._check_open()
         with self._guard(action), self._write_session.begin() as session:
             yield session
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Hold the lock ``name`` for the block, across processes; never waits.
+
+        Yields whether this process got it. Every user of the same ledger sees the same
+        lock: a PostgreSQL session advisory lock (across hosts), or for SQLite an
+        ``flock`` on a file beside the database (the processes share its folder). The
+        lock goes with the process, so a killed holder never leaves it behind.
+        """
+        self._check_open()
+        if not self._is_sqlite:
+            key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+            key -= 1 << 63  # PostgreSQL's bigint is signed
+            with self._guard(f"take the lock {name!r}"), self._engine.connect() as connection:
+                got = bool(
+                    connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                )
+                connection.commit()
+                try:
+                    yield got
+                finally:
+                    if got:
+                        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        connection.commit()
+            return
+        if self._sqlite_file is None:  # in memory: one process only
+            yield True
+            return
+        safe = "".join(c if c.isalnum() else "-" for c in name)
+        lock = self._sqlite_file.with_name(f"{self._sqlite_file.name}.{safe}.lock")
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def read(self, action: str) -> Iterator[Session]:
