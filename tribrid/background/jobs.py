@@ -59,6 +59,7 @@ from tribrid.errors import (
     LedgerError,
     ParseError,
     SchemaMismatchError,
+    SourceBusyError,
     StoreError,
 )
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument, unreadable
@@ -86,6 +87,8 @@ def is_transient(error: BaseException) -> bool:
     """
     if isinstance(error, SchemaMismatchError):
         return False
+    if isinstance(error, SourceBusyError):  # another sync of the source will end
+        return True
     if isinstance(error, StoreError):
         return True
     if isinstance(error, LedgerError):
