@@ -33,7 +33,7 @@ from tribrid.background.sinks import DirectSink
 from tribrid.connectors import LocalFolderConnector
 from tribrid.connectors.archives import extract_member
 from tribrid.connectors.base import SourceDocument
-from tribrid.errors import SourceBusyError, StoreError
+from tribrid.errors import LedgerError, SourceBusyError, StoreError
 from tribrid.ingestion.base import Chunk, DocumentFailure, FailureKind, ParsedDocument
 from tribrid.ingestion.parse import ParseJob, ParseOptions
 from tribrid.ingestion.pipeline import SyncPipeline
@@ -573,6 +573,45 @@ def test_a_background_run_whose_workers_died_long_ago_does_not_block_a_sync(env:
     assert env.ledger.busy_runs(source_id, quiet_s=0) == []  # quiet: its workers are gone
     env.process_all()
     assert env.ledger.busy_runs(source_id) == []  # finished
+
+
+def test_a_retry_takes_over_the_leases_its_failed_call_could_not_give_back(env: Env) -> None:
+    """Fault drill finding 2: the ledger drops mid-batch, so the call can neither finish
+    nor release its leases; the Celery retry runs in the same process as a new call and
+    must not wait for those leases to expire."""
+    env.queue()
+    ids = env.queued[0]
+
+    class Away:
+        """The env's ledger, unreachable for lease bookkeeping while ``down``."""
+
+        down = False
+
+        def __getattr__(self, name: str) -> Any:
+            attribute = getattr(env.ledger, name)
+            if name in {"renew_leases", "release_leases"}:
+
+                def guarded(*args: Any, **kwargs: Any) -> Any:
+                    if self.down:
+                        raise LedgerError("ledger postgresql://…: connection failed")
+                    return attribute(*args, **kwargs)
+
+                return guarded
+            return attribute
+
+    away = Away()
+    away.down = True
+    with pytest.raises(LedgerError):
+        jobs.process_documents(
+            ids, ledger=away, encoders=env.encoders, parse=paragraphs, sink=env.sink,
+            options=OPTIONS,
+        )  # fmt: skip
+    assert all(i.lease_owner for i in env.ledger.work_items(ids))  # still held
+    away.down = False
+    retry = env.process(ids)
+    assert retry.committed == ids and retry.busy == []
+    env.process_all()
+    env.assert_exactly_once()
 
 
 def test_a_second_delivery_to_the_same_process_finds_its_documents_taken(env: Env) -> None:

@@ -42,7 +42,7 @@ from types import FrameType
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
-from tribrid.background.leases import call_owner, owner_is_dead
+from tribrid.background.leases import abandon, call_owner, owner_is_dead
 from tribrid.background.sinks import StoreSink
 from tribrid.connectors.archives import (
     ArchiveLimits,
@@ -546,7 +546,16 @@ def process_documents(
             report.committed += committed
     finally:
         if held:
-            ledger.release_leases(sorted(held), owner)
+            try:
+                ledger.release_leases(sorted(held), owner)
+            except Exception:
+                # The ledger is away (the reason this call is failing, usually). Had the
+                # call handed nothing to a sink, none of its leases guard work in flight:
+                # let a retry in this process take them over instead of waiting for
+                # them to expire. Otherwise they stay until the writer or expiry frees them.
+                if not report.committed:
+                    abandon(owner)
+                raise
     for run_id, counts in runs.items():
         ledger.add_run_counts(run_id, counts)
         if ledger.complete_run_if_done(run_id):

@@ -36,6 +36,20 @@ def call_owner() -> str:
     return f"{lease_owner()}:{secrets.token_hex(4)}"
 
 
+_abandoned: set[str] = set()
+
+
+def abandon(owner: str) -> None:
+    """Declare a call's leases dead although its process lives on.
+
+    For a call that ended without being able to give its leases back (the ledger was
+    away) and with nothing of its work still in flight: a retry of it in this process
+    may take them over at once instead of waiting for them to expire.
+    """
+    with _owner_lock:
+        _abandoned.add(owner)
+
+
 def owner_is_dead(owner: str) -> bool:
     """Whether a lease owner is a process of this host that no longer runs.
 
@@ -49,6 +63,8 @@ def owner_is_dead(owner: str) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         mine = lease_owner()  # this process's calls are alive; an older one with its pid is not
+        if owner in _abandoned:
+            return True
         return owner != mine and not owner.startswith(mine + ":")
     try:
         os.kill(pid, 0)
@@ -67,4 +83,4 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-__all__ = ["call_owner", "lease_owner", "owner_is_dead"]
+__all__ = ["abandon", "call_owner", "lease_owner", "owner_is_dead"]
