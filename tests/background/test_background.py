@@ -29,7 +29,7 @@ from tests.support.connectors import write_zip
 from tests.support.ingestion import InlineParser
 from tribrid.background import jobs, leases
 from tribrid.background.jobs import Batching
-from tribrid.background.sinks import DirectSink
+from tribrid.background.sinks import DirectSink, adopt_leases
 from tribrid.connectors import LocalFolderConnector
 from tribrid.connectors.archives import extract_member
 from tribrid.connectors.base import SourceDocument
@@ -641,6 +641,40 @@ def test_a_second_delivery_to_the_same_process_finds_its_documents_taken(env: En
     assert all(i.lease_owner is None for i in env.ledger.work_items(ids))
     env.process_all()
     assert env.ledger.run_progress(run_id or 0).run.counts.indexed == 10
+    env.assert_exactly_once()
+
+
+def test_a_writer_killed_with_a_batch_in_hand_is_seen_dead_by_the_reaper(env: Env) -> None:
+    """Fault drill finding 1: the writer takes the batch's leases over, so when it is
+    killed holding the batch the reaper sees a dead owner, instead of the encode
+    worker's finished call (alive) holding them until the lease expires."""
+    env.queue()
+    waiting: list[tuple[WriteBatch, str]] = []
+
+    class WriterQueue:
+        def commit(self, batch: WriteBatch, *, owner: str, run_id: int | None) -> None:
+            waiting.append((batch, owner))
+
+        def delete(self, point_ids: Sequence[str]) -> None:
+            pass
+
+        def run_completed(self, run_id: int, source_id: int, source_key: str) -> None:
+            pass
+
+    ids = env.queued[0]
+    assert env.process(ids, sink=WriterQueue()).committed == ids
+    batch, sender = waiting[0]
+    assert {i.lease_owner for i in env.ledger.work_items(ids)} == {sender}
+    assert jobs.reap(env.ledger, enqueue=lambda _: None).requeued == []  # the sender lives
+    # The writer (here a process that has since been killed) receives the batch.
+    killed_writer = f"{socket.gethostname()}:{2**22 + 77}:dead"
+    assert adopt_leases(env.ledger, batch, sender=sender, writer=killed_writer, lease_s=900) == ids
+    sent: list[list[int]] = []
+    report = jobs.reap(env.ledger, enqueue=sent.append)
+    assert report.owners == [killed_writer] and sorted(report.requeued) == sorted(ids)
+    for part in sent:
+        assert env.process(part).committed == part
+    env.process_all()
     env.assert_exactly_once()
 
 

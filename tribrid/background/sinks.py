@@ -74,6 +74,25 @@ def _source_key_of(ledger: QueueLedger, document_ids: Mapping[str, int]) -> str 
     return items[0].source_key if items else None
 
 
+def adopt_leases(
+    ledger: QueueLedger, batch: WriteBatch, *, sender: str, writer: str, lease_s: float
+) -> list[int]:
+    """The store's owner takes over the leases of a batch it received from ``sender``.
+
+    Until the batch is written its documents stay leased; held by the sender's call, in
+    an encode worker that lives on, a writer killed with the batch in hand would leave
+    them held until the lease expires. Held by the writer, its death is a dead owner's,
+    which a reaper sees at once. ``writer`` should be the writer process's own owner id
+    (:func:`~tribrid.background.leases.lease_owner`), so a retry in the same process
+    holds them already.
+
+    Returns:
+        The ids of the documents now leased by ``writer`` (those still pending).
+    """
+    ids = list(_ids_by_key(ledger, batch).values())
+    return ledger.acquire_leases(ids, writer, lease_s, take_over={sender})
+
+
 class DirectSink:
     """Writes to the store from this process: a Qdrant server, or the store's owner.
 

@@ -66,6 +66,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from tribrid import factory
 from tribrid.background import jobs, resync
 from tribrid.background.jobs import Batching
+from tribrid.background.leases import lease_owner
 from tribrid.background.sinks import (
     DELETE_POINTS,
     RECONCILE,
@@ -74,6 +75,7 @@ from tribrid.background.sinks import (
     DirectSink,
     QueueSink,
     StoreSink,
+    adopt_leases,
 )
 from tribrid.encoders import EncoderSet
 from tribrid.errors import (
@@ -594,8 +596,16 @@ def write_batch(
     """The writer: upsert an encoded batch, record it in the ledger, release its leases."""
     ledger = _runtime.get_ledger()
     batch = batch_from_json(data)
+    writer = lease_owner()
+    adopt_leases(
+        ledger,
+        batch,
+        sender=owner,
+        writer=writer,
+        lease_s=_runtime.get_settings().celery.lease_s,
+    )
     try:
-        counts = DirectSink(ledger, _runtime.get_store).commit(batch, owner=owner, run_id=run_id)
+        counts = DirectSink(ledger, _runtime.get_store).commit(batch, owner=writer, run_id=run_id)
     except StoreError:
         _runtime.drop_store()
         raise
