@@ -6,6 +6,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -428,3 +429,21 @@ def test_an_old_store_gets_the_missing_indexes_on_open(
             assert set(_indexes(store)) == {"source_key", "document_key"}
     with EdgeStore(folder, SCHEMA) as store:
         assert set(_indexes(store)) == set(FILTERABLE_KEYS)
+
+
+def test_a_nearly_full_disk_refuses_the_write_with_its_reason(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk a memory-mapped write is a SIGBUS, not an error: refuse it first."""
+    points = corpus()
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(points[:1])
+        free = shutil.disk_usage(folder).free
+        monkeypatch.setattr(edge_module, "MIN_FREE_BYTES", free + 2**30)
+        with pytest.raises(StoreError, match="no space left to upsert 1 points") as refused:
+            store.upsert(points[1:2])
+        assert str(folder) in str(refused.value) and "free space on that disk" in str(refused.value)
+        assert store.count() == 1  # nothing was written
+        monkeypatch.setattr(edge_module, "MIN_FREE_BYTES", 0)
+        store.upsert(points[1:2])  # space again: the write goes ahead
+        assert store.count() == 2

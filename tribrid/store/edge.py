@@ -112,6 +112,9 @@ _EDGE_QUERY = {
 }
 
 
+#: Free bytes the store's disk must keep for a write to go ahead (see ``_check_free_space``).
+MIN_FREE_BYTES = 64 * 2**20
+
 class _FolderLock:
     """An exclusive ``flock`` on ``<folder>/tribrid.lock``.
 
@@ -562,8 +565,29 @@ class EdgeStore:
         for p in points:
             pid, vectors = point_vectors(p, size, _sparse)
             edge_points.append(qe.Point(id=pid, vector=vectors, payload=dict(p.payload)))
+        self._check_free_space(len(points))
         with self._calling(f"upsert {len(points)} points"):
             self._open_shard().update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def _check_free_space(self, count: int) -> None:
+        """Refuse a write when the store's disk is nearly full, saying so.
+
+        The shard's files are memory-mapped: on a full disk (tmpfs above all) a write
+        does not fail with ``ENOSPC`` but kills the process with SIGBUS, and nothing
+        says why. Below :data:`MIN_FREE_BYTES` the write is refused as a
+        :class:`StoreError`, which background tasks retry with backoff: the run pauses
+        with the reason in its log and resumes once space is freed.
+        """
+        try:
+            free = shutil.disk_usage(self._path).free
+        except OSError:
+            return  # cannot tell: let the write say what is wrong
+        if free < MIN_FREE_BYTES:
+            raise StoreError(
+                f"{self._where}: no space left to upsert {count} points ({free / 2**20:.0f} MB "
+                f"free, {MIN_FREE_BYTES / 2**20:.0f} MB needed); free space on that disk and "
+                "the run resumes (nothing was written)"
+            )
 
     def set_payload(self, point_id: str, payload: Mapping[str, Any]) -> None:
         """Merge ``payload`` into the payload of an existing point.
