@@ -297,6 +297,12 @@ class Outcome:
             for k in ("store_is_ledger", "no_duplicate", "files_settled", "no_lease")
         )
 
+    @property
+    def double_work(self) -> bool:
+        """More documents encoded than there are files: two processes did the same work."""
+        encoded, files = self.checks.get("encoded"), self.checks.get("files")
+        return isinstance(encoded, int) and isinstance(files, int) and encoded > files
+
 
 def measure(rig: Rig, outcome: Outcome) -> None:
     """Times from the ledger's own stamps, once the run is over."""
@@ -864,6 +870,8 @@ def report(outcomes: list[Outcome], command: str, docs: int, load: tuple[str, st
         verdict = (
             "error" if o.error else ("exactly once" if o.exactly_once else "**NOT exactly once**")
         )
+        if o.double_work:
+            verdict += ", **double work**"
         lines.append(
             f"| {o.drill} | {len(o.faults)} | {_s([f.restored - f.at for f in o.faults])} | "
             f"{_s(o.resumed_s)} | {healed or '—'} | "
@@ -981,7 +989,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text_ + "\n")
-    if any(o.error or not o.exactly_once for o in outcomes):
+    if any(o.error or not o.exactly_once or o.double_work for o in outcomes):
         sys.exit(1)
 
 
