@@ -195,6 +195,7 @@ def setup_logging(
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter(secrets))
     root.addHandler(handler)
+    logging.captureWarnings(LogFormat(log_format) is LogFormat.JSON)
     root.setLevel(library_level_for(verbosity))
     logging.getLogger("tribrid").setLevel(level_for(verbosity))
     return handler
@@ -207,6 +208,8 @@ def format_handlers(
 ) -> None:
     """Give handlers another library set up (Celery's) tribrid's format, fields and masking."""
     secrets = list(secrets)
+    if LogFormat(log_format) is LogFormat.JSON:
+        logging.captureWarnings(True)  # a warning printed raw would break the JSON lines
     for handler in handlers:
         if LogFormat(log_format) is LogFormat.JSON:
             handler.setFormatter(formatter(log_format, secrets))

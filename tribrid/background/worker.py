@@ -58,6 +58,7 @@ from celery import Celery, Task
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    celeryd_after_setup,
     celeryd_init,
     task_postrun,
     task_prerun,
@@ -251,6 +252,8 @@ class _Runtime:
     owns_metrics_dir: bool = False
     #: The process whose stage metrics are attached (a forked child attaches its own).
     metrics_pid: int | None = None
+    #: Where the metrics are served.
+    metrics_url: str | None = None
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -333,6 +336,13 @@ def _set_up_logs(logger: Any = None, **kwargs: Any) -> None:
     logging.getLogger("tribrid").setLevel(logging.NOTSET)
 
 
+@celeryd_after_setup.connect
+def _no_banner_in_json(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    """With JSON logs, leave out Celery's start-up banner: every line is then JSON."""
+    if instance is not None and _runtime.get_settings().log_format == logs.LogFormat.JSON:
+        instance.quiet = True
+
+
 #: The log-field tokens of the tasks running in this process, by task id.
 _task_fields: dict[str, Any] = {}
 
@@ -390,13 +400,18 @@ def serve_metrics(settings: Settings) -> None:
             "pick another --metrics-port (TRIBRID_CELERY__METRICS_PORT), or 0 for any free one"
         ) from None
     host, port = server.server_address[:2]
-    log.warning("serving metrics at http://%s:%s/metrics", host, port)
+    _runtime.metrics_url = f"http://{host}:{port}/metrics"  # logged once the worker is up
 
 
 @celeryd_init.connect
 def _remember_worker_options(sender: Any = None, conf: Any = None, **kwargs: Any) -> None:
     # Runs in the worker's main process, before the fork: children inherit what it sets.
-    celery_config(_runtime.get_settings(), create_folders=True)
+    settings = _runtime.get_settings()
+    if settings.log_format == logs.LogFormat.JSON:
+        # JSON from the first line (Celery's own set-up comes later): warnings at start-up,
+        # such as running as root, would otherwise be printed raw.
+        logs.setup_logging(log_format=settings.log_format, secrets=settings.secrets())
+    celery_config(settings, create_folders=True)
     options = kwargs.get("options") or {}
     _runtime.concurrency = options.get("concurrency") or os.cpu_count() or 1
     queues = options.get("queues")
@@ -480,6 +495,8 @@ _reaper = _Reaper()
 @worker_ready.connect
 def _start_reaper(**kwargs: Any) -> None:
     """In the worker's main process, once the pool is up: heal runs whose worker died."""
+    if _runtime.metrics_url is not None:
+        log.info("serving metrics at %s", _runtime.metrics_url)
     if not _runtime.is_writer:
         _reaper.start(_runtime.get_settings())
 
