@@ -39,6 +39,14 @@ ledger and the next sync queues them again.
 
 Each worker process loads the models once, after the fork (``worker_process_init``),
 with torch's threads set to the cores divided by the concurrency.
+
+Logs and metrics: every record a task logs carries its Celery task id (and the run id
+and document key where known, see :mod:`tribrid.logs`); ``TRIBRID_LOG_FORMAT=json``
+makes every line JSON. With ``TRIBRID_CELERY__METRICS_PORT`` (``tribrid worker
+--metrics-port``) the main process serves Prometheus metrics on
+``TRIBRID_CELERY__METRICS_HOST`` (loopback by default): the pool processes count the
+stages' work into prometheus_client's multiprocess files (:mod:`tribrid.metrics`), and
+queue depth and run progress are read from the ledger at each scrape.
 """
 
 from __future__ import annotations
@@ -399,8 +407,8 @@ def serve_metrics(settings: Settings) -> None:
             f"cannot serve the worker's metrics on {cfg.metrics_host}:{cfg.metrics_port}: {e}; "
             "pick another --metrics-port (TRIBRID_CELERY__METRICS_PORT), or 0 for any free one"
         ) from None
-    host, port = server.server_address[:2]
-    _runtime.metrics_url = f"http://{host}:{port}/metrics"  # logged once the worker is up
+    port = server.server_address[1]
+    _runtime.metrics_url = f"http://{cfg.metrics_host}:{port}/metrics"  # logged once up
 
 
 @celeryd_init.connect
