@@ -127,3 +127,23 @@ def test_setting_up_twice_keeps_one_handler(stderr: Stderr) -> None:
     logs.setup_logging(verbosity=1, log_format=LogFormat.JSON)
     ours = [h for h in logging.getLogger().handlers if getattr(h, "_tribrid", False)]
     assert len(ours) == 1 and isinstance(ours[0].formatter, logs.JsonFormatter)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["ingest", "docs", "-v"], ["-v", "ingest", "docs"]),
+        (["-v", "ingest", "docs"], ["-v", "ingest", "docs"]),
+        (
+            ["search", "q", "-vv", "--log-format", "json", "-k", "3"],
+            ["-vv", "--log-format", "json", "search", "q", "-k", "3"],
+        ),
+        (["status", "--log-format=json", "--quiet"], ["--log-format=json", "--quiet", "status"]),
+        (["search", "--", "-v"], ["search", "--", "-v"]),  # a query that looks like a flag
+        (["worker", "-Q", "q1", "-c", "2"], ["worker", "-Q", "q1", "-c", "2"]),
+    ],
+)
+def test_log_options_may_follow_the_command(argv: list[str], expected: list[str]) -> None:
+    from tribrid.cli import hoist_log_options
+
+    assert hoist_log_options(argv) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -771,17 +772,49 @@ evaluation_cli.register(cli)
 
 def main() -> None:
     """Entry point: run the CLI, turning tribrid errors into one-line messages."""
+    import sys
+
     secrets = _secrets()
     _logging.secrets = secrets
     setup_logging(secrets=secrets)  # until the global options say otherwise
     try:
-        cli()
+        cli(args=hoist_log_options(sys.argv[1:]))
     except TribridError as e:
         _error(redact(str(e), secrets))
         raise SystemExit(1) from None
     except ValidationError as e:
         _error(_settings_problem(e))
         raise SystemExit(2) from None
+
+
+_LOG_FLAGS = re.compile(r"^-(v+|q+)$|^--(verbose|quiet)$|^--log-format=")
+
+
+def hoist_log_options(argv: list[str]) -> list[str]:
+    """``argv`` with the logging options given after the command moved before it.
+
+    ``-v``/``-q``/``--log-format`` belong to ``tribrid`` itself; this lets them be
+    written anywhere (``tribrid ingest docs -v``), as users do. Nothing after ``--``
+    moves.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            rest.append(token)
+            rest.extend(tokens)
+            break
+        if _LOG_FLAGS.match(token):
+            front.append(token)
+        elif token == "--log-format":
+            front.append(token)
+            value = next(tokens, None)
+            if value is not None:
+                front.append(value)
+        else:
+            rest.append(token)
+    return front + rest
 
 
 def _error(message: str) -> None:
