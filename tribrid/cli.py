@@ -22,7 +22,7 @@ from tribrid import factory
 from tribrid.errors import TribridError, redact
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
-from tribrid.logs import LogFormat, setup_logging
+from tribrid.logs import JsonFormatter, LogFormat, setup_logging
 from tribrid.settings import Settings
 
 cli = typer.Typer(
@@ -100,7 +100,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    _error(message)
     return typer.Exit(code=2)
 
 
@@ -819,8 +819,9 @@ def hoist_log_options(argv: list[str]) -> list[str]:
 
 def _error(message: str) -> None:
     """The one line a failed command ends with: a JSON log line under --log-format json."""
-    if _logging.log_format is LogFormat.JSON:
-        logging.getLogger("tribrid").error(message)
+    if _logging.log_format is LogFormat.JSON:  # whatever -q says: a failure is always told
+        record = logging.LogRecord("tribrid", logging.ERROR, __file__, 0, message, None, None)
+        typer.echo(JsonFormatter(_logging.secrets).format(record), err=True)
     else:
         err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
 
