@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,17 +25,9 @@ class Stderr:
 
 
 @pytest.fixture(name="stderr")
-def stderr_fixture(capsys: pytest.CaptureFixture[str]) -> Iterator[Stderr]:
-    """tribrid's handler on the captured stderr; the root logger restored afterwards."""
-    root = logging.getLogger()
-    before = (root.level, list(root.handlers), logging.getLogger("tribrid").level)
-    yield Stderr(capsys)
-    for handler in list(root.handlers):
-        if handler not in before[1]:
-            root.removeHandler(handler)
-    root.setLevel(before[0])
-    logging.getLogger("tribrid").setLevel(before[2])
-    logging.captureWarnings(False)
+def stderr_fixture(capsys: pytest.CaptureFixture[str]) -> Stderr:
+    """stderr as tribrid's handler writes it (tests/conftest.py restores logging after)."""
+    return Stderr(capsys)
 
 
 def test_levels_follow_v_and_q() -> None:

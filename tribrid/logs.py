@@ -163,15 +163,20 @@ def formatter(log_format: LogFormat | str, secrets: Iterable[str | None] = ()) -
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever ``sys.stderr`` is at the time, so a live display that
-    redirects it (rich) still shows the lines above itself."""
+    """Writes to whatever ``sys.stderr`` is at the time, never a stream it kept: a live
+    display that redirects stderr (rich) still shows the lines above itself, and a
+    replaced stderr (a test runner's capture, since closed) is never written to."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
-        super().emit(record)
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
 
 
 def setup_logging(
