@@ -20,6 +20,7 @@ tests fail with a message; deselect them with ``-m "not postgres"`` on a machine
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import secrets
 import shutil
@@ -53,6 +54,19 @@ def _remove_model_cache() -> Iterator[None]:
     yield
     if _OWN_MODEL_CACHE:
         shutil.rmtree(MODEL_CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what a command run in this process did to logging (``tribrid -v …`` through
+    typer's CliRunner sets the root logger up as a real run does)."""
+    root, ours = logging.getLogger(), logging.getLogger("tribrid")
+    handlers, level, our_level = list(root.handlers), root.level, ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    ours.setLevel(our_level)
+    logging.captureWarnings(False)
 
 
 @pytest.fixture(scope="session")

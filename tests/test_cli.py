@@ -202,3 +202,82 @@ def test_status_lists_members_under_their_archive(tmp_path: Path) -> None:
     assert [(a["key"], a["status"], a["member_count"]) for a in status["archives"]] == [
         ("box.zip", "indexed", 3)
     ]
+
+
+def test_search_filter_keeps_only_matching_chunks(indexed: tuple[Path, Path]) -> None:
+    _, data_dir = indexed
+    query = "reciprocal rank fusion constant k"
+    for filter_json, allowed in (
+        ('{"filename": "tomato-growing.rst"}', {"tomato-growing.rst"}),
+        (
+            '{"filename": ["sourdough.csv", "lexical-search.html"]}',
+            {"sourdough.csv", "lexical-search.html"},
+        ),
+        ('{"chunk_index": {"gte": 0, "lt": 1}}', None),
+    ):
+        result = invoke("search", query, "--filter", filter_json, "--json", data_dir=data_dir)
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.stdout)
+        assert rows, filter_json
+        if allowed is not None:
+            assert {r["path"] for r in rows} == allowed
+        else:
+            assert {r["chunk_index"] for r in rows} == {0}
+    unfiltered = json.loads(invoke("search", query, "--json", data_dir=data_dir).stdout)
+    assert unfiltered[0]["path"] == "rank-fusion.md"  # what the filters kept out
+
+
+@pytest.mark.parametrize(
+    ("filter_json", "expected"),
+    [
+        ('{"filenme": "a.md"}', "'filenme' is not a payload field; did you mean 'filename'"),
+        ('{"page": {"gte": "two"}}', "filter on 'page': range bound gte='two' is not a number"),
+        ('{"page": {"above": 2}}', "filter on 'page': a range takes gt, gte, lt and/or lte"),
+        ('{"page": true}', "filter on 'page': boolean values cannot be filtered on"),
+        ('{"page": ', "--filter is not JSON"),
+        ("[1, 2]", "--filter must be a JSON object"),
+    ],
+)
+def test_search_filter_errors_name_the_field(
+    filter_json: str, expected: str, tmp_path: Path
+) -> None:
+    result = invoke("search", "anything", "--filter", filter_json, data_dir=tmp_path / "d")
+    assert result.exit_code == 2
+    assert expected in " ".join(result.output.split()), result.output
+
+
+def test_verbose_ingest_prints_one_line_per_file_and_json_lines_parse(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "note.md").write_text("# Note\n\nA short note about lighthouses.\n")
+    (root / "other.txt").write_text("Another note, about tides and harbours.\n")
+    (root / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    data_dir = tmp_path / "data"
+    first = run("--log-format", "json", "-v", "ingest", str(root), "--json", data_dir=data_dir)
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in first.stderr.splitlines() if line.strip()]
+    outcomes = {r["document_key"]: r for r in records if r["logger"] == "tribrid.documents"}
+    assert {k: r["outcome"] for k, r in outcomes.items()} == {
+        "note.md": "indexed",
+        "other.txt": "indexed",
+        "broken.pdf": "failed",
+    }
+    failed = outcomes["broken.pdf"]
+    assert failed["level"] == "WARNING" and failed["kind"] == "corrupt"
+    assert "broken.pdf: failed (corrupt): PDF structure is damaged" in failed["message"]
+    run_id = json.loads(first.stdout)["run_id"]
+    assert {r["run_id"] for r in outcomes.values()} == {run_id}
+    # Text, one line per file with its outcome; nothing else at -v from other libraries.
+    again = run("-v", "ingest", str(root), data_dir=data_dir)
+    assert again.returncode == 0, again.stderr
+    lines = [line for line in again.stderr.splitlines() if "tribrid.documents" in line]
+    assert sorted(lines) == sorted(
+        f"INFO tribrid.documents: {key}: unchanged [run={run_id + 1} doc={key}]"
+        for key in ("note.md", "other.txt", "broken.pdf")
+    )
+    # Without -v only the failure is told (a failed file stays failed until it changes).
+    quiet = run("ingest", str(root), "--retry-failed", data_dir=data_dir)
+    assert quiet.returncode == 0, quiet.stderr
+    told = [line for line in quiet.stderr.splitlines() if "tribrid.documents" in line]
+    assert len(told) == 1 and told[0].startswith("WARNING tribrid.documents: broken.pdf: failed")
+    assert run("-q", "ingest", str(root), "--retry-failed", data_dir=data_dir).stderr == ""

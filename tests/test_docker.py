@@ -65,7 +65,7 @@ TRIBRID_SERVICES = ("worker", "beat", "flower", "watch", "serve", "cli")
 
 def test_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"qdrant", "redis", "postgres", *TRIBRID_SERVICES}
+    assert set(services) == {"qdrant", "redis", "postgres", "prometheus", *TRIBRID_SERVICES}
     assert services["qdrant"]["image"].startswith("qdrant/qdrant:v")
     assert services["redis"]["image"].startswith("redis:")
     assert services["postgres"]["image"].startswith("postgres:")
@@ -217,3 +217,48 @@ def test_the_dockerfile_installs_like_the_makefile() -> None:
     for copy in re.findall(r"^COPY (.+)$", dockerfile, re.M):
         for source in copy.split()[:-1]:
             assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which is missing"
+
+
+def test_prometheus_scrapes_the_workers_and_flower(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker/prometheus.yml names services and ports the compose file really has."""
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:v")
+    assert prometheus["profiles"] == ["metrics"] and prometheus["ports"] == ["127.0.0.1:9090:9090"]
+    mounted = next(
+        v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro")
+    )
+    config = yaml.safe_load((DOCKER / mounted.split(":")[0]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"tribrid-worker", "flower"}
+
+    worker = services["worker"]
+    (discovery,) = jobs["tribrid-worker"]["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["type"] == "A"
+    settings = _settings_of(worker, monkeypatch)
+    assert discovery["port"] == settings.celery.metrics_port
+    assert settings.celery.metrics_host == "0.0.0.0"  # reachable on the compose network…
+    assert "ports" not in worker  # …and not published on the host
+
+    (flower_target,) = jobs["flower"]["static_configs"][0]["targets"]
+    host, port = flower_target.split(":")
+    assert host == "flower" and f"--port={port}" in services["flower"]["entrypoint"]
+    assert set(prometheus["depends_on"]) == {"worker", "flower"}
+
+
+def test_workers_can_log_json(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = compose["services"]["worker"]
+    assert _settings_of(worker, monkeypatch).log_format == "text"  # the example's default
+    assert "${TRIBRID_LOG_FORMAT:-text}" in (DOCKER / "docker-compose.yml").read_text()
+
+
+def _settings_of(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a tribrid service's environment gives."""
+    for variable in [v for v in os.environ if v.startswith("TRIBRID_")]:
+        monkeypatch.delenv(variable)
+    for variable, value in service["environment"].items():
+        if variable.startswith("TRIBRID_"):
+            monkeypatch.setenv(variable, str(value))
+    return Settings()

@@ -18,6 +18,7 @@ ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 #: Bottom to top. A room may import the rooms of the layers below its own.
 LAYERS: list[set[str]] = [
     {"errors"},
+    {"logs", "metrics"},
     {"encoders", "connectors"},
     {"store", "ledger"},
     {"settings"},

@@ -116,10 +116,33 @@ def test_task_payloads_carry_no_settings(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert set(sent[0]["kwargs"]) == {"root", "run_id", "retry_failed"}  # type: ignore[arg-type]
 
 
+def test_json_logs_never_carry_a_password(tmp_path: Path) -> None:
+    """--log-format json at the most verbose: every line is JSON, and none has the secret."""
+    env = {
+        "TRIBRID_DATA_DIR": str(tmp_path / "data"),
+        "TRIBRID_DATABASE__URL": f"postgresql+psycopg://tribrid:{PLANTED}@127.0.0.1:5999/tribrid",
+    }
+    done = subprocess.run(
+        [str(TRIBRID), "--log-format", "json", "-vvv", "status"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert records and "cannot open the ledger" in records[-1]["message"]
+    assert records[-1]["level"] == "ERROR"
+    assert PLANTED not in done.stdout + done.stderr
+
+
 @pytest.mark.celery
-def test_a_worker_never_logs_the_broker_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_worker_never_logs_the_broker_password(tmp_path: Path, log_format: str) -> None:
     env = {
         **os.environ,
+        "TRIBRID_LOG_FORMAT": log_format,
         "TRIBRID_DATA_DIR": str(tmp_path / "data"),
         # Redis on :6379 has no password: AUTH fails, and the worker logs its retries.
         "TRIBRID_CELERY__BROKER_URL": REDIS_URL.replace("redis://", f"redis://:{PLANTED}@", 1),
@@ -141,3 +164,5 @@ def test_a_worker_never_logs_the_broker_password(tmp_path: Path) -> None:
     text = log.read_text(errors="replace")
     assert "redis" in text.lower()  # it did try, and said so
     assert PLANTED not in text
+    if log_format == "json":
+        assert all(json.loads(line) for line in text.splitlines() if line.strip())

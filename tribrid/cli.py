@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +19,10 @@ from rich.table import Table
 
 from tribrid import app as api
 from tribrid import factory
-from tribrid.errors import TribridError, redact, redact_logs
+from tribrid.errors import TribridError, redact
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
+from tribrid.logs import JsonFormatter, LogFormat, setup_logging
 from tribrid.settings import Settings
 
 cli = typer.Typer(
@@ -44,12 +46,61 @@ DataDir = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
 
+@dataclass
+class _Logging:
+    """How this invocation logs (the global options), and the secrets to mask."""
+
+    verbosity: int = 0
+    log_format: LogFormat = LogFormat.TEXT
+    secrets: list[str] = field(default_factory=list)
+
+    @property
+    def plain(self) -> bool:
+        """Whether a live display may draw on stderr (no log lines to interleave)."""
+        return self.verbosity <= 0 and self.log_format is LogFormat.TEXT
+
+
+_logging = _Logging()
+
+
+@cli.callback()
+def _global_options(
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log more: -v one line per document and what each step does, -vv debug.",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        int, typer.Option("--quiet", "-q", count=True, help="Log less: -q errors only.")
+    ] = 0,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="TRIBRID_LOG_FORMAT",
+            help="Log lines on stderr as text, or as one JSON object per line.",
+        ),
+    ] = LogFormat.TEXT,
+) -> None:
+    """Index folders of documents into a hybrid (dense + SPLADE + BM25) Qdrant index and search it.
+
+    Logs go to stderr; the options before the command apply to every command.
+    """
+    _logging.verbosity = verbose - quiet
+    _logging.log_format = log_format
+    setup_logging(verbosity=_logging.verbosity, log_format=log_format, secrets=_logging.secrets)
+
+
 def _settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    _error(message)
     return typer.Exit(code=2)
 
 
@@ -122,14 +173,22 @@ def ingest(
             raise _fail("--background syncs local folders only; leave out --connector")
         _ingest_in_background(path, settings, retry_failed=retry_failed, as_json=as_json)
         return
-    with Live(console=err_console, refresh_per_second=4, transient=True) as live:
-        progress = _LiveProgress(live)
+    if _logging.plain:
+        with Live(console=err_console, refresh_per_second=4, transient=True) as live:
+            report = api.ingest(
+                path,
+                settings=settings,
+                recreate=recreate,
+                retry_failed=retry_failed,
+                progress=_LiveProgress(live),
+                connector=connector,
+            )
+    else:  # the log lines say what happens to each document: no live display among them
         report = api.ingest(
             path,
             settings=settings,
             recreate=recreate,
             retry_failed=retry_failed,
-            progress=progress,
             connector=connector,
         )
     counts = report.counts
@@ -205,10 +264,58 @@ def _snippet(text: str, query: str, width: int = 220) -> str:
     return ("… " if best else "") + rest[:width] + ("…" if len(rest) > width else "")
 
 
+def _parse_filter(text: str) -> dict[str, Any]:
+    """``--filter``'s JSON, checked against the filter language; the error names the field.
+
+    The simple form (``{"filetype": "application/pdf", "page": {"gte": 2}}``) and a raw
+    Qdrant filter (``{"must": [...]}``) are both accepted. A key that is not one of the
+    indexed payload keys but looks like one is taken for a typo.
+    """
+    import difflib
+
+    from tribrid.store.filters import validate_filter
+    from tribrid.store.points import FILTERABLE_KEYS
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _fail(
+            f"--filter is not JSON ({e.msg} at character {e.pos}): {text!r}; write e.g. "
+            '--filter \'{"filetype": "application/pdf"}\''
+        ) from None
+    if not isinstance(value, dict) or not value:
+        raise _fail(
+            f"--filter must be a JSON object of payload field to value, got {text!r}; "
+            'e.g. {"filetype": "application/pdf", "page": {"gte": 2}}'
+        )
+    raw = {"must", "should", "must_not", "min_should"}
+    if not set(value) & raw:
+        for key in value:
+            if key in FILTERABLE_KEYS:
+                continue
+            close = difflib.get_close_matches(key, list(FILTERABLE_KEYS), n=1, cutoff=0.75)
+            if close:
+                raise _fail(
+                    f"--filter field {key!r} is not a payload field; did you mean "
+                    f"{close[0]!r}? Filterable fields: {', '.join(sorted(FILTERABLE_KEYS))}"
+                )
+    try:
+        validate_filter(value)
+    except (ValueError, TypeError) as e:
+        raise _fail(f"--filter: {e}") from None
+    return value
+
+
 def _search_with_config(
-    query: str, config: Path, *, k: int, settings: Settings
+    query: str,
+    config: Path,
+    *,
+    k: int,
+    settings: Settings,
+    filter: dict[str, Any] | None = None,
 ) -> list[api.SearchResult]:
-    with api.as_retriever(settings=settings, config=config, k=k) as retriever:
+    options: dict[str, Any] = {"k": k} if filter is None else {"k": k, "filter": filter}
+    with api.as_retriever(settings=settings, config=config, **options) as retriever:
         chunks = retriever.search(query)
     return [api.SearchResult.of(c.id, c.score, c.payload) for c in chunks]
 
@@ -224,16 +331,29 @@ def search(
         Path | None,
         typer.Option("--config", help="Fuse as this tuned retriever config says (`tribrid tune`)."),
     ] = None,
+    filter_json: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help="Only chunks whose payload matches this JSON filter: "
+            '\'{"filetype": "application/pdf"}\' (equal), \'{"filetype": ["text/markdown", '
+            '"text/plain"]}\' (any of), \'{"page": {"gte": 2, "lt": 5}}\' (range); all must '
+            'hold. A raw Qdrant filter ({"must": [...]}) works too.',
+        ),
+    ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search the index."""
+    filter = _parse_filter(filter_json) if filter_json is not None else None
     if config is not None:
         if mode is not api.SearchMode.HYBRID:
             raise _fail("--config sets the channels and their fusion; leave out --mode")
-        results = _search_with_config(query, config, k=k, settings=_settings(data_dir))
+        results = _search_with_config(
+            query, config, k=k, settings=_settings(data_dir), filter=filter
+        )
     else:
-        results = api.search(query, mode=mode, k=k, settings=_settings(data_dir))
+        results = api.search(query, mode=mode, k=k, filter=filter, settings=_settings(data_dir))
     if as_json:
         rows = [
             {
@@ -432,6 +552,23 @@ def worker_command(
         ),
     ] = False,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics of this worker's processes on this port (0: any "
+            "free one) [default: TRIBRID_CELERY__METRICS_PORT, else none].",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-host",
+            help="Address of the metrics endpoint [default: 127.0.0.1].",
+        ),
+    ] = None,
     pool: Annotated[str, typer.Option("--pool", help="Celery pool.")] = "prefork",
     beat: Annotated[
         bool,
@@ -447,6 +584,14 @@ def worker_command(
     import os
 
     settings = _settings(data_dir)
+    overrides: dict[str, Any] = {}
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    if metrics_host is not None:
+        overrides["metrics_host"] = metrics_host
+    if overrides:
+        celery = settings.celery.model_copy(update=overrides)
+        settings = settings.model_copy(update={"celery": celery})
     if beat and settings.celery.resync_interval_s is None:
         raise _fail(
             "--beat runs the periodic resync, and none is configured; set "
@@ -457,6 +602,7 @@ def worker_command(
     from tribrid.background import worker
 
     worker.configure(settings, create_folders=True)
+    worker.serve_metrics(settings)
     cfg = settings.celery
     if writer:
         if concurrency not in (None, 1):
@@ -626,20 +772,58 @@ evaluation_cli.register(cli)
 
 def main() -> None:
     """Entry point: run the CLI, turning tribrid errors into one-line messages."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import sys
+
     secrets = _secrets()
-    redact_logs(secrets)
+    _logging.secrets = secrets
+    setup_logging(secrets=secrets)  # until the global options say otherwise
     try:
-        cli()
+        cli(args=hoist_log_options(sys.argv[1:]))
     except TribridError as e:
-        message = redact(str(e), secrets)
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        _error(redact(str(e), secrets))
         raise SystemExit(1) from None
     except ValidationError as e:
-        err_console.print(
-            f"[red]error:[/red] {_settings_problem(e)}", highlight=False, soft_wrap=True
-        )
+        _error(_settings_problem(e))
         raise SystemExit(2) from None
+
+
+_LOG_FLAGS = re.compile(r"^-(v+|q+)$|^--(verbose|quiet)$|^--log-format=")
+
+
+def hoist_log_options(argv: list[str]) -> list[str]:
+    """``argv`` with the logging options given after the command moved before it.
+
+    ``-v``/``-q``/``--log-format`` belong to ``tribrid`` itself; this lets them be
+    written anywhere (``tribrid ingest docs -v``), as users do. Nothing after ``--``
+    moves.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            rest.append(token)
+            rest.extend(tokens)
+            break
+        if _LOG_FLAGS.match(token):
+            front.append(token)
+        elif token == "--log-format":
+            front.append(token)
+            value = next(tokens, None)
+            if value is not None:
+                front.append(value)
+        else:
+            rest.append(token)
+    return front + rest
+
+
+def _error(message: str) -> None:
+    """The one line a failed command ends with: a JSON log line under --log-format json."""
+    if _logging.log_format is LogFormat.JSON:  # whatever -q says: a failure is always told
+        record = logging.LogRecord("tribrid", logging.ERROR, __file__, 0, message, None, None)
+        typer.echo(JsonFormatter(_logging.secrets).format(record), err=True)
+    else:
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
 
 
 def _secrets() -> list[str]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tribrid.encoders.base import EncoderBackend
+from tribrid.logs import LogFormat
 from tribrid.store.base import BinaryEncoding, QueryEncoding
 
 DEFAULT_MODEL = "default"
@@ -170,6 +171,10 @@ class CelerySettings(BaseModel):
     # queue a sync of each folder of resync_sources, or of every local source in the ledger.
     resync_interval_s: float | None = Field(default=None, ge=1)
     resync_sources: list[str] = Field(default_factory=list)
+    # Prometheus metrics of the worker's processes on http://metrics_host:metrics_port/metrics
+    # (`tribrid worker --metrics-port`); None: no endpoint. Loopback unless said otherwise.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class ServeSettings(BaseModel):
@@ -207,6 +212,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".tribrid")
+    log_format: LogFormat = LogFormat.TEXT  # `--log-format`; workers started by celery read it
     models: ModelSettings = Field(default_factory=ModelSettings)
     bm25: Bm25Settings = Field(default_factory=Bm25Settings)
     quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes import fake_encoders
 from tests.support.retrievers import CORPUS, corpus_points
@@ -155,6 +156,20 @@ def test_a_sync_request_indexes_an_allowed_folder(served) -> None:  # type: igno
     assert 'tribrid_documents_total{outcome="indexed"} 1.0' in metrics
     assert 'tribrid_queries_total{outcome="ok"}' in metrics
     assert "tribrid_sync_queue_depth 0.0" in metrics
+    # The sync stages' metrics, and the run read from the ledger at the scrape.
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    for stage in ("parse", "encode", "upsert"):
+        assert samples[("tribrid_stage_seconds_count", (("stage", stage),))] >= 1, stage
+    assert samples[("tribrid_chunks_indexed_total", ())] >= 1
+    source = f"local:{docs.resolve()}"
+    assert samples[("tribrid_run_id", (("source", source),))] == job["run_id"]
+    assert samples[("tribrid_run_running", (("source", source),))] == 0
+    assert samples[("tribrid_run_documents", (("source", source), ("state", "indexed")))] == 1
+    assert samples[("tribrid_queue_depth", ())] == 0 and samples[("tribrid_ledger_up", ())] == 1
 
 
 @pytest.mark.parametrize(

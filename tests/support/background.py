@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,7 +64,17 @@ class Cluster:
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *, writer: bool = False, server: bool = False) -> None:
+    def start(
+        self,
+        name: str,
+        *,
+        writer: bool = False,
+        server: bool = False,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start a worker (``celery -A``), the writer or a server, with more ``args`` and
+        environment variables than the cluster's."""
         log = (self.tmp / f"{name}.log").open("wb")
         if server:
             command = [str(BIN / "tribrid"), "serve", "--port", "0"]
@@ -85,9 +95,14 @@ class Cluster:
                 f"{name}-{self.queue}@%h",
                 "--loglevel=INFO",
             ]
+        command += list(args)
         with log:  # the child keeps its own descriptor
             self.procs[name] = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def kill(self, name: str) -> None:
@@ -136,8 +151,9 @@ class Cluster:
         logs = "\n".join(f"--- {n}\n{self.log(n)}" for n in self.procs)
         pytest.fail(f"timed out waiting for {why}\n{logs}")
 
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+    def log(self, name: str, *, tail: int | None = 3000) -> str:
+        text = (self.tmp / f"{name}.log").read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def assert_exactly_once(self) -> None:
         """Points in the store are exactly the ledger's chunks; no lease is left behind."""

@@ -42,6 +42,7 @@ from types import FrameType
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
+from tribrid import logs, metrics
 from tribrid.background.leases import abandon, call_owner, owner_is_dead
 from tribrid.background.sinks import StoreSink
 from tribrid.connectors.archives import (
@@ -177,7 +178,11 @@ def queue_sync(
     source_id = ledger.ensure_source(
         source_key, kind=source_key.split(":", 1)[0], location=source_key
     )
-    with ledger.hold_run(run_id) as ours, ledger.hold_source(source_id) as held:
+    with (
+        logs.bind(run_id=run_id),
+        ledger.hold_run(run_id) as ours,
+        ledger.hold_source(source_id) as held,
+    ):
         if not ours:
             return RunCounts()  # another copy of this message is listing this run right now
         if not held:
@@ -389,6 +394,31 @@ def stall_reason(
     )
 
 
+def run_snapshots(ledger: QueueLedger) -> list[metrics.RunSnapshot]:
+    """The latest run of every source, as the metrics show it (queue depth, progress)."""
+    snapshots = []
+    for source in ledger.sources():
+        if source.last_run is None:
+            continue
+        progress = ledger.run_progress(source.last_run.id)
+        counts = progress.run.counts
+        snapshots.append(
+            metrics.RunSnapshot(
+                source_key=source.key,
+                run_id=progress.run.id,
+                running=not progress.finished,
+                listed=progress.listed,
+                queued=progress.queued,
+                in_progress=progress.in_progress,
+                indexed=max(progress.indexed, counts.indexed),
+                failed=max(progress.failed, counts.failed),
+                deleted=max(progress.deleted, counts.deleted),
+                unchanged=counts.unchanged,
+            )
+        )
+    return snapshots
+
+
 # -- processing documents -------------------------------------------------------------------
 
 
@@ -503,44 +533,27 @@ def process_documents(
     try:
         by_source: dict[int, list[tuple[WorkItem, SourceDocument, str, ParsedDocument]]] = {}
         for item in mine:
-            outcome = _parse_one(item, ledger, options, max_attempts, parse)
-            if isinstance(outcome, tuple):
-                by_source.setdefault(item.source_id, []).append((item, *outcome))
-            elif outcome is None:
-                gone = remove_vanished(ledger, sink.delete, [_state(item)])
-                report.deleted.append(item.id)
-                _count(runs, item, gone)
-            else:
-                doc, digest, failure = outcome.doc, outcome.digest, outcome.failure
-                record_failure(
-                    ledger,
-                    sink.delete,
-                    item.source_id,
-                    item.key,
-                    kind=failure.kind,
-                    message=failure.message,
-                    size=doc.size if doc else 0,
-                    mtime_ns=doc.mtime_ns if doc else 0,
-                    content_hash=digest,
+            with logs.bind(run_id=item.run_id, document_key=item.key):
+                _process_one(
+                    item, ledger, sink, options, max_attempts, parse, by_source, report, runs
                 )
-                report.failed.append(item.id)
-                _count(runs, item, RunCounts(failed=1))
             ledger.renew_leases(sorted(held), owner, lease_s)
         finished = report.failed + report.deleted
         ledger.release_leases(finished, owner)
         held -= set(finished)
         for source_id, parsed in by_source.items():
             existing = {item.key: _state(item) for item, *_ in parsed}
-            batch = encode_batch(
-                ledger,
-                encoders,
-                source_id,
-                [(doc, digest, result) for _, doc, digest, result in parsed],
-                existing=existing,
-            )
             run_ids = {item.run_id for item, *_ in parsed}
             run_id = run_ids.pop() if len(run_ids) == 1 else None
-            sink.commit(batch, owner=owner, run_id=run_id)
+            with logs.bind(run_id=run_id):
+                batch = encode_batch(
+                    ledger,
+                    encoders,
+                    source_id,
+                    [(doc, digest, result) for _, doc, digest, result in parsed],
+                    existing=existing,
+                )
+                sink.commit(batch, owner=owner, run_id=run_id)
             committed = [item.id for item, *_ in parsed]
             held -= set(committed)
             report.committed += committed
@@ -562,6 +575,42 @@ def process_documents(
             item = next(i for i in mine if i.run_id == run_id)
             sink.run_completed(run_id, item.source_id, item.source_key)
     return report
+
+
+def _process_one(
+    item: WorkItem,
+    ledger: QueueLedger,
+    sink: StoreSink,
+    options: ParseOptions,
+    max_attempts: int,
+    parse: Callable[[ParseJob, ParseOptions], ParsedDocument | DocumentFailure],
+    by_source: dict[int, list[tuple[WorkItem, SourceDocument, str, ParsedDocument]]],
+    report: ProcessReport,
+    runs: dict[int, RunCounts],
+) -> None:
+    """Parse one leased document: keep it for the batch, or record it failed or gone."""
+    outcome = _parse_one(item, ledger, options, max_attempts, parse)
+    if isinstance(outcome, tuple):
+        by_source.setdefault(item.source_id, []).append((item, *outcome))
+    elif outcome is None:
+        gone = remove_vanished(ledger, sink.delete, [_state(item)])
+        report.deleted.append(item.id)
+        _count(runs, item, gone)
+    else:
+        doc, digest, failure = outcome.doc, outcome.digest, outcome.failure
+        record_failure(
+            ledger,
+            sink.delete,
+            item.source_id,
+            item.key,
+            kind=failure.kind,
+            message=failure.message,
+            size=doc.size if doc else 0,
+            mtime_ns=doc.mtime_ns if doc else 0,
+            content_hash=digest,
+        )
+        report.failed.append(item.id)
+        _count(runs, item, RunCounts(failed=1))
 
 
 @dataclass(frozen=True)
@@ -725,5 +774,6 @@ __all__ = [
     "process_documents",
     "queue_sync",
     "reap",
+    "run_snapshots",
     "stall_reason",
 ]

@@ -39,22 +39,37 @@ ledger and the next sync queues them again.
 
 Each worker process loads the models once, after the fork (``worker_process_init``),
 with torch's threads set to the cores divided by the concurrency.
+
+Logs and metrics: every record a task logs carries its Celery task id (and the run id
+and document key where known, see :mod:`tribrid.logs`); ``TRIBRID_LOG_FORMAT=json``
+makes every line JSON. With ``TRIBRID_CELERY__METRICS_PORT`` (``tribrid worker
+--metrics-port``) the main process serves Prometheus metrics on
+``TRIBRID_CELERY__METRICS_HOST`` (loopback by default): the pool processes count the
+stages' work into prometheus_client's multiprocess files (:mod:`tribrid.metrics`), and
+queue depth and run progress are read from the ledger at each scrape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    celeryd_after_setup,
     celeryd_init,
+    task_postrun,
+    task_prerun,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -63,7 +78,7 @@ from celery.signals import (
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
-from tribrid import factory
+from tribrid import factory, logs, metrics
 from tribrid.background import jobs, resync
 from tribrid.background.jobs import Batching
 from tribrid.background.leases import lease_owner
@@ -81,7 +96,6 @@ from tribrid.encoders import EncoderSet
 from tribrid.errors import (
     ConfigError,
     LedgerError,
-    RedactingFilter,
     SchemaMismatchError,
     StoreError,
     redact,
@@ -242,9 +256,24 @@ class _Runtime:
     ledger: SqlLedger | None = None
     encoders: EncoderSet | None = None
     store: VectorStore | None = None
+    #: The multiprocess metrics folder, when the worker serves metrics.
+    metrics_dir: Path | None = None
+    #: Whether this worker made ``metrics_dir`` (and removes it when it stops).
+    owns_metrics_dir: bool = False
+    #: The process whose stage metrics are attached (a forked child attaches its own).
+    metrics_pid: int | None = None
+    #: Where the metrics are served.
+    metrics_url: str | None = None
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+
+    def attach_metrics(self) -> None:
+        """Count this process's stage work into the multiprocess files, once per process."""
+        if self.metrics_dir is None or self.metrics_pid == os.getpid():
+            return
+        self.metrics_pid = os.getpid()
+        metrics.attach(metrics.PipelineMetrics(None))
 
     def get_settings(self) -> Settings:
         if self.settings is None:
@@ -307,23 +336,99 @@ _runtime = _Runtime()
 
 @after_setup_logger.connect
 @after_setup_task_logger.connect
-def _redact_logs(logger: Any = None, **kwargs: Any) -> None:
-    """Mask URL passwords and API keys in everything the worker logs."""
-    redactor = RedactingFilter(_runtime.get_settings().secrets())
-    for handler in logger.handlers if logger is not None else []:
-        handler.addFilter(redactor)
+def _set_up_logs(logger: Any = None, **kwargs: Any) -> None:
+    """Mask URL passwords and API keys in everything the worker logs; bound fields (run,
+    document, task) on every record; JSON lines with ``TRIBRID_LOG_FORMAT=json``."""
+    settings = _runtime.get_settings()
+    handlers = logger.handlers if logger is not None else []
+    logs.format_handlers(handlers, settings.log_format, settings.secrets())
+    # tribrid's records follow the worker's --loglevel, whatever the CLI set before.
+    logging.getLogger("tribrid").setLevel(logging.NOTSET)
+
+
+@celeryd_after_setup.connect
+def _no_banner_in_json(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    """With JSON logs, leave out Celery's start-up banner: every line is then JSON."""
+    if instance is not None and _runtime.get_settings().log_format == logs.LogFormat.JSON:
+        instance.quiet = True
+
+
+#: The log-field tokens of the tasks running in this process, by task id.
+_task_fields: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, **kwargs: Any) -> None:
+    """Every record a task logs carries its id; its stage work counts in the metrics."""
+    _runtime.attach_metrics()
+    if task_id is not None:
+        _task_fields[task_id] = logs.bind_fields(task_id=task_id)
+
+
+@task_postrun.connect
+def _unbind_task(task_id: str | None = None, **kwargs: Any) -> None:
+    token = _task_fields.pop(task_id, None) if task_id is not None else None
+    if token is not None:
+        with contextlib.suppress(ValueError):  # bound in another context: nothing to undo
+            logs.unbind(token)
+
+
+def serve_metrics(settings: Settings) -> None:
+    """Serve the worker's metrics from this (main) process, before the pool forks.
+
+    The pool's processes write prometheus_client's multiprocess files into one folder
+    (``PROMETHEUS_MULTIPROC_DIR`` if set, else a fresh temporary one); this process
+    sums them on every scrape and adds queue depth and run progress read from the ledger.
+    Does nothing without ``TRIBRID_CELERY__METRICS_PORT`` or when already serving.
+
+    Raises:
+        ConfigError: The port cannot be bound.
+    """
+    cfg = settings.celery
+    if cfg.metrics_port is None or _runtime.metrics_dir is not None:
+        return
+    from prometheus_client import start_http_server
+
+    given = os.environ.get(metrics.MULTIPROC_ENV)
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="tribrid-metrics-"))
+    _runtime.metrics_dir, _runtime.owns_metrics_dir = folder, not given
+    metrics.enable_multiprocess(folder)
+
+    def snapshots() -> list[metrics.RunSnapshot]:
+        ledger = factory.build_ledger(settings)
+        try:
+            return jobs.run_snapshots(ledger)
+        finally:
+            ledger.close()
+
+    registry = metrics.multiprocess_registry(folder, metrics.RunCollector(snapshots))
+    try:
+        server, _ = start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=registry)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot serve the worker's metrics on {cfg.metrics_host}:{cfg.metrics_port}: {e}; "
+            "pick another --metrics-port (TRIBRID_CELERY__METRICS_PORT), or 0 for any free one"
+        ) from None
+    port = server.server_address[1]
+    _runtime.metrics_url = f"http://{cfg.metrics_host}:{port}/metrics"  # logged once up
 
 
 @celeryd_init.connect
 def _remember_worker_options(sender: Any = None, conf: Any = None, **kwargs: Any) -> None:
     # Runs in the worker's main process, before the fork: children inherit what it sets.
-    celery_config(_runtime.get_settings(), create_folders=True)
+    settings = _runtime.get_settings()
+    if settings.log_format == logs.LogFormat.JSON:
+        # JSON from the first line (Celery's own set-up comes later): warnings at start-up,
+        # such as running as root, would otherwise be printed raw.
+        logs.setup_logging(log_format=settings.log_format, secrets=settings.secrets())
+    celery_config(settings, create_folders=True)
     options = kwargs.get("options") or {}
     _runtime.concurrency = options.get("concurrency") or os.cpu_count() or 1
     queues = options.get("queues")
     if isinstance(queues, str):
         queues = [q for q in queues.split(",") if q]
     _runtime.queues = tuple(queues) if queues else None
+    serve_metrics(_runtime.get_settings())  # unless the CLI did already
 
 
 @worker_process_init.connect
@@ -403,6 +508,8 @@ _reaper = _Reaper()
 @worker_ready.connect
 def _start_reaper(**kwargs: Any) -> None:
     """In the worker's main process, once the pool is up: heal runs whose worker died."""
+    if _runtime.metrics_url is not None:
+        log.info("serving metrics at %s", _runtime.metrics_url)
     if not _runtime.is_writer:
         _reaper.start(_runtime.get_settings())
 
@@ -410,11 +517,15 @@ def _start_reaper(**kwargs: Any) -> None:
 @worker_shutdown.connect
 def _stop_reaper(**kwargs: Any) -> None:
     _reaper.stop()
+    if _runtime.metrics_dir is not None and _runtime.owns_metrics_dir:
+        shutil.rmtree(_runtime.metrics_dir, ignore_errors=True)
 
 
 @worker_process_shutdown.connect
 def _close_process(**kwargs: Any) -> None:
     _runtime.close()
+    if _runtime.metrics_dir is not None:
+        metrics.process_exited(os.getpid())
 
 
 # -- tasks -------------------------------------------------------------------------------
@@ -605,7 +716,9 @@ def write_batch(
         lease_s=_runtime.get_settings().celery.lease_s,
     )
     try:
-        counts = DirectSink(ledger, _runtime.get_store).commit(batch, owner=writer, run_id=run_id)
+        with logs.bind(run_id=run_id):
+            sink = DirectSink(ledger, _runtime.get_store)
+            counts = sink.commit(batch, owner=writer, run_id=run_id)
     except StoreError:
         _runtime.drop_store()
         raise

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tribrid import metrics
 from tribrid.store.points import chunk_payload, content_hash
+
+#: One line per document that reached an outcome (``tribrid -v ingest`` shows them).
+outcomes_log = logging.getLogger("tribrid.documents")
 
 
 class FailureKind(StrEnum):
@@ -122,3 +127,31 @@ def unreadable(key: str, error: OSError) -> DocumentFailure:
         FailureKind.UNREADABLE,
         f"{key}: cannot read: {error.strerror or error}; check it exists and is readable",
     )
+
+
+def document_ended(
+    key: str,
+    outcome: str,
+    *,
+    chunks: int = 0,
+    kind: str | None = None,
+    message: str | None = None,
+) -> None:
+    """Log one line and count one document that reached ``outcome``.
+
+    Every stage that ends a document calls this once for it (the writer, the failure
+    recorder, the removers, the unchanged path), in the foreground and in workers alike:
+    a failure is a warning with its kind and reason, the other outcomes are info lines.
+    """
+    metrics.document_ended(outcome, kind=kind)
+    extra: dict[str, Any] = {"document_key": key, "outcome": outcome, "chunks": chunks}
+    if outcome == "failed":
+        extra["kind"] = kind
+        reason = message or ""
+        if reason.startswith(f"{key}: "):
+            reason = reason[len(key) + 2 :]
+        outcomes_log.warning("%s: failed (%s): %s", key, kind, reason, extra=extra)
+    elif outcome == "indexed":
+        outcomes_log.info("%s: indexed (%d chunks)", key, chunks, extra=extra)
+    else:
+        outcomes_log.info("%s: %s", key, outcome, extra=extra)

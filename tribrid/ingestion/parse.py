@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from tribrid import metrics
 from tribrid.connectors.archives import (
     ArchiveLimits,
     compression_of,
@@ -217,11 +218,12 @@ def parse_and_chunk(job: ParseJob, options: ParseOptions) -> ParseOutcome:
         ConfigError: The chunking options contradict each other.
         MissingDependencyError: The packaged spaCy model is missing.
     """
-    if job.text is not None:
-        # Already text (a record, not a file): nothing to read or partition, only chunking.
-        return chunk_text(job, options)
-    outcome = _parse_source(job, options)
-    return _with_last_modified(outcome, job.path)
+    with metrics.timed("parse"):
+        if job.text is not None:
+            # Already text (a record, not a file): nothing to read or partition, only chunking.
+            return chunk_text(job, options)
+        outcome = _parse_source(job, options)
+        return _with_last_modified(outcome, job.path)
 
 
 def _with_last_modified(outcome: ParseOutcome, source: Path) -> ParseOutcome:

@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+from tribrid import metrics
 from tribrid.errors import ConfigError, MissingDependencyError, TribridError
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParseOutcome
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
@@ -291,6 +292,8 @@ class ParsePool:
             assignment = worker.finish(seq)
             if not assignment.orphan:
                 results.append((assignment.job, outcome))
+                if assignment.started_at is not None:  # the clock is shared (monotonic)
+                    metrics.observe("parse", time.monotonic() - assignment.started_at)
             self.peak_worker_rss_mb = max(self.peak_worker_rss_mb, peak_rss_mb)
             worker.clear_stderr()
         elif kind == "error":

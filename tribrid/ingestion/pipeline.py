@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from tribrid import logs
 from tribrid.connectors.archives import ArchiveLimits, ArchiveMember
 from tribrid.connectors.base import Connector, SourceDocument, TextDocument
 from tribrid.encoders import EncoderSet
@@ -167,7 +168,8 @@ class SyncPipeline:
             run_id = self._ledger.start_run(source_id)
             state = _RunState()
             try:
-                self._sync(connector, source_id, state, listener)
+                with logs.bind(run_id=run_id):
+                    self._sync(connector, source_id, state, listener)
                 self._store.flush()
             except BaseException as e:
                 self._ledger.finish_run(

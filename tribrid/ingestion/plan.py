@@ -30,7 +30,7 @@ from tribrid.connectors.archives import (
 )
 from tribrid.connectors.base import Connector, ListingFailure, SourceDocument
 from tribrid.errors import ParseError
-from tribrid.ingestion.base import FailureKind, unreadable
+from tribrid.ingestion.base import FailureKind, document_ended, unreadable
 from tribrid.ledger.base import DocumentState, DocumentStatus, Ledger, RunCounts
 
 #: Failure kinds that say nothing about the file (the store or the models were at fault):
@@ -317,6 +317,7 @@ def settle_unchanged(ledger: Ledger, planned: Planned) -> RunCounts:
         ledger.record_unchanged(
             planned.before.id, mtime_ns=planned.doc.mtime_ns, size=planned.doc.size
         )
+    document_ended(planned.key, "unchanged")
     return RunCounts(unchanged=1)
 
 

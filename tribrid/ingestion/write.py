@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tribrid import metrics
 from tribrid.connectors.base import SourceDocument
 from tribrid.encoders import EncoderSet
-from tribrid.ingestion.base import Chunk, ParsedDocument
+from tribrid.ingestion.base import Chunk, ParsedDocument, document_ended
 from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts
 from tribrid.store.base import Point, VectorStore
 from tribrid.store.points import SOURCE_KEY
@@ -90,7 +91,8 @@ class WriteBatch:
 
 def encode_chunks(encoders: EncoderSet, chunks: Sequence[Chunk]) -> list[Point]:
     """Encode chunks into the points the store holds: three vectors and the payload."""
-    encoded = encoders.encode_documents([c.text for c in chunks])
+    with metrics.timed("encode"):
+        encoded = encoders.encode_documents([c.text for c in chunks])
     return [
         Point(
             id=chunk.point_id,
@@ -211,6 +213,12 @@ def encode_batch(
     )
 
 
+def timed_upsert(store: VectorStore, points: Sequence[Point]) -> None:
+    """``store.upsert(points)``, observed as one ``upsert`` stage."""
+    with metrics.timed("upsert"):
+        store.upsert(points)
+
+
 def commit_batch(
     ledger: Ledger, store: VectorStore, batch: WriteBatch, *, upsert_batch: int = 256
 ) -> RunCounts:
@@ -221,7 +229,7 @@ def commit_batch(
     for point_id, payload in batch.payload_updates:
         store.set_payload(point_id, payload)
     for start in range(0, len(batch.points), upsert_batch):
-        store.upsert(batch.points[start : start + upsert_batch])
+        timed_upsert(store, batch.points[start : start + upsert_batch])
     stale_total = 0
     for record in batch.documents:
         stale = ledger.record_indexed(
@@ -236,6 +244,8 @@ def commit_batch(
         if stale:
             store.delete(stale)
             stale_total += len(stale)
+        document_ended(record.key, "indexed", chunks=len(record.chunks))
+    metrics.chunks_written(batch.encoded)
     return RunCounts(
         indexed=len(batch.documents),
         chunks_embedded=batch.encoded,
@@ -291,7 +301,7 @@ class DocumentWriter:
             batch,
             existing=existing,
             trusted_ids=trusted_ids,
-            write_points=self._store.upsert,
+            write_points=lambda points: timed_upsert(self._store, points),
             on_encoded=on_encoded,
             slice_chunks=self._upsert_batch,
         )
@@ -330,6 +340,7 @@ def record_failure(
     )
     if stale:
         delete(stale)
+    document_ended(key, "failed", kind=str(kind), message=message)
     return len(stale)
 
 
@@ -347,6 +358,7 @@ def remove_vanished(
         if stale:
             delete(stale)
         counts += RunCounts(deleted=1, chunks_deleted=len(stale))
+        document_ended(before.key, "deleted")
         if on_deleted is not None:
             on_deleted(before.key)
     return counts
@@ -427,4 +439,5 @@ __all__ = [
     "record_failure",
     "remove_orphans",
     "remove_vanished",
+    "timed_upsert",
 ]

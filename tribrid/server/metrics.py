@@ -1,8 +1,18 @@
-"""The server's Prometheus metrics, in a registry of their own (``GET /metrics``)."""
+"""The server's Prometheus metrics, in a registry of their own (``GET /metrics``).
+
+Besides its own (queries, store operations, failed requests, its sync queue), the
+server counts the sync stages' work while it runs (:mod:`tribrid.metrics`) and reads
+queue depth and run progress from its ledger at each scrape — background runs too,
+when workers share its ledger.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tribrid.metrics import PipelineMetrics, RunCollector, RunSnapshot
 
 
 class ServerMetrics:
@@ -12,6 +22,9 @@ class ServerMetrics:
         queries: Searches answered, by outcome (``ok``, ``error``).
         query_seconds: Search latency, query encoding included.
         store_ops: Store operations other processes sent, by operation.
+        pipeline: The sync stages' metrics (:class:`tribrid.metrics.PipelineMetrics`),
+            counted while the server runs: documents by outcome, failures by kind,
+            chunks, parse/encode/upsert seconds.
         documents: Documents the server's own syncs ended, by outcome.
         chunks: Chunks the server's own syncs encoded and wrote.
         failures: Requests that failed, by endpoint.
@@ -35,17 +48,11 @@ class ServerMetrics:
             ["operation"],
             registry=self.registry,
         )
-        self.documents = Counter(
-            "tribrid_documents",
-            "Documents ended by the server's syncs",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.chunks = Counter(
-            "tribrid_chunks_indexed",
-            "Chunks encoded and written by the server's syncs",
-            registry=self.registry,
-        )
+        # The sync stages count into these while the server is up (see tribrid.metrics):
+        # documents by outcome, failures by kind, chunks, parse/encode/upsert seconds.
+        self.pipeline = PipelineMetrics(self.registry)
+        self.documents = self.pipeline.documents
+        self.chunks = self.pipeline.chunks
         self.failures = Counter(
             "tribrid_request_failures",
             "Requests that failed",
@@ -55,6 +62,10 @@ class ServerMetrics:
         self.queue_depth = Gauge(
             "tribrid_sync_queue_depth", "Sync jobs waiting or running", registry=self.registry
         )
+
+    def watch_runs(self, snapshots: Callable[[], Iterable[RunSnapshot]]) -> None:
+        """Add queue depth and run progress, read through ``snapshots`` at each scrape."""
+        self.registry.register(RunCollector(snapshots))
 
 
 __all__ = ["ServerMetrics"]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tribrid import factory
+from tribrid import factory, metrics
+from tribrid.background.jobs import run_snapshots
 from tribrid.encoders import EncoderSet
 from tribrid.ledger import QueueLedger
 from tribrid.server.metrics import ServerMetrics
@@ -130,19 +131,6 @@ class SyncJob:
         }
 
 
-class _Progress:
-    """Feeds a sync's progress into the metrics."""
-
-    def __init__(self, metrics: ServerMetrics) -> None:
-        self._metrics = metrics
-
-    def document_done(self, key: str, outcome: str, chunks: int) -> None:
-        self._metrics.documents.labels(outcome).inc()
-
-    def chunks_embedded(self, count: int) -> None:
-        self._metrics.chunks.inc(count)
-
-
 class SyncQueue:
     """Syncs run one at a time on a thread of their own, in the order asked.
 
@@ -229,9 +217,7 @@ class SyncQueue:
             encoders=state.encoders,
             retry_failed=job.retry_failed,
         )
-        report = pipeline.sync(
-            factory.local_folder(settings, job.path), progress=_Progress(state.metrics)
-        )
+        report = pipeline.sync(factory.local_folder(settings, job.path))
         job.run_id = report.run_id
         job.counts = report.counts.as_dict()
 
@@ -263,6 +249,9 @@ class ServerState:
             self.ledger.close()
             raise
         self.store = LockedStore(opened)
+        self.metrics.watch_runs(lambda: run_snapshots(self.ledger))
+        # The sync stages of this process count into the server's metrics.
+        metrics.attach(self.metrics.pipeline)
         if settings.celery.broker_url is not None:
             from tribrid.background import worker
 
@@ -287,6 +276,7 @@ class ServerState:
 
     def close(self) -> None:
         """Stop the sync queue, close the store and the ledger."""
+        metrics.detach(self.metrics.pipeline)
         try:
             self.syncs.close()
         finally:

@@ -115,6 +115,7 @@ _EDGE_QUERY = {
 #: Free bytes the store's disk must keep for a write to go ahead (see ``_check_free_space``).
 MIN_FREE_BYTES = 64 * 2**20
 
+
 class _FolderLock:
     """An exclusive ``flock`` on ``<folder>/tribrid.lock``.
 
