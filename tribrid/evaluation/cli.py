@@ -19,11 +19,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tribrid.evaluation.harness import ALL_MODES, EvalMode, evaluate
 from tribrid.evaluation.metrics import DEFAULT_METRICS
-from tribrid.evaluation.report import markdown_table, write_report
-from tribrid.retrievers.config import RetrieverConfig
+from tribrid.evaluation.modes import ALL_MODES, EvalMode
 from tribrid.settings import Settings
+
+# The harness, its report and the retriever config are imported inside the commands:
+# registering `eval` and `tune` on the CLI must cost nothing (see tests/test_startup.py).
 
 console = Console()
 err_console = Console(stderr=True)
@@ -134,6 +135,10 @@ def eval_command(
     """
     settings = _settings(dataset, data_dir)
     chosen = [m.value for m in (modes or ALL_MODES)]
+    from tribrid.evaluation.harness import evaluate
+    from tribrid.evaluation.report import markdown_table, write_report
+    from tribrid.retrievers.config import RetrieverConfig
+
     tuned = RetrieverConfig.load(config) if config else None
     with _progress() as progress:
         report = evaluate(
