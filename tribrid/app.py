@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tribrid.errors import ConfigError
+from tribrid.errors import ConfigError, require_extras
 from tribrid.ledger.base import DocumentStatus, RunCounts, StatusReport
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, MetadataFilter, VectorStore
@@ -117,6 +117,7 @@ def ingest(
     """
     from tribrid import factory
 
+    require_extras("indexing (`tribrid ingest`)", "index", "parse")
     cfg = _settings(settings, overrides)
     source = factory.build_connector(cfg, Path(path), connector=connector)
     with factory.opened(cfg, recreate=recreate) as (ledger, store, encoders):
@@ -276,6 +277,7 @@ def search(
                 query, **_search_options(mode, k, filter, cfg.quantization.oversampling)
             )
         return [SearchResult.of(c.id, c.score, c.payload) for c in chunks]
+    require_extras("searching without a running `tribrid serve`", "index")
     encoders = factory.build_encoders(cfg)
     # Search needs only the store: no ledger is opened (or migrated) for it.
     store = factory.build_store(cfg, encoders)
@@ -340,6 +342,7 @@ def as_retriever(
             url, api_key = info.url, info.api_key
     if url is not None:
         return RemoteRetriever(url=url, api_key=api_key, timeout=cfg.serve.timeout_s, **options)
+    require_extras("a retriever without a running `tribrid serve`", "index")
     encoders = factory.build_encoders(cfg)
     store = factory.build_store(cfg, encoders)
     try:

@@ -14,11 +14,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from tribrid import __version__, factory
 from tribrid import app as api
-from tribrid import factory
-from tribrid.errors import TribridError, redact, redact_logs
+from tribrid.errors import TribridError, redact, redact_logs, require_extras
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
 from tribrid.settings import Settings
@@ -27,11 +28,31 @@ cli = typer.Typer(
     name="tribrid",
     help="Index folders of documents into a hybrid (dense + SPLADE + BM25) Qdrant index and search it.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tribrid {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # Options of `tribrid` itself, before the command. Keep this module cheap to import:
+    # heavy libraries are imported inside the commands (tests/test_startup.py).
+    pass
+
 
 DataDir = Annotated[
     Path | None,
@@ -49,7 +70,8 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # Escaped: messages hold brackets (`pip install 'tribrid[index]'`) that are not markup.
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -106,6 +128,10 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Index a folder: new and changed files are embedded, deleted files removed."""
+    if background:
+        require_extras("`tribrid ingest --background`", "celery")
+    else:
+        require_extras("`tribrid ingest`", "index", "parse")
     if not path.is_dir():
         raise _fail(f"{path} is not a folder; pass the folder that holds the documents")
     from tribrid.connectors import CONNECTORS
@@ -446,6 +472,8 @@ def worker_command(
     """Run a Celery worker that parses, encodes and writes queued documents."""
     import os
 
+    require_extras("`tribrid worker`", "celery", "index", "parse")
+
     settings = _settings(data_dir)
     if beat and settings.celery.resync_interval_s is None:
         raise _fail(
@@ -527,6 +555,7 @@ def watch(
     Bursts of changes become one sync after a quiet period. By default the sync runs in
     this process (no broker, no worker); Ctrl-C or SIGTERM stops after the current sync.
     """
+    require_extras("`tribrid watch`", "watch", *(("celery",) if background else ("index", "parse")))
     from tribrid import watch as watching
 
     if not path.is_dir():
@@ -598,6 +627,7 @@ def serve(
     Searches, `tribrid ingest`, workers, watchers and LangChain retrievers on this data
     dir then go through this process (they find it by themselves). Ctrl-C or SIGTERM stops.
     """
+    require_extras("`tribrid serve`", "server", "index")
     from tribrid.server.runner import serve as run_server
 
     for folder in [*(watch or []), *(allow_root or [])]:
@@ -633,11 +663,12 @@ def main() -> None:
         cli()
     except TribridError as e:
         message = redact(str(e), secrets)
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        # Escaped: messages hold brackets (`pip install 'tribrid[index]'`) that are not markup.
+        err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     except ValidationError as e:
         err_console.print(
-            f"[red]error:[/red] {_settings_problem(e)}", highlight=False, soft_wrap=True
+            f"[red]error:[/red] {escape(_settings_problem(e))}", highlight=False, soft_wrap=True
         )
         raise SystemExit(2) from None
 

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tribrid.errors import require_extras
 from tribrid.evaluation.metrics import DEFAULT_METRICS
 from tribrid.evaluation.modes import ALL_MODES, EvalMode
 from tribrid.settings import Settings
@@ -133,6 +134,7 @@ def eval_command(
     hits are aggregated to documents by their best chunk before nDCG@10, Recall@10/100
     and MRR@10 are computed (pytrec_eval).
     """
+    require_extras("`tribrid eval`", "eval", "index", "parse")
     settings = _settings(dataset, data_dir)
     chosen = [m.value for m in (modes or ALL_MODES)]
     from tribrid.evaluation.harness import evaluate
@@ -212,6 +214,7 @@ def tune_command(
     Writes a config that `tribrid search --config` and `tribrid.as_retriever(config=...)`
     load. The test split is scored once for the chosen setting, never searched.
     """
+    require_extras("`tribrid tune`", "eval", "index", "parse")
     from tribrid.evaluation.tuning import tune
 
     settings = _settings(dataset, data_dir)

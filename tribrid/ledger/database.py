@@ -142,7 +142,7 @@ class Database:
         except (SQLAlchemyError, ImportError) as e:
             raise LedgerError(
                 f"cannot open the ledger at {self._url}: {e}; install the database driver "
-                f"(psycopg 3 for PostgreSQL) {_ENV_HINT}"
+                f"(for PostgreSQL the postgres extra: pip install 'tribrid[postgres]') {_ENV_HINT}"
             ) from e
         self._read_session = sessionmaker(self._engine, expire_on_commit=False)
         self._write_engine = self._engine.execution_options(**{_WRITER: True})
