@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,19 +64,27 @@ class Checkout:
         return [sys.executable, "-c", ENTRY, *args]
 
 
-def run_once(checkout: Checkout, args: Sequence[str]) -> float:
-    """Wall seconds of one ``tribrid ARGS`` process; it must succeed."""
+def run_once(checkout: Checkout, args: Sequence[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one ``tribrid ARGS`` process.
+
+    On a busy machine the wall time mostly measures the queue for the cores; the CPU
+    time the process used is the steadier estimate of its wall time on an idle one.
+    The command must succeed.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         checkout.command(args), env=checkout.env(), cwd=checkout.path, capture_output=True
     )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise RuntimeError(
             f"{checkout.name}: tribrid {' '.join(args)} exited {done.returncode}: "
             f"{done.stderr.decode(errors='replace')[-2000:]}"
         )
-    return elapsed
+    return elapsed, cpu
 
 
 def ensure_demo_index(checkout: Checkout, data_dir: Path) -> None:
@@ -126,9 +135,9 @@ def load() -> str:
 
 def measure(
     checkouts: Sequence[Checkout], args: Sequence[str], runs: int
-) -> dict[str, list[float]]:
-    """``runs`` wall times of ``tribrid ARGS`` per checkout, alternating checkouts."""
-    times: dict[str, list[float]] = {c.name: [] for c in checkouts}
+) -> dict[str, list[tuple[float, float]]]:
+    """``runs`` (wall, CPU) times of ``tribrid ARGS`` per checkout, alternating checkouts."""
+    times: dict[str, list[tuple[float, float]]] = {c.name: [] for c in checkouts}
     for c in checkouts:  # one untimed run each: the OS file cache, .pyc files
         run_once(c, args)
     for _ in range(runs):
@@ -166,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     load_before = load()
-    results: list[tuple[str, dict[str, list[float]]]] = []
+    results: list[tuple[str, dict[str, list[tuple[float, float]]]]] = []
     for label, command in commands:
         results.append((label, measure(checkouts, command, args.runs)))
         print(f"{label}: done", file=sys.stderr)
@@ -180,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({os.cpu_count()} cores, Python {platform.python_version()}), shared with other "
         f"work: load average (1/5/15 min) {load_before} before, {load_after} after. "
-        f"Wall time of a fresh process, median of {args.runs} runs per checkout, the "
-        "checkouts alternating run by run; compare the ratios, not times across runs.",
+        f"Wall time and CPU time (user + system) of a fresh process, median of {args.runs} "
+        "runs per checkout, the checkouts alternating run by run. On a busy machine the wall "
+        "time is mostly the wait for a core; the CPU time estimates the wall time on an "
+        "idle one. Compare the ratios, not times across runs.",
         "",
         "Command: `python benchmarks/startup.py "
         + " ".join(
@@ -192,23 +203,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "`",
         "",
     ]
-    header = "| command | " + " | ".join(f"{c.name} (s)" for c in checkouts)
-    if len(checkouts) == 2:
-        header += " | ratio |"
-        lines += [header, "|---|---:|---:|---:|"]
-    else:
-        header += " |"
-        lines += [header, "|---|---:|"]
-    summary: dict[str, dict[str, float]] = {}
+    names = [c.name for c in checkouts]
+    header = ["command"]
+    for kind in ("wall", "CPU"):
+        header += [f"{name} {kind} (s)" for name in names]
+        if len(names) == 2:
+            header.append(f"{kind} ratio")
+    lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    summary: dict[str, dict[str, dict[str, float]]] = {}
     for label, times in results:
-        medians = {name: statistics.median(values) for name, values in times.items()}
-        summary[label] = medians
-        row = f"| {label} | " + " | ".join(f"{medians[c.name]:.2f}" for c in checkouts)
-        if len(checkouts) == 2:
-            row += f" | {medians[checkouts[1].name] / medians[checkouts[0].name]:.1f}× |"
-        else:
-            row += " |"
-        lines.append(row)
+        row = [label]
+        summary[label] = {}
+        for kind, index in (("wall", 0), ("CPU", 1)):
+            medians = {n: statistics.median(t[index] for t in times[n]) for n in names}
+            summary[label][kind] = medians
+            row += [f"{medians[n]:.2f}" for n in names]
+            if len(names) == 2:
+                row.append(f"{medians[names[1]] / medians[names[0]]:.1f}×")
+        lines.append("| " + " | ".join(row) + " |")
     report = "\n".join(lines) + "\n"
     print(report)
     print(json.dumps(summary), file=sys.stderr)

