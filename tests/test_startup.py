@@ -155,10 +155,13 @@ def test_a_lexical_search_in_process_loads_no_model(tmp_path: Path) -> None:
 
 
 def test_version_prints_the_package_version_and_imports_nothing_heavy() -> None:
+    from importlib.metadata import version
+
     import tribrid
 
     out, loaded = run_cli(["--version"])
-    assert out == f"tribrid {tribrid.__version__}\n"
+    assert out == f"tribrid {version('tribrid')}\n"
+    assert version("tribrid") == tribrid.__version__  # pyproject reads it from there
     assert loaded & (MODELS_AND_PARSING | SERVICES | RETRIEVERS) == set()
 
 

@@ -17,8 +17,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from tribrid import __version__, factory
 from tribrid import app as api
+from tribrid import factory
 from tribrid.errors import TribridError, redact, redact_logs, require_extras
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
@@ -36,7 +36,9 @@ err_console = Console(stderr=True)
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"tribrid {__version__}")
+        from importlib.metadata import version  # the installed package's (its __version__)
+
+        typer.echo(f"tribrid {version('tribrid')}")
         raise typer.Exit()
 
 
