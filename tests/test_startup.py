@@ -128,7 +128,29 @@ def test_search_through_the_server_loads_no_model_store_or_ledger(tmp_path: Path
             ["search", "binary quantization", "--data-dir", str(settings.data_dir), "--json"]
         )
     assert json.loads(out), "the search through the server found nothing"
-    assert loaded & (MODELS_AND_PARSING | SERVICES) == set()
+    assert loaded & (MODELS_AND_PARSING | SERVICES | {"langchain_core", "langsmith"}) == set()
+
+
+def test_the_remote_retriever_loads_no_model_store_or_ledger(tmp_path: Path) -> None:
+    """``tribrid.as_retriever()`` on a served data dir: LangChain, and nothing heavier."""
+    with running_server(tmp_path / "data") as (_, settings):
+        store = factory.build_store(settings, fake_encoders())
+        store.upsert(corpus_points(fake_encoders()))
+        store.close()
+        code = (
+            "import json, sys, tribrid\n"
+            f"r = tribrid.as_retriever(data_dir={str(settings.data_dir)!r}, k=2)\n"
+            "docs = r.invoke('binary quantization')\n"
+            "print(json.dumps({'type': type(r).__name__, 'docs': len(docs),"
+            " 'modules': sorted({m.split('.')[0] for m in sys.modules})}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["type"] == "RemoteRetriever" and report["docs"] > 0
+    assert set(report["modules"]) & (MODELS_AND_PARSING | SERVICES) == set()
 
 
 def test_a_lexical_search_in_process_loads_no_model(tmp_path: Path) -> None:

@@ -267,16 +267,20 @@ def search(
     cfg = _settings(settings, overrides)
     info = factory.served(cfg)
     if info is not None:
-        from tribrid.retrievers.remote import RemoteRetriever
+        from tribrid.store.remote import search_server
 
-        # The server encodes the query: no model is loaded here.
-        with RemoteRetriever(
-            url=info.url, api_key=info.api_key, timeout=cfg.serve.timeout_s
-        ) as remote:
-            chunks = remote.search(
-                query, **_search_options(mode, k, filter, cfg.quantization.oversampling)
-            )
-        return [SearchResult.of(c.id, c.score, c.payload) for c in chunks]
+        # The server encodes the query: no model is loaded here, nor LangChain (the
+        # request RemoteRetriever makes, made directly).
+        items = search_server(
+            info.url,
+            query,
+            _search_options(mode, k, filter, cfg.quantization.oversampling),
+            api_key=info.api_key,
+            timeout=cfg.serve.timeout_s,
+        )
+        return [
+            SearchResult.of(str(i["id"]), float(i["score"]), i.get("payload") or {}) for i in items
+        ]
     require_extras("searching without a running `tribrid serve`", "index")
     encoders = factory.build_encoders(cfg)
     # Search needs only the store: no ledger is opened (or migrated) for it.
