@@ -24,8 +24,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -342,10 +340,15 @@ class Database:
         self, entity: type[Any], values: dict[str, Any], keys: list[str]
     ) -> Executable:
         """INSERT that does nothing when a row with the same ``keys`` exists."""
+        # The dialect's insert is imported here: opening a ledger imports one dialect only.
         if self._is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             return (
                 sqlite_insert(entity).values(**values).on_conflict_do_nothing(index_elements=keys)
             )
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
         return (
             postgresql_insert(entity).values(**values).on_conflict_do_nothing(index_elements=keys)
         )
