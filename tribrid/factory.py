@@ -18,23 +18,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tribrid.connectors import Connector, ConnectorOptions, LocalFolderConnector, open_connector
-from tribrid.connectors.archives import ArchiveLimits
-from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder, SpladeEncoder
+from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, StoreError
-from tribrid.ingestion.parse import ParseOptions, ParserFactory
-from tribrid.ingestion.pipeline import SyncPipeline
-from tribrid.ledger import Ledger, SqlLedger, open_ledger
 from tribrid.settings import Settings
 from tribrid.store import needs_single_writer, open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.remote import RemoteStore, ServerInfo, descriptor, discover
 
+# What each builder builds is imported inside it, so a command pays only for the parts
+# it uses: `tribrid status` never imports the encoders or parsing, a search through
+# `tribrid serve` never imports the ledger (tests/test_startup.py holds this).
+if TYPE_CHECKING:
+    from tribrid.connectors import Connector, ConnectorOptions, LocalFolderConnector
+    from tribrid.connectors.archives import ArchiveLimits
+    from tribrid.ingestion.parse import ParseOptions, ParserFactory
+    from tribrid.ingestion.pipeline import SyncPipeline
+    from tribrid.ledger import Ledger, SqlLedger
+
 
 def build_encoders(settings: Settings) -> EncoderSet:
     """The encoders the settings name (models load lazily, on first use)."""
+    from tribrid.encoders.bm25 import Bm25Encoder
+    from tribrid.encoders.dense import SentenceTransformerEncoder
+    from tribrid.encoders.splade import SpladeEncoder
+
     models = settings.models
     common: dict[str, Any] = {
         "device": models.device,
@@ -166,6 +175,8 @@ def single_writer(settings: Settings) -> bool:
 
 def build_ledger(settings: Settings) -> SqlLedger:
     """Open (and migrate) the ledger the settings name."""
+    from tribrid.ledger import open_ledger
+
     if settings.database.url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return open_ledger(settings.database_url)
@@ -173,6 +184,8 @@ def build_ledger(settings: Settings) -> SqlLedger:
 
 def connector_options(settings: Settings) -> ConnectorOptions:
     """The connector options of the settings (include/exclude globs, symlinks)."""
+    from tribrid.connectors import ConnectorOptions
+
     conn = settings.connector
     return ConnectorOptions(
         include=tuple(conn.include),
@@ -186,17 +199,23 @@ def build_connector(
 ) -> Connector:
     """The connector ``connector`` (a name in :data:`tribrid.connectors.CONNECTORS`) of
     the source at ``location``, with the settings' connector options."""
+    from tribrid.connectors import open_connector
+
     return open_connector(connector, str(location), connector_options(settings))
 
 
 def local_folder(settings: Settings, root: str | Path) -> LocalFolderConnector:
     """The folder ``root`` as a source, with the settings' connector options (the watcher
     and background runs need a folder, not any connector)."""
+    from tribrid.connectors import LocalFolderConnector
+
     return LocalFolderConnector.from_location(str(root), connector_options(settings))
 
 
 def parse_options(settings: Settings) -> ParseOptions:
     """How to parse and chunk, from the ``parsing``, ``chunking`` and ``archives`` settings."""
+    from tribrid.ingestion.parse import ParseOptions
+
     return ParseOptions.from_settings(settings.parsing, settings.chunking, settings.archives)
 
 
@@ -213,6 +232,8 @@ def parser_factory(settings: Settings) -> ParserFactory:
 
 def archive_limits(settings: Settings) -> ArchiveLimits:
     """What reading a compressed file or an archive may cost, from the ``archives`` settings."""
+    from tribrid.connectors.archives import ArchiveLimits
+
     return ArchiveLimits(**settings.archives.model_dump())
 
 
@@ -241,6 +262,8 @@ def sync_pipeline(
         parsers: Another parser factory than the settings' parse pool (the evaluation
             harness chunks text records in-process).
     """
+    from tribrid.ingestion.pipeline import SyncPipeline
+
     return SyncPipeline(
         ledger=ledger,
         store=store,

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Protocol
 from tribrid import factory
 from tribrid.background.jobs import is_transient
 from tribrid.connectors import LocalFolderConnector
-from tribrid.errors import ConfigError, MissingDependencyError
+from tribrid.errors import ConfigError, missing_extra
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent
@@ -464,10 +464,8 @@ class FolderWatcher:
             from watchdog.events import FileSystemEventHandler
             from watchdog.observers import Observer
             from watchdog.observers.polling import PollingObserver
-        except ImportError as e:  # pragma: no cover - watchdog is a dependency
-            raise MissingDependencyError(
-                "`tribrid watch` needs watchdog: pip install 'watchdog>=6'"
-            ) from e
+        except ImportError as e:
+            raise missing_extra("`tribrid watch`", "watch", "watchdog") from e
         matters, touch = self.filter.event_matters, self.debouncer.touch
 
         class Handler(FileSystemEventHandler):

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tribrid.errors import LedgerError
 from tribrid.ledger import SqlLedger
-from tribrid.ledger.database import MIGRATIONS_DIR, alembic_config
+from tribrid.ledger.database import MIGRATIONS_DIR, alembic_config, head_revision
 from tribrid.ledger.models import Base
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +37,34 @@ def current_revision(url: str) -> str | None:
 
 def test_there_is_one_head() -> None:
     assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
+
+
+def test_the_head_read_from_file_names_is_alembics() -> None:
+    """An up-to-date ledger opens without Alembic, comparing its revision with
+    ``head_revision()``: every migration file must be named for its revision, in one line."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == head()
+    for script in scripts.walk_revisions():
+        assert script.path is not None
+        assert Path(script.path).name.startswith(f"v{script.revision}_"), script.path
+        assert len(script.revision) == 4 and script.revision.isdigit(), script.revision
+
+
+def test_an_up_to_date_ledger_opens_without_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    SqlLedger(url).close()  # creates and migrates it
+    code = (
+        "import sys; from tribrid.ledger import SqlLedger; "
+        f"SqlLedger({url!r}).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_migrations_ship_with_the_package() -> None:

@@ -399,7 +399,7 @@ def _decompressor(raw: Any, compression: Compression, where: str) -> IO[bytes]:
         raise ParseError(
             UNSUPPORTED_TYPE,
             f"{where}: reading .zst needs the Python package zstandard, which is not "
-            "installed (`pip install zstandard`, a tribrid dependency)",
+            "installed (install the parse extra: `pip install 'tribrid[parse]'`)",
         ) from error
     reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     return reader

@@ -7,19 +7,39 @@ chooses and configures them from the settings.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tribrid.encoders.base import (
     DenseEncoder,
-    DenseMatrix,
     EncoderBackend,
     SparseEncoder,
     SparseVector,
 )
-from tribrid.encoders.bm25 import Bm25Encoder
-from tribrid.encoders.dense import SentenceTransformerEncoder
-from tribrid.encoders.splade import SpladeEncoder
+
+if TYPE_CHECKING:
+    from tribrid.encoders.base import DenseMatrix
+    from tribrid.encoders.bm25 import Bm25Encoder
+    from tribrid.encoders.dense import SentenceTransformerEncoder
+    from tribrid.encoders.splade import SpladeEncoder
+
+# The encoder classes, imported on first use: importing the records of this package (as
+# settings, the CLI and remote clients do) must not import numpy or the model runtimes.
+_LAZY = {
+    "Bm25Encoder": "tribrid.encoders.bm25",
+    "SentenceTransformerEncoder": "tribrid.encoders.dense",
+    "SpladeEncoder": "tribrid.encoders.splade",
+    "DenseMatrix": "tribrid.encoders.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,14 @@ from typing import Any
 
 from tribrid.encoders.base import EncoderBackend
 from tribrid.encoders.models import ResolvedModel, file_sha256
-from tribrid.errors import EncoderError, MissingDependencyError
+from tribrid.errors import EncoderError, MissingDependencyError, missing_extra
 
 # Bump when the files or the graphs an export contains change: old exports are then ignored.
 # 2: manifests record the digests of the export's files and of the model it came from.
 EXPORT_FORMAT = 2
 OPSET = 17
 MANIFEST = "manifest.json"
-INSTALL_HINT = "install the ONNX extra: pip install 'tribrid[onnx]'"
+INSTALL_HINT = "install the index extra: pip install 'tribrid[index]'"
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, int | None], Any] = {}
@@ -68,10 +68,7 @@ def import_onnx() -> Any:
     try:
         import onnx
     except ImportError as e:
-        raise MissingDependencyError(
-            f"exporting a model to ONNX needs the onnx package; {INSTALL_HINT}, "
-            "or set TRIBRID_MODELS__BACKEND=torch"
-        ) from e
+        raise missing_extra("exporting a model to ONNX", "torch", "onnx") from e
     return onnx
 
 

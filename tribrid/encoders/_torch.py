@@ -10,7 +10,7 @@ from typing import Any
 
 from tribrid.encoders.base import EncoderBackend
 from tribrid.encoders.models import PINNED, resolve_model, verify_model
-from tribrid.errors import ConfigError, EncoderError, MissingDependencyError
+from tribrid.errors import ConfigError, EncoderError, missing_extra
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, str, str, int | None], Any] = {}
@@ -42,9 +42,10 @@ def load_model(cls_name: str, location: str, *, device: str, max_seq_length: int
             import sentence_transformers
             from transformers.utils import logging as hf_logging
         except ImportError as e:
-            raise MissingDependencyError(
-                "sentence-transformers is required for encoding; install tribrid with its "
-                "dependencies (see README: install torch first, then `pip install tribrid`)"
+            raise missing_extra(
+                "exporting or running a model with torch",
+                "torch",
+                "sentence-transformers",
             ) from e
         hf_logging.disable_progress_bar()
         cls = getattr(sentence_transformers, cls_name)

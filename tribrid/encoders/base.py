@@ -6,12 +6,26 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
-DenseMatrix = npt.NDArray[np.float32]
+    import numpy as np
+    import numpy.typing as npt
+
+    DenseMatrix: TypeAlias = npt.NDArray[np.float32]
+
+
+def __getattr__(name: str) -> Any:
+    # ``DenseMatrix`` needs numpy; built on first use, so the records and enums here (which
+    # settings and the CLI import) cost nothing to import.
+    if name == "DenseMatrix":
+        import numpy as np
+        import numpy.typing as npt
+
+        return npt.NDArray[np.float32]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class EncoderBackend(StrEnum):

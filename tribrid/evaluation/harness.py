@@ -26,7 +26,6 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +50,7 @@ from tribrid.evaluation.candidates import (
 )
 from tribrid.evaluation.indexing import index_dataset
 from tribrid.evaluation.metrics import DEFAULT_METRICS, evaluate_run
+from tribrid.evaluation.modes import ALL_MODES, EvalMode
 from tribrid.factory import build_encoders, build_ledger, build_store
 from tribrid.ingestion.pipeline import SyncReport
 from tribrid.retrievers.config import RetrieverConfig, RetrieverSettings
@@ -61,19 +61,6 @@ from tribrid.store.base import BinaryEncoding, Channel, QueryEncoding, VectorSto
 log = logging.getLogger(__name__)
 
 
-class EvalMode(StrEnum):
-    """What ``tribrid eval`` measures: one channel, or the three fused one way."""
-
-    DENSE = "dense"
-    SPLADE = "splade"
-    BM25 = "bm25"
-    BINARY = "binary"
-    HYBRID_RRF = "hybrid-rrf"
-    HYBRID_DBSF = "hybrid-dbsf"
-    HYBRID_CONVEX = "hybrid-convex"
-
-
-ALL_MODES = tuple(EvalMode)
 TUNED = "tuned"
 _THREE = {"dense": 1.0, "splade": 1.0, "bm25": 1.0}
 MODE_SETTINGS: dict[EvalMode, RetrieverSettings] = {

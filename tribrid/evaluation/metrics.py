@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tribrid.errors import MissingDependencyError
+from tribrid.errors import missing_extra
 
 Run = Mapping[str, Sequence[str]]
 """``{query id: [document id, ...]}``, best first."""
@@ -74,10 +74,7 @@ def evaluate_per_query(
     try:
         import pytrec_eval
     except ImportError as e:
-        raise MissingDependencyError(
-            "evaluation needs pytrec_eval: install tribrid[eval] "
-            "(pip install 'pytrec-eval-terrier>=0.5.11')"
-        ) from e
+        raise missing_extra("evaluation", "eval", "pytrec_eval") from e
     judged = {q: {d: int(r) for d, r in docs.items()} for q, docs in qrels.items()}
     out: dict[str, dict[str, float]] = {q: dict.fromkeys(metrics, 0.0) for q in judged}
     by_cut: dict[int | None, list[str]] = {}

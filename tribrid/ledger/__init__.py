@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tribrid.ledger.base import (
     ArchiveStatus,
     ChunkRecord,
@@ -27,7 +29,20 @@ from tribrid.ledger.base import (
     StatusReport,
     WorkItem,
 )
-from tribrid.ledger.ledger import SqlLedger, open_ledger
+
+if TYPE_CHECKING:
+    from tribrid.ledger.ledger import SqlLedger, open_ledger
+
+
+def __getattr__(name: str) -> Any:
+    # The SQL ledger (SQLAlchemy, Alembic) is imported on first use: the records above are
+    # what the CLI and the remote clients need, and they import nothing heavy.
+    if name in ("SqlLedger", "open_ledger"):
+        from tribrid.ledger import ledger
+
+        return getattr(ledger, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArchiveStatus",

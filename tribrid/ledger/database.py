@@ -25,12 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -44,6 +39,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 _STREAM_BATCH = 1000
@@ -59,6 +56,24 @@ _WRITER = "tribrid_writer"
 _ENV_HINT = "or set TRIBRID_DATABASE__URL to another ledger"
 
 
+def head_revision() -> str:
+    """The revision of the newest migration, read from the file names.
+
+    Each migration is ``versions/vNNNN_<what>.py`` with revision ``"NNNN"`` in a single
+    line of history (tests/ledger/test_ledger_migrations.py checks both), so the head is
+    the largest number. Reading it this way lets an up-to-date ledger open without
+    importing Alembic or loading the migration scripts.
+    """
+    numbers = [
+        path.name[1:5] for path in (MIGRATIONS_DIR / "versions").glob("v[0-9][0-9][0-9][0-9]_*.py")
+    ]
+    if not numbers:
+        raise LedgerError(
+            f"no ledger migrations in {MIGRATIONS_DIR / 'versions'}; reinstall tribrid"
+        )
+    return max(numbers)
+
+
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic configuration for the ledger migrations, built in code (no alembic.ini).
 
@@ -69,6 +84,8 @@ def alembic_config(url: str | None = None) -> Config:
     Returns:
         A config whose ``script_location`` is the migrations folder of the package.
     """
+    from alembic.config import Config
+
     cfg = Config()
     # ConfigParser interpolates '%'; a path containing one must be escaped.
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -130,7 +147,7 @@ class Database:
         except (SQLAlchemyError, ImportError) as e:
             raise LedgerError(
                 f"cannot open the ledger at {self._url}: {e}; install the database driver "
-                f"(psycopg 3 for PostgreSQL) {_ENV_HINT}"
+                f"(for PostgreSQL the postgres extra: pip install 'tribrid[postgres]') {_ENV_HINT}"
             ) from e
         self._read_session = sessionmaker(self._engine, expire_on_commit=False)
         self._write_engine = self._engine.execution_options(**{_WRITER: True})
@@ -229,7 +246,22 @@ class Database:
 
         return engine
 
+    def _current_revision(self) -> str | None:
+        """The ledger's Alembic revision, or ``None`` when it has none (a new database)."""
+        try:
+            with self._engine.connect() as connection:
+                return connection.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar_one_or_none()
+        except (SQLAlchemyError, sqlite3.Error):
+            return None  # no version table yet: the migration below says what is wrong
+
     def _migrate(self) -> None:
+        if self._current_revision() == head_revision():
+            return  # up to date: opening costs one query, and Alembic is never imported
+        from alembic import command
+        from alembic.util.exc import CommandError
+
         cfg = alembic_config()
         try:
             with self._write_engine.begin() as connection:
@@ -356,10 +388,15 @@ class Database:
         self, entity: type[Any], values: dict[str, Any], keys: list[str]
     ) -> Executable:
         """INSERT that does nothing when a row with the same ``keys`` exists."""
+        # The dialect's insert is imported here: opening a ledger imports one dialect only.
         if self._is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             return (
                 sqlite_insert(entity).values(**values).on_conflict_do_nothing(index_elements=keys)
             )
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
         return (
             postgresql_insert(entity).values(**values).on_conflict_do_nothing(index_elements=keys)
         )
@@ -439,4 +476,12 @@ class DatabaseRole:
         return f"{type(self).__name__}({self._db.url!r})"
 
 
-__all__ = ["MIGRATIONS_DIR", "Database", "DatabaseRole", "alembic_config", "batches", "rowcount"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Database",
+    "DatabaseRole",
+    "alembic_config",
+    "batches",
+    "head_revision",
+    "rowcount",
+]

@@ -2,38 +2,60 @@
 
 Add a backend by writing one module with a class that implements
 :class:`~tribrid.store.base.VectorStore` (its ``open`` classmethod and ``single_writer``
-flag included) and adding one line to :data:`STORES`.
+flag included) and adding one line to :data:`BACKENDS`.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tribrid.store.base import CollectionSchema, VectorStore
-from tribrid.store.edge import EdgeStore
-from tribrid.store.qdrant import QdrantServerStore
-from tribrid.store.remote import RemoteStore
 
-#: Store backends by the name settings use (``TRIBRID_STORE__BACKEND``).
-STORES: dict[str, type[VectorStore]] = {
-    "edge": EdgeStore,
-    "qdrant": QdrantServerStore,
-    "remote": RemoteStore,
+if TYPE_CHECKING:
+    from tribrid.store.edge import EdgeStore
+    from tribrid.store.qdrant import QdrantServerStore
+    from tribrid.store.remote import RemoteStore
+
+    #: Every backend's class by name (imported on first use).
+    STORES: dict[str, type[VectorStore]]
+
+#: Store backends by the name settings use (``TRIBRID_STORE__BACKEND``): the module and
+#: class of each. A backend's module (and its client library) is imported only when the
+#: backend is used, so a remote client never imports the embedded store's.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "edge": ("tribrid.store.edge", "EdgeStore"),
+    "qdrant": ("tribrid.store.qdrant", "QdrantServerStore"),
+    "remote": ("tribrid.store.remote", "RemoteStore"),
 }
+_CLASSES = {name: module for module, name in BACKENDS.values()}
+
+
+def __getattr__(name: str) -> Any:
+    # ``STORES`` (every backend's class) and the classes themselves, imported on first use.
+    if name == "STORES":
+        return {backend: store_class(backend) for backend in BACKENDS}
+    module = _CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def store_class(backend: str) -> type[VectorStore]:
     """The class of the store backend called ``backend``.
 
     Raises:
-        ValueError: ``backend`` is not a key of :data:`STORES`; the message lists them.
+        ValueError: ``backend`` is not a key of :data:`BACKENDS`; the message lists them.
     """
     try:
-        return STORES[backend]
+        module, name = BACKENDS[backend]
     except KeyError:
         raise ValueError(
-            f"unknown store backend {backend!r}; valid names: {sorted(STORES)}"
+            f"unknown store backend {backend!r}; valid names: {sorted(BACKENDS)}"
         ) from None
+    cls: type[VectorStore] = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def needs_single_writer(backend: str) -> bool:
@@ -42,7 +64,7 @@ def needs_single_writer(backend: str) -> bool:
     Then one process must own the store and the others send their writes to it.
 
     Raises:
-        ValueError: ``backend`` is not a key of :data:`STORES`.
+        ValueError: ``backend`` is not a key of :data:`BACKENDS`.
     """
     return store_class(backend).single_writer
 
@@ -60,7 +82,7 @@ def open_store(
     """Open (or create) the collection described by ``schema`` on ``backend``.
 
     Args:
-        backend: A key of :data:`STORES`, such as ``"edge"`` (embedded, one process) or
+        backend: A key of :data:`BACKENDS`, such as ``"edge"`` (embedded, one process) or
             ``"qdrant"`` (a Qdrant server, shared).
         schema: What the collection must hold; checked against an existing one.
         path: Folder of an embedded store (``edge`` needs it).
@@ -84,9 +106,11 @@ def open_store(
 
 
 __all__ = [
+    "BACKENDS",
     "STORES",
     "EdgeStore",
     "QdrantServerStore",
+    "RemoteStore",
     "needs_single_writer",
     "open_store",
     "store_class",

@@ -205,7 +205,7 @@ class Hit:
 class VectorStore(Protocol):
     """A Qdrant collection holding tribrid points.
 
-    The backends are listed in :data:`tribrid.store.STORES`; open one by name with
+    The backends are listed in :data:`tribrid.store.BACKENDS`; open one by name with
     :func:`tribrid.store.open_store`.
     """
 

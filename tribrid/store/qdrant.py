@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tribrid.encoders.base import SparseVector
-from tribrid.errors import MissingDependencyError, StoreError
+from tribrid.errors import StoreError, missing_extra
 from tribrid.store.base import (
     BM25,
     DENSE,
@@ -71,10 +71,7 @@ def _import_client() -> None:
     try:
         import qdrant_client  # noqa: F401  # lazily: it is slow to import
     except ImportError as e:
-        raise MissingDependencyError(
-            "the Qdrant server backend needs qdrant-client; install it with "
-            "`pip install 'qdrant-client>=1.16'` (or reinstall tribrid)"
-        ) from e
+        raise missing_extra("the Qdrant server store backend", "index", "qdrant-client") from e
 
 
 class QdrantServerStore:

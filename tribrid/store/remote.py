@@ -211,6 +211,38 @@ def _close_shared() -> None:
         client.close()
 
 
+def search_server(
+    url: str,
+    query: str,
+    options: Mapping[str, Any],
+    *,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """One hybrid search answered by ``tribrid serve``: its results as JSON objects.
+
+    Each result has ``id``, ``score``, ``payload`` and the per-channel scores and ranks.
+    This is the request :class:`~tribrid.retrievers.remote.RemoteRetriever` makes,
+    without LangChain: ``tribrid search`` through a server imports neither it nor a model.
+
+    Args:
+        url: The server's base URL.
+        query: The query text (the server encodes it).
+        options: Retriever options (``k``, ``channels``, ``filter`` …); ``None`` values
+            are left out, a filter is sent in its JSON form.
+        api_key: The server's API key, if it has one.
+        timeout: Seconds to wait for the answer.
+    """
+    body = {name: value for name, value in options.items() if value is not None}
+    if "filter" in body:
+        body["filter"] = filter_to_json(body["filter"])
+    answer = shared_client(url, api_key=api_key, timeout=timeout).post(
+        "/v1/search", {"query": query, **body}
+    )
+    results: list[dict[str, Any]] = answer["results"]
+    return results
+
+
 def answer_json(response: Any, url: str, path: str) -> dict[str, Any]:
     """The JSON object of a server's answer; a refusal or failure as a tribrid error."""
     try:
