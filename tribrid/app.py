@@ -97,6 +97,7 @@ def ingest(
     retry_failed: bool = False,
     progress: ProgressListener | None = None,
     connector: str = "local",
+    source: str | None = None,
     **overrides: Any,
 ) -> SyncReport:
     """Index a folder, incrementally: unchanged files cost nothing, deleted files leave.
@@ -104,24 +105,51 @@ def ingest(
     Args:
         path: The folder (or, with another ``connector``, what it reads).
         settings: Settings to use (default: from the environment).
-        recreate: Drop the collection and build it again.
+        recreate: Rebuild the whole index as a new generation (every source the index
+            holds, this one first), switched to when complete: searches keep answering
+            from the old one meanwhile, and a failed rebuild leaves it live.
         retry_failed: Parse files that failed before even if they did not change.
         progress: Receives progress events.
         connector: Which connector lists ``path``: a name in
             :data:`tribrid.connectors.CONNECTORS` (``local`` folder by default, ``beir``
             for a BEIR dataset folder).
+        source: Name of the source: its documents keep their points wherever the
+            folder is (moved, mounted elsewhere), as long as it is synced under this
+            name. Without it the source is the folder's location.
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
 
     Returns:
-        What the sync did: counts, failures, duration.
+        What the sync did (with ``recreate``, the sync of ``path`` into the new
+        generation): counts, failures, duration.
     """
     cfg = _settings(settings, overrides)
-    source = factory.build_connector(cfg, Path(path), connector=connector)
-    with factory.opened(cfg, recreate=recreate) as (ledger, store, encoders):
-        pipeline = factory.sync_pipeline(
-            cfg, ledger=ledger, store=store, encoders=encoders, retry_failed=retry_failed
+    encoders = factory.build_encoders(cfg)
+    ledger = factory.build_ledger(cfg)
+    try:
+        target = factory.source_connector(
+            cfg, ledger, Path(path), connector=connector, source=source
         )
-        return pipeline.sync(source, progress=progress)
+        if recreate:
+            others = factory.ledger_sources(cfg, ledger, skip={target.source_key})
+            report = factory.rebuild_index(
+                cfg,
+                ledger=ledger,
+                encoders=encoders,
+                sources=[target, *others],
+                progress=progress,
+                retry_failed=retry_failed,
+            )
+            return report.reports[0]
+        store = factory.build_store(cfg, encoders)
+        try:
+            pipeline = factory.sync_pipeline(
+                cfg, ledger=ledger, store=store, encoders=encoders, retry_failed=retry_failed
+            )
+            return pipeline.sync(target, progress=progress)
+        finally:
+            store.close()
+    finally:
+        ledger.close()
 
 
 def remove(
@@ -159,7 +187,7 @@ def remove(
         matched = False
         counts = RunCounts()
         for source in ledger.sources():
-            kind, _, root = source.key.partition(":")
+            kind, _, root = source.location.partition(":")
             if kind != "local":
                 continue
             try:
@@ -177,7 +205,9 @@ def remove(
             counts += remove_vanished(ledger, store.delete, states)
         if not matched:
             folders = [
-                s.key.partition(":")[2] for s in ledger.sources() if s.key.startswith("local:")
+                s.location.partition(":")[2]
+                for s in ledger.sources()
+                if s.location.startswith("local:")
             ]
             raise ConfigError(
                 f"{str(path)!r} is under none of the folders this index has ingested "

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.edge import EdgeStore
+from tribrid.store.generations import LiveEdgeStore
 from tribrid.store.qdrant import QdrantServerStore
 from tribrid.store.remote import RemoteStore
 
 #: Store backends by the name settings use (``TRIBRID_STORE__BACKEND``).
 STORES: dict[str, type[VectorStore]] = {
-    "edge": EdgeStore,
+    "edge": LiveEdgeStore,
     "qdrant": QdrantServerStore,
     "remote": RemoteStore,
 }
@@ -86,6 +87,7 @@ def open_store(
 __all__ = [
     "STORES",
     "EdgeStore",
+    "LiveEdgeStore",
     "QdrantServerStore",
     "needs_single_writer",
     "open_store",

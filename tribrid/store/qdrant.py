@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -39,6 +40,7 @@ from tribrid.store.checks import (
     required_filter,
     rrf_weights,
 )
+from tribrid.store.generations import PinnedStore
 from tribrid.store.points import PayloadIndex
 from tribrid.store.qdrant_filters import client_filter
 from tribrid.store.schema import (
@@ -125,11 +127,16 @@ class QdrantServerStore:
         recreate: bool = False,
         client: QdrantClient | None = None,
         async_client: AsyncQdrantClient | None = None,
+        aliased: bool = True,
+        create: bool = True,
     ) -> None:
         _import_client()
         from qdrant_client import QdrantClient
 
         self._name = schema.name
+        self._aliased = aliased
+        # The collection behind the name: the alias's target, or the name itself.
+        self._physical = schema.name
         self._api_key = api_key
         self._seconds = max(1, math.ceil(timeout))
         self._aclient: AsyncQdrantClient | None = async_client
@@ -154,6 +161,9 @@ class QdrantServerStore:
             self._client = client
         self._where = f"collection {schema.name!r} on {self._url}"
         self._local = _is_local(client)
+        self._schema = schema
+        if not create:
+            return  # begin_generation opens the collection itself
         try:
             self._schema = self._open_or_create(client, schema, recreate)
         except BaseException:
@@ -176,34 +186,70 @@ class QdrantServerStore:
 
     # -- opening -------------------------------------------------------------------
 
+    def _resolve(self, client: QdrantClient) -> str | None:
+        """The collection behind :attr:`_name` (an alias's target), None if there is none."""
+        if self._aliased:
+            return self._target_of(self._name)
+        with self._calling("check the collection", connecting=True):
+            return self._name if client.collection_exists(self._name) else None
+
     def _open_or_create(
         self, client: QdrantClient, schema: CollectionSchema, recreate: bool
     ) -> CollectionSchema:
-        with self._calling("check the collection", connecting=True):
-            exists = client.collection_exists(schema.name)
-        if exists and recreate:
+        physical = self._resolve(client)
+        if physical is not None and recreate:
             with self._calling("delete the collection"):
-                client.delete_collection(schema.name)
-            exists = False
-        if not exists:
+                client.delete_collection(physical)
+                if physical != self._name:
+                    self._update_aliases(client, self._name, None)
+            physical = None
+        if physical is None:
+            # A new collection is generation 1 behind an alias named as the settings
+            # say, so that a rebuild can later switch the alias with no gap.
+            physical = generation_name(self._name, 1) if self._aliased else self._name
             try:
-                self._create(client, schema)
+                self._create(client, schema, physical)
+                if physical != self._name:
+                    self._update_aliases(client, self._name, physical, exists=False)
             except StoreError:
                 # Another process may have created it in between; then validate theirs.
-                with self._calling("check the collection"):
-                    raced = client.collection_exists(schema.name)
-                if not raced:
+                raced = self._resolve(client)
+                if raced is None:
                     raise
+                physical = raced
             else:
+                self._physical = physical
                 return schema
+        self._physical = physical
         return self._validate(client, schema)
 
-    def _create(self, client: QdrantClient, schema: CollectionSchema) -> None:
+    def _update_aliases(
+        self, client: QdrantClient, alias: str, target: str | None, *, exists: bool = True
+    ) -> None:
+        """Point ``alias`` at ``target`` (or drop it), in one atomic request."""
         from qdrant_client import models
 
+        actions: list[models.AliasOperations] = []
+        if exists:
+            actions.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        if target is not None:
+            actions.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=target, alias_name=alias)
+                )
+            )
+        with self._calling(f"point the alias {alias!r} at {target!r}"):
+            client.update_collection_aliases(change_aliases_operations=actions)
+
+    def _create(self, client: QdrantClient, schema: CollectionSchema, physical: str) -> None:
+        from qdrant_client import models
+
+        self._physical = physical
         with self._calling("create the collection"):
             client.create_collection(
-                schema.name,
+                physical,
                 vectors_config={
                     DENSE: models.VectorParams(
                         size=schema.dense_size,
@@ -241,11 +287,11 @@ class QdrantServerStore:
         with self._calling("index payload keys"):
             for key, kind in PAYLOAD_INDEXES.items():
                 if key not in existing:
-                    client.create_payload_index(self._name, key, kinds[kind], wait=True)
+                    client.create_payload_index(self._physical, key, kinds[kind], wait=True)
 
     def _validate(self, client: QdrantClient, schema: CollectionSchema) -> CollectionSchema:
         with self._calling("read the collection"):
-            info = client.get_collection(schema.name)
+            info = client.get_collection(self._physical)
         record = (info.config.metadata or {}).get(METADATA_KEY)
         if not isinstance(record, dict):
             raise mismatch_error(
@@ -267,6 +313,97 @@ class QdrantServerStore:
             binary.query_encoding.value if binary and binary.query_encoding else None,
         )
         return effective_schema(schema, stored_binary, stored_query, self._where)
+
+    # -- generations -----------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """The generation the collection's name points at now (0: a plain collection).
+
+        Asks the server, so a switch made by another process shows at once.
+        """
+        physical = self._resolve(self._open_client()) if self._aliased else self._physical
+        return generation_of(self._name, physical or self._physical)
+
+    @classmethod
+    def begin_generation(
+        cls,
+        schema: CollectionSchema,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        client: QdrantClient | None = None,
+    ) -> QdrantStaged:
+        """Create the next generation of the collection ``schema.name``, empty, beside
+        the live one.
+
+        Searches keep going to the live collection (through the alias, or the plain
+        collection of that name) until :meth:`QdrantStaged.publish` points the alias at
+        the new one. The live collection is not opened, so its schema may differ (a
+        rebuild with another model).
+
+        Args:
+            schema: What the new generation holds; its name is the alias.
+            url, api_key, timeout: As for the constructor.
+            client: An existing client to use (the one the live store uses, for
+                ``:memory:``, whose every client is a database of its own).
+        """
+        alias = schema.name
+        staged = cls(
+            replace(schema, name=generation_name(alias, 0) + "-probe"),
+            url=url,
+            api_key=api_key,
+            timeout=timeout,
+            client=client,
+            aliased=False,
+            create=False,
+        )
+        try:
+            live_client = staged._open_client()
+            live = staged._target_of(alias)
+            with staged._calling("list the collections"):
+                names = [c.name for c in live_client.get_collections().collections]
+            taken = [generation_of(alias, n) for n in names if _is_generation(alias, n)]
+            current = generation_of(alias, live) if live is not None else 0
+            number = max([current, *taken]) + 1
+            physical = generation_name(alias, number)
+            staged._name = physical
+            staged._where = f"collection {physical!r} on {staged._url}"
+            staged._schema = staged._open_or_create(
+                live_client, replace(schema, name=physical), recreate=True
+            )
+        except BaseException:
+            staged.close()
+            raise
+        return QdrantStaged(alias, number, staged)
+
+    def _target_of(self, alias: str) -> str | None:
+        """The collection the name ``alias`` stands for now (alias target or plain)."""
+        client = self._open_client()
+        with self._calling("read the aliases", connecting=True):
+            aliases = client.get_aliases().aliases
+        for found in aliases:
+            if found.alias_name == alias:
+                return found.collection_name
+        with self._calling("check the collection", connecting=True):
+            return alias if client.collection_exists(alias) else None
+
+    def _publish_as(self, alias: str) -> None:
+        """Point ``alias`` at this store's collection, then drop the one it named."""
+        client = self._open_client()
+        old = self._target_of(alias)
+        if old == alias:
+            # A plain collection of that name (made before generations existed): an
+            # alias cannot take its name while it exists, so this one switch has a
+            # moment with neither.
+            with self._calling(f"delete the collection {alias!r}"):
+                client.delete_collection(old)
+            old = None
+        self._update_aliases(client, alias, self._physical, exists=old is not None)
+        if old is not None and old != self._physical:
+            with self._calling(f"delete the old collection {old!r}"):
+                client.delete_collection(old)
 
     # -- the protocol --------------------------------------------------------------
 
@@ -580,6 +717,71 @@ class QdrantServerStore:
             raise StoreError(
                 f"{what} failed on {self._where}: {e}{hint if connecting else ''}"
             ) from e
+
+
+#: Between a collection's name and its generation number, in the collections behind
+#: an alias: ``tribrid`` points at ``tribrid__g2``.
+GENERATION_SEPARATOR = "__g"
+
+
+def generation_name(name: str, number: int) -> str:
+    """The collection of generation ``number`` behind the alias ``name``."""
+    return f"{name}{GENERATION_SEPARATOR}{number}"
+
+
+def _is_generation(name: str, collection: str) -> bool:
+    prefix = name + GENERATION_SEPARATOR
+    return collection.startswith(prefix) and collection[len(prefix) :].isdigit()
+
+
+def generation_of(name: str, collection: str) -> int:
+    """The generation number of ``collection`` behind ``name`` (0 for a plain one)."""
+    if _is_generation(name, collection):
+        return int(collection[len(name) + len(GENERATION_SEPARATOR) :])
+    return 0
+
+
+class QdrantStaged:
+    """A generation of a Qdrant collection being built (see
+    :meth:`QdrantServerStore.begin_generation`)."""
+
+    def __init__(self, alias: str, number: int, store: QdrantServerStore) -> None:
+        self._alias = alias
+        self._number = number
+        self._store: QdrantServerStore | None = store
+
+    @property
+    def number(self) -> int:
+        """The generation's number."""
+        return self._number
+
+    @property
+    def store(self) -> PinnedStore:
+        """The new generation's collection."""
+        if self._store is None:
+            raise StoreError(f"generation {self._number} was already published or abandoned")
+        return PinnedStore(self._store, self._number)
+
+    def publish(self) -> None:
+        """Switch the alias to the new collection in one request, then drop the old one."""
+        store = self._store
+        if store is None:
+            raise StoreError(f"generation {self._number} was already published or abandoned")
+        store._publish_as(self._alias)
+        self._store = None
+        store.close()
+
+    def abandon(self) -> None:
+        """Delete the new collection; the alias keeps pointing at the live one."""
+        store, self._store = self._store, None
+        if store is None:
+            return
+        try:
+            client = store._open_client()
+            with store._calling(f"delete the abandoned collection {store._physical!r}"):
+                client.delete_collection(store._physical)
+        finally:
+            store.close()
 
 
 def _is_local(client: QdrantClient) -> bool:
