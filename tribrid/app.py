@@ -27,7 +27,7 @@ from tribrid.errors import ConfigError
 from tribrid.ingestion.pipeline import ProgressListener, SyncReport
 from tribrid.ingestion.write import remove_vanished
 from tribrid.ledger import StatusReport
-from tribrid.ledger.base import DocumentStatus, RunCounts
+from tribrid.ledger.base import DocumentStatus, Ledger, RunCounts, SourceRecord
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
@@ -373,13 +373,94 @@ def as_retriever(
     return retriever
 
 
-def status(
-    *, settings: Settings | None = None, source: str | None = None, **overrides: Any
-) -> StatusReport:
-    """Counts by status, every failed file with its reason, and the last run."""
+def sources(*, settings: Settings | None = None, **overrides: Any) -> list[SourceRecord]:
+    """Every source of the index: its name, key, location, documents, chunks, last run."""
     cfg = _settings(settings, overrides)
     ledger = factory.build_ledger(cfg)
     try:
-        return ledger.status(source)
+        return ledger.sources()
+    finally:
+        ledger.close()
+
+
+def _source(ledger: Ledger, name_or_key: str) -> SourceRecord:
+    found = ledger.find_source(name_or_key)
+    if found is None:
+        known = ", ".join(s.label for s in ledger.sources()) or "none"
+        raise ConfigError(
+            f"the index has no source named {name_or_key!r} (sources: {known}); "
+            "`tribrid sources list` shows them"
+        )
+    return found
+
+
+def rename_source(
+    name_or_key: str, new_name: str, *, settings: Settings | None = None, **overrides: Any
+) -> SourceRecord:
+    """Give a source a (new) name; nothing is re-embedded (its key stays).
+
+    Args:
+        name_or_key: The source's current name, or its key (``local:/srv/docs``).
+        new_name: The name to sync it under from now on (``--source NEW_NAME``).
+
+    Raises:
+        ConfigError: No such source, or another source has the name.
+    """
+    cfg = _settings(settings, overrides)
+    ledger = factory.build_ledger(cfg)
+    try:
+        source = _source(ledger, name_or_key)
+        ledger.name_source(source.id, new_name)
+        renamed = ledger.find_source(new_name)
+        assert renamed is not None
+        return renamed
+    finally:
+        ledger.close()
+
+
+def remove_source(
+    name_or_key: str, *, settings: Settings | None = None, **overrides: Any
+) -> RunCounts:
+    """Remove a source from the index: its points, then its documents and runs.
+
+    Points leave the store first (those the ledger lists, and any other point carrying
+    the source's key), then the ledger forgets the source: a crash in between leaves
+    the source listed, and running this again finishes the job. The files are not
+    touched.
+
+    Returns:
+        ``deleted`` documents and ``chunks_deleted`` points.
+    """
+    from tribrid.store.points import SOURCE_KEY
+
+    cfg = _settings(settings, overrides)
+    encoders = factory.build_encoders(cfg)
+    ledger = factory.build_ledger(cfg)
+    try:
+        source = _source(ledger, name_or_key)
+        point_ids = list(ledger.all_point_ids(source.id))
+        store = factory.build_store(cfg, encoders)
+        try:
+            store.delete(point_ids)
+            store.delete_by_filter({SOURCE_KEY: source.key})
+            store.flush()
+        finally:
+            store.close()
+        ledger.remove_source(source.id)
+        return RunCounts(deleted=source.documents, chunks_deleted=len(point_ids))
+    finally:
+        ledger.close()
+
+
+def status(
+    *, settings: Settings | None = None, source: str | None = None, **overrides: Any
+) -> StatusReport:
+    """Counts by status, every failed file with its reason, and the last run (of every
+    source, or of ``source``: a source name or key)."""
+    cfg = _settings(settings, overrides)
+    ledger = factory.build_ledger(cfg)
+    try:
+        found = ledger.find_source(source) if source is not None else None
+        return ledger.status(found.key if found is not None else source)
     finally:
         ledger.close()

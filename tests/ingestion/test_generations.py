@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +152,13 @@ def backend(
         store.close()
 
 
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def _generation_of(store: VectorStore) -> int:
     assert isinstance(store, LiveEdgeStore | QdrantServerStore)
     return store.generation
@@ -172,14 +179,14 @@ def test_rebuild_with_another_chunk_size_never_leaves_searches_empty(
 
         searcher = Searcher(backend.store, encoders)
         searcher.start()
-        time.sleep(0.5)  # searches are answering from the live generation
+        _wait_for(lambda: len(searcher.answers) >= 5)  # answering from the live generation
         staged = backend.begin_generation()
         assert staged.number == before + 1
         report = rebuild(
             staged, [connector], lambda store: pipeline(ledger, store, encoders, 300, fresh=True)
         )
         switched = time.monotonic()
-        time.sleep(1.0)  # and go on after the switch
+        _wait_for(lambda: sum(t > switched for t, _ in searcher.answers) >= 10)  # and after it
         searcher.stop()
 
         assert searcher.errors == []

@@ -51,7 +51,7 @@ from tribrid.connectors.archives import (
     member_digest,
     split_member_key,
 )
-from tribrid.connectors.base import Connector, SourceDocument
+from tribrid.connectors.base import Connector, SourceDocument, source_location
 from tribrid.encoders import EncoderSet
 from tribrid.errors import (
     ConfigError,
@@ -173,7 +173,7 @@ def queue_sync(
     batching = batching or Batching()
     source_key = connector.source_key
     source_id = ledger.ensure_source(
-        source_key, kind=source_key.split(":", 1)[0], location=source_key
+        source_key, kind=source_key.split(":", 1)[0], location=source_location(connector)
     )
     diff = ListingDiff(
         connector,

@@ -587,21 +587,23 @@ class SqlBookkeeping(DatabaseRole):
     def sources(self) -> list[SourceRecord]:
         """Every source, by key, each with its most recently started run and its counts."""
         with self._db.read("list sources") as session:
-            documents = dict(
-                session.execute(
+            documents: dict[int, int] = {
+                source_id: count
+                for source_id, count in session.execute(
                     select(DocumentRow.source_id, func.count())
                     .where(DocumentRow.status != DocumentStatus.DELETED.value)
                     .group_by(DocumentRow.source_id)
-                ).tuples()
-            )
-            chunks = dict(
-                session.execute(
+                )
+            }
+            chunks: dict[int, int] = {
+                source_id: count
+                for source_id, count in session.execute(
                     select(DocumentRow.source_id, func.count())
                     .select_from(ChunkRow)
                     .join(DocumentRow)
                     .group_by(DocumentRow.source_id)
-                ).tuples()
-            )
+                )
+            }
             return [
                 self._record(session, source, documents.get(source.id, 0), chunks.get(source.id, 0))
                 for source in session.execute(select(SourceRow).order_by(SourceRow.key)).scalars()

@@ -95,6 +95,7 @@ class SourceRow(Base):
     """A source of documents (a folder, …)."""
 
     __tablename__ = "sources"
+    __table_args__ = (Index(None, "name", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(Text, unique=True)
@@ -103,7 +104,7 @@ class SourceRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Revision 0003: the name a user gave the source (``--source NAME``), if any. The
     # key never changes (point ids derive from it); the name and the location may.
-    name: Mapped[str | None] = mapped_column(Text, unique=True)
+    name: Mapped[str | None] = mapped_column(Text)
 
 
 class DocumentRow(Base):
