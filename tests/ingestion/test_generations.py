@@ -285,3 +285,43 @@ def test_the_live_file_names_the_generation(tmp_path: Path) -> None:
     (tmp_path / "tribrid-live.json").write_text(json.dumps({"generation": 3}))
     assert folders.live() == 3
     assert folders.folder(3) == tmp_path / "generations" / "3"
+
+
+@pytest.mark.slow
+def test_tribrid_serve_follows_a_rebuild_made_beside_it(
+    corpus: Path, tmp_path: Path, encoders: EncoderSet
+) -> None:
+    from tests.support.server import running_server
+    from tribrid import factory
+    from tribrid.store.remote import RemoteStore
+
+    with running_server(tmp_path / "data", encoders=encoders) as (_, settings):
+        ledger = factory.build_ledger(settings)
+        store = factory.build_store(settings, encoders)  # through the server
+        try:
+            assert isinstance(store, RemoteStore)
+            connector = BeirCorpusConnector(corpus)
+            pipeline(ledger, store, encoders, 1200).sync(connector)
+            old_ids = store.ids()
+            searcher = Searcher(store, encoders)
+            searcher.start()
+            _wait_for(lambda: len(searcher.answers) >= 5)
+            # The rebuild opens the new generation's shard here, beside the server,
+            # which keeps the live one open.
+            staged = factory.begin_generation(settings, encoders)
+            rebuild(
+                staged,
+                [connector],
+                lambda built: pipeline(ledger, built, encoders, 300, fresh=True),
+            )
+            switched = time.monotonic()
+            _wait_for(lambda: sum(t > switched for t, _ in searcher.answers) >= 10)
+            searcher.stop()
+            assert searcher.errors == []
+            assert all(ids for _, ids in searcher.answers)
+            new_ids = set(ledger.all_point_ids())
+            assert store.ids() == new_ids != old_ids  # the server answers from it
+            _wait_for(lambda: EdgeGenerations(settings.store_path).numbers() == [1])
+        finally:
+            store.close()
+            ledger.close()
