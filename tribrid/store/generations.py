@@ -346,9 +346,33 @@ class PinnedStore(_Delegating):
         number: Its generation number.
     """
 
+    #: Conservative: the generation's own store may allow one process only.
+    single_writer: ClassVar[bool] = True
+
     def __init__(self, store: VectorStore, number: int) -> None:
         self._store = store
         self._number = number
+
+    @classmethod
+    def open(
+        cls,
+        schema: CollectionSchema,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        recreate: bool = False,
+    ) -> Self:
+        """Not a backend: a generation is started with ``begin_generation``.
+
+        Raises:
+            StoreError: Always.
+        """
+        raise StoreError(
+            "a PinnedStore is not opened by name; start a generation with "
+            "EdgeGenerations.begin or QdrantServerStore.begin_generation"
+        )
 
     def _target(self) -> Any:
         return self._store
