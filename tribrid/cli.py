@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -22,6 +23,9 @@ from tribrid.errors import TribridError, redact, redact_logs
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
 from tribrid.settings import Settings
+
+if TYPE_CHECKING:
+    from tribrid.ingestion.pipeline import SyncReport
 
 cli = typer.Typer(
     name="tribrid",
@@ -139,17 +143,33 @@ def ingest(
             path, settings, retry_failed=retry_failed, as_json=as_json, source=source
         )
         return
-    with Live(console=err_console, refresh_per_second=4, transient=True) as live:
-        progress = _LiveProgress(live)
-        report = api.ingest(
-            path,
-            settings=settings,
-            recreate=recreate,
-            retry_failed=retry_failed,
-            progress=progress,
-            connector=connector,
-            source=source,
-        )
+    from tribrid.errors import SchemaMismatchError
+
+    def run(rebuild: bool) -> SyncReport:
+        with Live(console=err_console, refresh_per_second=4, transient=True) as live:
+            return api.ingest(
+                path,
+                settings=settings,
+                recreate=rebuild,
+                retry_failed=retry_failed,
+                progress=_LiveProgress(live),
+                connector=connector,
+                source=source,
+            )
+
+    try:
+        report = run(recreate)
+    except SchemaMismatchError as e:
+        # Another model than the index was built with: offer the rebuild at a terminal.
+        if recreate or not sys.stdin.isatty():
+            raise
+        err_console.print(f"[yellow]{e}[/yellow]", highlight=False, soft_wrap=True)
+        if not typer.confirm(
+            "Rebuild the index with the new settings? It is built beside the current one, "
+            "which keeps answering searches until the new one is complete"
+        ):
+            raise typer.Exit(code=1) from None
+        report = run(True)
     counts = report.counts
     if as_json:
         typer.echo(json.dumps({**asdict(report), "counts": counts.as_dict()}, default=str))

@@ -263,79 +263,97 @@ class EdgeStaged:
 
 
 class _Delegating:
-    """The store protocol, each call passed to :meth:`_target`."""
+    """The store protocol, each call passed to the store :meth:`_use` gives."""
 
-    def _target(self) -> Any:
+    def _use(self) -> contextlib.AbstractContextManager[Any]:
+        """The store to call, held while the call runs."""
         raise NotImplementedError
 
     @property
     def schema(self) -> CollectionSchema:
         """The schema of the generation."""
-        return self._target().schema
+        with self._use() as store:
+            return store.schema
 
     def upsert(self, points: Sequence[Point]) -> None:
         """:meth:`VectorStore.upsert` on the generation."""
-        self._target().upsert(points)
+        with self._use() as store:
+            store.upsert(points)
 
     def set_payload(self, point_id: str, payload: Mapping[str, Any]) -> None:
         """:meth:`VectorStore.set_payload` on the generation."""
-        self._target().set_payload(point_id, payload)
+        with self._use() as store:
+            store.set_payload(point_id, payload)
 
     def delete(self, point_ids: Sequence[str]) -> None:
         """:meth:`VectorStore.delete` on the generation."""
-        self._target().delete(point_ids)
+        with self._use() as store:
+            store.delete(point_ids)
 
     def delete_by_filter(self, filter: StoreFilter) -> None:
         """:meth:`VectorStore.delete_by_filter` on the generation."""
-        self._target().delete_by_filter(filter)
+        with self._use() as store:
+            store.delete_by_filter(filter)
 
     def query(self, query: StoreQuery) -> list[Hit]:
         """:meth:`VectorStore.query` on the generation."""
-        return self._target().query(query)
+        with self._use() as store:
+            return store.query(query)
 
     def query_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
         """:meth:`VectorStore.query_batch` on the generation."""
-        return self._target().query_batch(queries)
+        with self._use() as store:
+            return store.query_batch(queries)
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         """:meth:`VectorStore.retrieve` on the generation."""
-        return self._target().retrieve(point_ids)
+        with self._use() as store:
+            return store.retrieve(point_ids)
 
     def count(self, filter: StoreFilter | None = None) -> int:
         """:meth:`VectorStore.count` on the generation."""
-        return self._target().count(filter)
+        with self._use() as store:
+            return store.count(filter)
 
     def ids(self, filter: StoreFilter | None = None) -> set[str]:
         """:meth:`VectorStore.ids` on the generation."""
-        return self._target().ids(filter)
+        with self._use() as store:
+            return store.ids(filter)
 
     def flush(self) -> None:
         """:meth:`VectorStore.flush` on the generation."""
-        self._target().flush()
+        with self._use() as store:
+            store.flush()
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`VectorStore.aquery` on the generation."""
-        return await self._target().aquery(query)
+        with self._use() as store:
+            return await store.aquery(query)
 
     async def aquery_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
         """:meth:`VectorStore.aquery_batch` on the generation."""
-        return await self._target().aquery_batch(queries)
+        with self._use() as store:
+            return await store.aquery_batch(queries)
 
     async def aretrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         """:meth:`VectorStore.aretrieve` on the generation."""
-        return await self._target().aretrieve(point_ids)
+        with self._use() as store:
+            return await store.aretrieve(point_ids)
 
     async def aupsert(self, points: Sequence[Point]) -> None:
         """:meth:`VectorStore.aupsert` on the generation."""
-        await self._target().aupsert(points)
+        with self._use() as store:
+            await store.aupsert(points)
 
     async def adelete(self, point_ids: Sequence[str]) -> None:
         """:meth:`VectorStore.adelete` on the generation."""
-        await self._target().adelete(point_ids)
+        with self._use() as store:
+            await store.adelete(point_ids)
 
     async def adelete_by_filter(self, filter: StoreFilter) -> None:
         """:meth:`VectorStore.adelete_by_filter` on the generation."""
-        await self._target().adelete_by_filter(filter)
+        with self._use() as store:
+            await store.adelete_by_filter(filter)
 
 
 class PinnedStore(_Delegating):
@@ -374,8 +392,8 @@ class PinnedStore(_Delegating):
             "EdgeGenerations.begin or QdrantServerStore.begin_generation"
         )
 
-    def _target(self) -> Any:
-        return self._store
+    def _use(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext(self._store)
 
     @property
     def generation(self) -> int:
@@ -418,6 +436,8 @@ class LiveEdgeStore(_Delegating):
         self._generation = -1
         self._inner: EdgeStore | None = None
         self._closed = False
+        self._busy: dict[int, int] = {}  # calls running, by id of the store they use
+        self._retired: list[EdgeStore] = []  # left behind by a switch, still in use
         self._follow(recreate=recreate)
         with contextlib.suppress(StoreError, OSError):
             self._generations.collect()
@@ -487,14 +507,15 @@ class LiveEdgeStore(_Delegating):
                 old, self._inner = self._inner, opened
                 self._generation, self._seen = number, stamp
                 if old is not None:
-                    old.close()
                     log.info(
                         "the store at %s now answers from generation %d",
                         self._generations.root,
                         number,
                     )
-                    with contextlib.suppress(StoreError, OSError):
-                        self._generations.collect()
+                    if self._busy.get(id(old)):
+                        self._retired.append(old)  # the last call on it closes it
+                    else:
+                        self._retire(old)
                 return opened
             raise StoreError(
                 f"the live generation of the store at {self._generations.root} keeps changing"
@@ -511,20 +532,52 @@ class LiveEdgeStore(_Delegating):
         """The store folder (all generations)."""
         return self._generations.root
 
-    def _target(self) -> Any:
-        return self._follow()
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[EdgeStore]:
+        """The live generation's store, kept open until the call using it returns.
+
+        A generation left behind by a switch is closed by the last call still running
+        on it (at once when there is none), so a switch never closes a shard under a
+        search in flight.
+        """
+        self._follow()
+        with self._lock:
+            inner = self._inner
+            if inner is None:
+                raise StoreError(f"the store at {self._generations.root} is closed")
+            self._busy[id(inner)] = self._busy.get(id(inner), 0) + 1
+        try:
+            yield inner
+        finally:
+            with self._lock:
+                left = self._busy.pop(id(inner)) - 1
+                if left:
+                    self._busy[id(inner)] = left
+                retire = not left and inner in self._retired
+                if retire:
+                    self._retired.remove(inner)
+            if retire:
+                self._retire(inner)
+
+    def _retire(self, old: EdgeStore) -> None:
+        """Close a generation left behind, then remove what nothing holds any more."""
+        old.close()
+        with contextlib.suppress(StoreError, OSError):
+            self._generations.collect()
 
     def points(self, *, with_payload: bool = False) -> Iterator[Point]:
-        """:meth:`EdgeStore.points` on the live generation."""
-        return self._follow().points(with_payload=with_payload)
+        """:meth:`EdgeStore.points` on the live generation (a page at a time)."""
+        with self._use() as store:
+            yield from store.points(with_payload=with_payload)
 
     def close(self) -> None:
         """Release the live generation's shard; safe to call twice."""
         with self._lock:
             self._closed = True
             inner, self._inner = self._inner, None
-        if inner is not None:
-            inner.close()
+            retired, self._retired = self._retired, []
+        for store in [*retired, *([inner] if inner is not None else [])]:
+            store.close()
 
     def __enter__(self) -> Self:
         return self

@@ -64,8 +64,9 @@ _CLOSING: set[asyncio.Task[None]] = set()
 _SCROLL_PAGE = 1000
 
 _FIX = (
-    "use another collection (TRIBRID_STORE__COLLECTION), or re-create it with "
-    "`tribrid ingest --recreate` (which deletes its points)"
+    "use another collection (TRIBRID_STORE__COLLECTION), or rebuild it with "
+    "`tribrid ingest FOLDER --recreate` (a new generation, built beside this one and "
+    "switched to when complete)"
 )
 
 
