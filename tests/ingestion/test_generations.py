@@ -3,7 +3,9 @@
 Both backends: the embedded store (Qdrant Edge, a new shard folder and an atomic switch
 of the live file) and qdrant-client (its local mode, ``:memory:``: no Qdrant server runs
 here; its local mode implements collection aliases, atomic alias updates included, so
-the switch is the one a server makes). The corpus is real text (the first records of
+the switch is the one a server makes), on a collection made with generations and on a
+plain one made before them (whose first switch deletes it before the alias exists:
+searches wait for the alias). The corpus is real text (the first records of
 SciFact), chunked in-process; the encoders are the hashing fakes, because what is under
 test is the switch, not the models.
 """
@@ -34,7 +36,7 @@ from tribrid.settings import Settings
 from tribrid.store import open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.generations import EdgeGenerations, LiveEdgeStore, StagedGeneration
-from tribrid.store.qdrant import QdrantServerStore, generation_name
+from tribrid.store.qdrant import QdrantServerStore, generation_name, generation_of
 
 SCIFACT = Path("/work/shared/data/scifact/corpus.jsonl")
 RECORDS = 120
@@ -122,7 +124,7 @@ class Backend:
         return self.generations()  # type: ignore[operator,no-any-return]
 
 
-@pytest.fixture(params=["edge", "qdrant"])
+@pytest.fixture(params=["edge", "qdrant", "qdrant-plain"])
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, encoders: EncoderSet
 ) -> Iterator[Backend]:
@@ -134,11 +136,14 @@ def backend(
         made = Backend("edge", store, lambda: folders.begin(schema), folders.numbers)
     else:
         client = QdrantClient(location=":memory:")
+        if request.param == "qdrant-plain":
+            # A collection made before generations: a plain one, named as the settings say.
+            QdrantServerStore(schema, client=client, aliased=False).close()
         store = QdrantServerStore(schema, client=client)
 
         def collections() -> list[int]:
             names = sorted(c.name for c in client.get_collections().collections)
-            return [int(n.rpartition("__g")[2]) for n in names]
+            return [generation_of(schema.name, n) for n in names]
 
         made = Backend(
             "qdrant",
@@ -325,3 +330,23 @@ def test_tribrid_serve_follows_a_rebuild_made_beside_it(
         finally:
             store.close()
             ledger.close()
+
+
+def test_a_search_waits_for_the_alias_of_a_collection_being_switched(
+    encoders: EncoderSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = collection_schema(Settings(), encoders)
+    client = QdrantClient(location=":memory:")
+    with QdrantServerStore(schema, client=client) as store:
+        real = client.query_points
+        failures = iter([ValueError(f"Collection {schema.name} not found")] * 2)
+
+        def switching(*args: object, **kwargs: object) -> object:
+            error = next(failures, None)
+            if error is not None:  # the moment between deleting and aliasing
+                raise error
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(client, "query_points", switching)
+        assert search_store(store, encoders, "anything", mode=SearchMode.BM25, k=3) == []
+        assert next(failures, None) is None  # both failures were met, and waited out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -474,9 +475,10 @@ class QdrantServerStore:
         """
         arguments = self._query_arguments(query)
         client = self._open_client()
-        with self._calling("query"):
-            response = client.query_points(self._name, **arguments)
-        return _hits(response.points)
+        for waited in _switch_waits():
+            with self._calling("query"), self._missing(waited):
+                return _hits(client.query_points(self._name, **arguments).points)
+        raise AssertionError("unreachable")  # the last wait re-raises
 
     def query_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
         """Run several searches in one request; results in the same order."""
@@ -484,9 +486,11 @@ class QdrantServerStore:
             return []
         requests = [self._batch_request(q) for q in queries]
         client = self._open_client()
-        with self._calling(f"query a batch of {len(requests)}"):
-            responses = client.query_batch_points(self._name, requests)
-        return [_hits(r.points) for r in responses]
+        for waited in _switch_waits():
+            with self._calling(f"query a batch of {len(requests)}"), self._missing(waited):
+                responses = client.query_batch_points(self._name, requests)
+                return [_hits(r.points) for r in responses]
+        raise AssertionError("unreachable")  # the last wait re-raises
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`query` through ``AsyncQdrantClient`` (see the class docs)."""
@@ -669,6 +673,18 @@ class QdrantServerStore:
 
     # -- helpers -------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _missing(self, last: bool) -> Iterator[None]:
+        """Swallow a "collection not found" unless ``last``: the first switch of a plain
+        collection to an alias deletes it before the alias exists (see
+        :meth:`_publish_as`), and a search in that moment waits for the alias instead
+        of failing."""
+        try:
+            yield
+        except Exception as e:
+            if last or not self._aliased or not _not_found(e):
+                raise
+
     def _params(self, channel: Channel, oversampling: float) -> models.SearchParams | None:
         # The in-process engine searches exactly and warns about any search params.
         return None if self._local else _params(channel, oversampling)
@@ -783,6 +799,26 @@ class QdrantStaged:
                 client.delete_collection(store._physical)
         finally:
             store.close()
+
+
+#: Seconds a search waits, in steps, for the alias of a collection being switched.
+_SWITCH_WAITS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _switch_waits() -> Iterator[bool]:
+    """Attempts of a search: yields whether it is the last, sleeping between them."""
+    for pause in _SWITCH_WAITS:
+        yield False
+        time.sleep(pause)
+    yield True
+
+
+def _not_found(error: BaseException) -> bool:
+    """Whether ``error`` says the collection does not exist (server 404, or local mode)."""
+    status = getattr(error, "status_code", None)
+    if status == 404:
+        return True
+    return isinstance(error, ValueError) and "not found" in str(error)
 
 
 def _is_local(client: QdrantClient) -> bool:
