@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 LIVE_FILE = "tribrid-live.json"
 #: Folder of the generations above 0.
 GENERATIONS_DIR = "generations"
+# Where Qdrant Edge's optimizer builds segments, beside the shard's own entries.
+_EDGE_TEMP = "temp_segments"
 
 
 @runtime_checkable
@@ -201,7 +203,7 @@ class EdgeGenerations:
         except OSError:
             return False  # the folder went away meanwhile
         try:
-            for name in (*_EDGE_ENTRIES, SCHEMA_FILE):
+            for name in (*_EDGE_ENTRIES, _EDGE_TEMP, SCHEMA_FILE):
                 entry = folder / name
                 if entry.is_dir():
                     shutil.rmtree(entry, ignore_errors=True)
