@@ -281,3 +281,44 @@ def test_verbose_ingest_prints_one_line_per_file_and_json_lines_parse(tmp_path: 
     told = [line for line in quiet.stderr.splitlines() if "tribrid.documents" in line]
     assert len(told) == 1 and told[0].startswith("WARNING tribrid.documents: broken.pdf: failed")
     assert run("-q", "ingest", str(root), "--retry-failed", data_dir=data_dir).stderr == ""
+
+
+def test_a_named_source_moves_is_rebuilt_renamed_and_removed(tmp_path: Path) -> None:
+    root = tmp_path / "srv" / "docs"
+    shutil.copytree(EXAMPLES, root)
+    data_dir = tmp_path / "data"
+    first = run("ingest", str(root), "--source", "docs", "--json", data_dir=data_dir)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["counts"]["indexed"] == 6
+
+    moved = tmp_path / "documents"  # the folder, mounted elsewhere
+    shutil.move(root, moved)
+    again = run("ingest", str(moved), "--source", "docs", "--json", data_dir=data_dir)
+    assert again.returncode == 0, again.stderr
+    counts = json.loads(again.stdout)["counts"]
+    assert (counts["chunks_embedded"], counts["unchanged"], counts["deleted"]) == (0, 6, 0)
+    listed = json.loads(run("sources", "list", "--json", data_dir=data_dir).stdout)
+    assert [(s["name"], s["location"], s["documents"]) for s in listed] == [
+        ("docs", f"local:{moved.resolve().as_posix()}", 6)
+    ]
+
+    rebuilt = run(
+        "ingest", str(moved), "--source", "docs", "--recreate", "--json", data_dir=data_dir
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["counts"]["indexed"] == 6
+    store = data_dir / "store"
+    assert json.loads((store / "tribrid-live.json").read_text()) == {"generation": 1}
+    assert (store / "generations" / "1" / "edge_config.json").exists()
+    assert not (store / "edge_config.json").exists()  # generation 0 is gone
+    hits = json.loads(run("search", "blossom-end rot", "--json", data_dir=data_dir).stdout)
+    assert hits
+
+    renamed = run("sources", "rename", "docs", "handbook", data_dir=data_dir)
+    assert renamed.returncode == 0, renamed.stderr
+    removed = run("sources", "remove", "handbook", "--yes", data_dir=data_dir)
+    assert removed.returncode == 0, removed.stderr
+    assert "6 document(s)" in removed.stdout
+    assert json.loads(run("sources", "list", "--json", data_dir=data_dir).stdout) == []
+    status = json.loads(run("status", "--json", data_dir=data_dir).stdout)
+    assert status["chunks"] == 0

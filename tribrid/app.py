@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tribrid.errors import ConfigError, require_extras
-from tribrid.ledger.base import DocumentStatus, RunCounts, StatusReport
+from tribrid.ledger.base import DocumentStatus, RunCounts, SourceRecord, StatusReport
 from tribrid.settings import Settings
 from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
@@ -32,6 +32,7 @@ from tribrid.store.base import Channel, MetadataFilter, VectorStore
 if TYPE_CHECKING:
     from tribrid.encoders import EncoderSet
     from tribrid.ingestion.pipeline import ProgressListener, SyncReport
+    from tribrid.ledger.base import Ledger
     from tribrid.retrievers.config import RetrieverConfig
     from tribrid.retrievers.hybrid import TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
@@ -97,6 +98,7 @@ def ingest(
     retry_failed: bool = False,
     progress: ProgressListener | None = None,
     connector: str = "local",
+    source: str | None = None,
     **overrides: Any,
 ) -> SyncReport:
     """Index a folder, incrementally: unchanged files cost nothing, deleted files leave.
@@ -104,27 +106,54 @@ def ingest(
     Args:
         path: The folder (or, with another ``connector``, what it reads).
         settings: Settings to use (default: from the environment).
-        recreate: Drop the collection and build it again.
+        recreate: Rebuild the whole index as a new generation (every source the index
+            holds, this one first), switched to when complete: searches keep answering
+            from the old one meanwhile, and a failed rebuild leaves it live.
         retry_failed: Parse files that failed before even if they did not change.
         progress: Receives progress events.
         connector: Which connector lists ``path``: a name in
             :data:`tribrid.connectors.CONNECTORS` (``local`` folder by default, ``beir``
             for a BEIR dataset folder).
+        source: Name of the source: its documents keep their points wherever the
+            folder is (moved, mounted elsewhere), as long as it is synced under this
+            name. Without it the source is the folder's location.
         **overrides: Top-level settings fields, e.g. ``data_dir="/srv/idx"``.
 
     Returns:
-        What the sync did: counts, failures, duration.
+        What the sync did (with ``recreate``, the sync of ``path`` into the new
+        generation): counts, failures, duration.
     """
     from tribrid import factory
 
     require_extras("indexing (`tribrid ingest`)", "index", "parse")
     cfg = _settings(settings, overrides)
-    source = factory.build_connector(cfg, Path(path), connector=connector)
-    with factory.opened(cfg, recreate=recreate) as (ledger, store, encoders):
-        pipeline = factory.sync_pipeline(
-            cfg, ledger=ledger, store=store, encoders=encoders, retry_failed=retry_failed
+    encoders = factory.build_encoders(cfg)
+    ledger = factory.build_ledger(cfg)
+    try:
+        target = factory.source_connector(
+            cfg, ledger, Path(path), connector=connector, source=source
         )
-        return pipeline.sync(source, progress=progress)
+        if recreate:
+            others = factory.ledger_sources(cfg, ledger, skip={target.source_key})
+            report = factory.rebuild_index(
+                cfg,
+                ledger=ledger,
+                encoders=encoders,
+                sources=[target, *others],
+                progress=progress,
+                retry_failed=retry_failed,
+            )
+            return report.reports[0]
+        store = factory.build_store(cfg, encoders)
+        try:
+            pipeline = factory.sync_pipeline(
+                cfg, ledger=ledger, store=store, encoders=encoders, retry_failed=retry_failed
+            )
+            return pipeline.sync(target, progress=progress)
+        finally:
+            store.close()
+    finally:
+        ledger.close()
 
 
 def remove(
@@ -165,7 +194,7 @@ def remove(
         matched = False
         counts = RunCounts()
         for source in ledger.sources():
-            kind, _, root = source.key.partition(":")
+            kind, _, root = source.location.partition(":")
             if kind != "local":
                 continue
             try:
@@ -183,7 +212,9 @@ def remove(
             counts += remove_vanished(ledger, store.delete, states)
         if not matched:
             folders = [
-                s.key.partition(":")[2] for s in ledger.sources() if s.key.startswith("local:")
+                s.location.partition(":")[2]
+                for s in ledger.sources()
+                if s.location.startswith("local:")
             ]
             raise ConfigError(
                 f"{str(path)!r} is under none of the folders this index has ingested "
@@ -358,15 +389,101 @@ def as_retriever(
     return retriever
 
 
-def status(
-    *, settings: Settings | None = None, source: str | None = None, **overrides: Any
-) -> StatusReport:
-    """Counts by status, every failed file with its reason, and the last run."""
+def sources(*, settings: Settings | None = None, **overrides: Any) -> list[SourceRecord]:
+    """Every source of the index: its name, key, location, documents, chunks, last run."""
     from tribrid import factory
 
     cfg = _settings(settings, overrides)
     ledger = factory.build_ledger(cfg)
     try:
-        return ledger.status(source)
+        return ledger.sources()
+    finally:
+        ledger.close()
+
+
+def _source(ledger: Ledger, name_or_key: str) -> SourceRecord:
+    found = ledger.find_source(name_or_key)
+    if found is None:
+        known = ", ".join(s.label for s in ledger.sources()) or "none"
+        raise ConfigError(
+            f"the index has no source named {name_or_key!r} (sources: {known}); "
+            "`tribrid sources list` shows them"
+        )
+    return found
+
+
+def rename_source(
+    name_or_key: str, new_name: str, *, settings: Settings | None = None, **overrides: Any
+) -> SourceRecord:
+    """Give a source a (new) name; nothing is re-embedded (its key stays).
+
+    Args:
+        name_or_key: The source's current name, or its key (``local:/srv/docs``).
+        new_name: The name to sync it under from now on (``--source NEW_NAME``).
+
+    Raises:
+        ConfigError: No such source, or another source has the name.
+    """
+    from tribrid import factory
+
+    cfg = _settings(settings, overrides)
+    ledger = factory.build_ledger(cfg)
+    try:
+        source = _source(ledger, name_or_key)
+        ledger.name_source(source.id, new_name)
+        renamed = ledger.find_source(new_name)
+        assert renamed is not None
+        return renamed
+    finally:
+        ledger.close()
+
+
+def remove_source(
+    name_or_key: str, *, settings: Settings | None = None, **overrides: Any
+) -> RunCounts:
+    """Remove a source from the index: its points, then its documents and runs.
+
+    Points leave the store first (those the ledger lists, and any other point carrying
+    the source's key), then the ledger forgets the source: a crash in between leaves
+    the source listed, and running this again finishes the job. The files are not
+    touched.
+
+    Returns:
+        ``deleted`` documents and ``chunks_deleted`` points.
+    """
+    from tribrid import factory
+    from tribrid.store.points import SOURCE_KEY
+
+    cfg = _settings(settings, overrides)
+    encoders = factory.build_encoders(cfg)
+    ledger = factory.build_ledger(cfg)
+    try:
+        source = _source(ledger, name_or_key)
+        point_ids = list(ledger.all_point_ids(source.id))
+        store = factory.build_store(cfg, encoders)
+        try:
+            store.delete(point_ids)
+            store.delete_by_filter({SOURCE_KEY: source.key})
+            store.flush()
+        finally:
+            store.close()
+        ledger.remove_source(source.id)
+        return RunCounts(deleted=source.documents, chunks_deleted=len(point_ids))
+    finally:
+        ledger.close()
+
+
+def status(
+    *, settings: Settings | None = None, source: str | None = None, **overrides: Any
+) -> StatusReport:
+    """Counts by status, every failed file with its reason, and the last run (of every
+    source, or of ``source``: a source name or key)."""
+    from tribrid import factory
+
+    cfg = _settings(settings, overrides)
+    ledger = factory.build_ledger(cfg)
+    try:
+        found = ledger.find_source(source) if source is not None else None
+        return ledger.status(found.key if found is not None else source)
     finally:
         ledger.close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -25,6 +26,9 @@ from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
 from tribrid.logs import JsonFormatter, LogFormat, setup_logging
 from tribrid.settings import Settings
+
+if TYPE_CHECKING:
+    from tribrid.ingestion.pipeline import SyncReport
 
 cli = typer.Typer(
     name="tribrid",
@@ -53,6 +57,14 @@ DataDir = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+SourceName = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="Name of the source: its files keep their points when the folder moves or is "
+        "mounted elsewhere and is synced under the same name [default: keyed by the folder].",
+    ),
+]
 
 
 @dataclass
@@ -162,8 +174,15 @@ def ingest(
             help="What lists PATH: a connector name (`local` folder, `beir` dataset folder).",
         ),
     ] = "local",
-    recreate: Annotated[bool, typer.Option(help="Drop the collection and build it again.")] = False,
+    recreate: Annotated[
+        bool,
+        typer.Option(
+            help="Rebuild the whole index as a new generation, switched to when complete "
+            "(searches keep answering from the old one meanwhile)."
+        ),
+    ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Retry files that failed before.")] = False,
+    source: SourceName = None,
     background: Annotated[
         bool,
         typer.Option(
@@ -192,26 +211,46 @@ def ingest(
             raise _fail("--recreate cannot run in the background; run it in the foreground")
         if connector != "local":
             raise _fail("--background syncs local folders only; leave out --connector")
-        _ingest_in_background(path, settings, retry_failed=retry_failed, as_json=as_json)
+        _ingest_in_background(
+            path, settings, retry_failed=retry_failed, as_json=as_json, source=source
+        )
         return
-    if _logging.plain:
-        with Live(console=err_console, refresh_per_second=4, transient=True) as live:
-            report = api.ingest(
+    from tribrid.errors import SchemaMismatchError
+
+    def run(rebuild: bool) -> SyncReport:
+        if not _logging.plain:  # log lines say what happens to each document: no live display
+            return api.ingest(
                 path,
                 settings=settings,
-                recreate=recreate,
+                recreate=rebuild,
+                retry_failed=retry_failed,
+                connector=connector,
+                source=source,
+            )
+        with Live(console=err_console, refresh_per_second=4, transient=True) as live:
+            return api.ingest(
+                path,
+                settings=settings,
+                recreate=rebuild,
                 retry_failed=retry_failed,
                 progress=_LiveProgress(live),
                 connector=connector,
+                source=source,
             )
-    else:  # the log lines say what happens to each document: no live display among them
-        report = api.ingest(
-            path,
-            settings=settings,
-            recreate=recreate,
-            retry_failed=retry_failed,
-            connector=connector,
-        )
+
+    try:
+        report = run(recreate)
+    except SchemaMismatchError as e:
+        # Another model than the index was built with: offer the rebuild at a terminal.
+        if recreate or not sys.stdin.isatty():
+            raise
+        err_console.print(f"[yellow]{e}[/yellow]", highlight=False, soft_wrap=True)
+        if not typer.confirm(
+            "Rebuild the index with the new settings? It is built beside the current one, "
+            "which keeps answering searches until the new one is complete"
+        ):
+            raise typer.Exit(code=1) from None
+        report = run(True)
     counts = report.counts
     if as_json:
         typer.echo(json.dumps({**asdict(report), "counts": counts.as_dict()}, default=str))
@@ -245,17 +284,21 @@ def ingest(
 
 
 def _ingest_in_background(
-    path: Path, settings: Settings, *, retry_failed: bool, as_json: bool
+    path: Path, settings: Settings, *, retry_failed: bool, as_json: bool, source: str | None
 ) -> None:
     from tribrid.background import worker
 
-    connector = factory.local_folder(settings, path)
-    key = connector.source_key
     worker.configure(settings, create_folders=True)
     ledger = factory.build_ledger(settings)
     try:
+        connector = factory.source_connector(settings, ledger, path, source=source)
+        key = connector.source_key
         run_id = worker.enqueue_sync(
-            ledger, connector.root, queue=settings.celery.queue, retry_failed=retry_failed
+            ledger,
+            path,
+            queue=settings.celery.queue,
+            retry_failed=retry_failed,
+            source_key=key,
         )
     finally:
         ledger.close()
@@ -263,7 +306,7 @@ def _ingest_in_background(
         typer.echo(json.dumps({"run_id": run_id, "source_key": key}))
         return
     console.print(
-        f"queued run #{run_id} for {connector.root}; follow it with "
+        f"queued run #{run_id} for {path}; follow it with "
         f"`tribrid status --run {run_id} --follow` (workers: `tribrid worker`"
         + (", and one `tribrid worker --writer`" if factory.single_writer(settings) else "")
         + ")",
@@ -690,6 +733,7 @@ def watch(
     initial_sync: Annotated[
         bool, typer.Option("--initial-sync/--no-initial-sync", help="Sync once at start.")
     ] = True,
+    source: SourceName = None,
 ) -> None:
     """Keep a folder's index in sync: new, changed, deleted and renamed files, as they happen.
 
@@ -712,9 +756,9 @@ def watch(
         )
 
     syncer: watching.Syncer = (
-        watching.BackgroundSyncer(settings, connector.root)
+        watching.BackgroundSyncer(settings, connector.root, source=source)
         if background
-        else watching.InProcessSyncer(settings, connector.root)
+        else watching.InProcessSyncer(settings, connector.root, source=source)
     )
     watcher = watching.FolderWatcher(
         connector,
@@ -733,6 +777,79 @@ def watch(
             say("interrupted; the next sync finishes what this one left")
             raise typer.Exit(code=130) from None
     say(f"stopped after {watcher.syncs} sync(s)")
+
+
+sources_cli = typer.Typer(
+    help="The sources of the index: list them, rename one, remove one and its points.",
+    no_args_is_help=True,
+)
+cli.add_typer(sources_cli, name="sources")
+
+
+@sources_cli.command("list")
+def sources_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """List every source: name, key, where it is, documents, chunks, last run."""
+    found = api.sources(settings=_settings(data_dir))
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "key": s.key,
+                "kind": s.kind,
+                "location": s.location,
+                "documents": s.documents,
+                "chunks": s.chunks,
+                "last_run": None if s.last_run is None else s.last_run.id,
+            }
+            for s in found
+        ]
+        typer.echo(json.dumps(rows))
+        return
+    if not found:
+        console.print("no sources yet; add one with `tribrid ingest PATH [--source NAME]`")
+        return
+    table = Table(title="sources")
+    for column in ("name", "location", "documents", "chunks", "last run", "key"):
+        table.add_column(column, justify="right" if column in ("documents", "chunks") else "left")
+    for s in found:
+        run = s.last_run
+        last = (
+            "-" if run is None else f"#{run.id} {run.status.value} {run.started_at:%Y-%m-%d %H:%M}"
+        )
+        key = "" if s.location == s.key else s.key
+        table.add_row(s.name or "-", s.location, str(s.documents), str(s.chunks), last, key)
+    console.print(table)
+
+
+@sources_cli.command("rename")
+def sources_rename(
+    source: Annotated[str, typer.Argument(help="The source's name, or its key (local:/path).")],
+    new_name: Annotated[str, typer.Argument(help="Its new name.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Name or rename a source; nothing is re-embedded. Sync it with `--source NEW_NAME`."""
+    renamed = api.rename_source(source, new_name, settings=_settings(data_dir))
+    console.print(
+        f"source {renamed.key} is now named {renamed.name!r}; sync it with "
+        f"`tribrid ingest FOLDER --source {renamed.name}`",
+        highlight=False,
+    )
+
+
+@sources_cli.command("remove")
+def sources_remove(
+    source: Annotated[str, typer.Argument(help="The source's name, or its key (local:/path).")],
+    data_dir: DataDir = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Remove a source: its points leave the index and the ledger forgets it (files stay)."""
+    if not yes and not typer.confirm(f"remove the source {source!r} and all its points?"):
+        raise typer.Exit(code=1)
+    counts = api.remove_source(source, settings=_settings(data_dir))
+    console.print(
+        f"removed {source!r}: {counts.deleted} document(s), {counts.chunks_deleted} point(s)",
+        highlight=False,
+    )
 
 
 @cli.command()

@@ -14,8 +14,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
     from tribrid.connectors import Connector, ConnectorOptions, LocalFolderConnector
     from tribrid.connectors.archives import ArchiveLimits
     from tribrid.ingestion.parse import ParseOptions, ParserFactory
-    from tribrid.ingestion.pipeline import SyncPipeline
+    from tribrid.ingestion.pipeline import ProgressListener, SyncPipeline
+    from tribrid.ingestion.rebuild import RebuildReport
     from tribrid.ledger import Ledger, SqlLedger
+    from tribrid.store.generations import StagedGeneration
 
 
 def build_encoders(settings: Settings) -> EncoderSet:
@@ -195,13 +198,130 @@ def connector_options(settings: Settings) -> ConnectorOptions:
 
 
 def build_connector(
-    settings: Settings, location: str | Path, *, connector: str = "local"
+    settings: Settings,
+    location: str | Path,
+    *,
+    connector: str = "local",
+    source_key: str | None = None,
 ) -> Connector:
     """The connector ``connector`` (a name in :data:`tribrid.connectors.CONNECTORS`) of
-    the source at ``location``, with the settings' connector options."""
+    the source at ``location``, with the settings' connector options.
+
+    ``source_key`` is the ledger key of the source when it is not the one the location
+    gives (a named source: see :mod:`tribrid.ingestion.sources`)."""
     from tribrid.connectors import open_connector
 
-    return open_connector(connector, str(location), connector_options(settings))
+    options = replace(connector_options(settings), source_key=source_key)
+    return open_connector(connector, str(location), options)
+
+
+def source_connector(
+    settings: Settings,
+    ledger: Ledger,
+    location: str | Path,
+    *,
+    connector: str = "local",
+    source: str | None = None,
+) -> Connector:
+    """The connector of the source at ``location``, keyed as its ledger source is:
+    under the name ``source`` (which keeps its key wherever the folder is), or by its
+    location without a name.
+
+    Raises:
+        ConfigError: See :func:`~tribrid.ingestion.sources.resolve_source_key`.
+    """
+    from tribrid.ingestion.sources import resolve_source_key
+
+    at_location = build_connector(settings, location, connector=connector)
+    key = resolve_source_key(ledger, at_location, source)
+    if key == at_location.source_key:
+        return at_location
+    return build_connector(settings, location, connector=connector, source_key=key)
+
+
+def ledger_sources(
+    settings: Settings, ledger: Ledger, *, skip: Collection[str] = ()
+) -> list[Connector]:
+    """A connector for every source the ledger knows (keys in ``skip`` aside), at the
+    location the ledger last recorded, under its own key: what a rebuild re-syncs.
+
+    Raises:
+        ConfigError: A source cannot be listed (its folder is gone, or its kind has no
+            connector); the message names it and how to remove it.
+    """
+    from tribrid.connectors import CONNECTORS
+
+    found: list[Connector] = []
+    for source in ledger.sources():
+        if source.key in skip:
+            continue
+        kind, _, root = source.location.partition(":")
+        if kind not in CONNECTORS or not root or not Path(root).exists():
+            raise ConfigError(
+                f"the index holds the source {source.label!r} at {source.location}, which "
+                "cannot be listed now, so a rebuild would drop its documents; make it "
+                f"available again, or remove it first with `tribrid sources remove {source.label}`"
+            )
+        found.append(build_connector(settings, root, connector=kind, source_key=source.key))
+    return found
+
+
+def begin_generation(settings: Settings, encoders: EncoderSet) -> StagedGeneration:
+    """Start a new, empty generation of the settings' index beside the live one.
+
+    Raises:
+        ConfigError: The backend has no generations (``remote``: rebuild on the server's
+            machine, where the store is).
+    """
+    from tribrid.store.generations import EdgeGenerations
+    from tribrid.store.qdrant import QdrantServerStore
+
+    schema = collection_schema(settings, encoders)
+    store = settings.store
+    if store.backend == "edge":
+        return EdgeGenerations(settings.store_path).begin(schema)
+    if store.backend == "qdrant":
+        return QdrantServerStore.begin_generation(
+            schema,
+            url=store.url,
+            api_key=store.api_key.get_secret_value() if store.api_key else None,
+            timeout=store.timeout_s,
+        )
+    raise ConfigError(
+        f"the {store.backend!r} store backend cannot build a new generation from here; run "
+        "`tribrid ingest --recreate` on the machine of the store (with its data dir)"
+    )
+
+
+def rebuild_index(
+    settings: Settings,
+    *,
+    ledger: Ledger,
+    encoders: EncoderSet,
+    sources: Sequence[Connector],
+    progress: ProgressListener | None = None,
+    retry_failed: bool = False,
+) -> RebuildReport:
+    """Rebuild the index as a new generation from ``sources``, then switch to it.
+
+    Searches keep answering from the live generation until the switch; a failure
+    leaves it live (see :mod:`tribrid.ingestion.rebuild`).
+    """
+    from tribrid.ingestion.rebuild import rebuild
+
+    staged = begin_generation(settings, encoders)
+
+    def pipeline_for(store: VectorStore) -> SyncPipeline:
+        return sync_pipeline(
+            settings,
+            ledger=ledger,
+            store=store,
+            encoders=encoders,
+            retry_failed=retry_failed,
+            fresh=True,
+        )
+
+    return rebuild(staged, sources, pipeline_for, progress=progress)
 
 
 def local_folder(settings: Settings, root: str | Path) -> LocalFolderConnector:
@@ -250,6 +370,7 @@ def sync_pipeline(
     encoders: EncoderSet,
     retry_failed: bool = False,
     parsers: ParserFactory | None = None,
+    fresh: bool = False,
 ) -> SyncPipeline:
     """The foreground sync, wired as the settings say.
 
@@ -261,6 +382,7 @@ def sync_pipeline(
         retry_failed: Parse failed documents again even when unchanged.
         parsers: Another parser factory than the settings' parse pool (the evaluation
             harness chunks text records in-process).
+        fresh: The store is a new generation being built (trust only its own points).
     """
     from tribrid.ingestion.pipeline import SyncPipeline
 
@@ -273,6 +395,7 @@ def sync_pipeline(
         max_file_bytes=max_file_bytes(settings),
         retry_failed=retry_failed,
         archives=archive_limits(settings),
+        fresh=fresh,
     )
 
 
@@ -296,18 +419,22 @@ def opened(
 __all__ = [
     "StoreRoute",
     "archive_limits",
+    "begin_generation",
     "build_connector",
     "build_encoders",
     "build_ledger",
     "build_store",
     "collection_schema",
     "connector_options",
+    "ledger_sources",
     "local_folder",
     "max_file_bytes",
     "opened",
     "parse_options",
     "parser_factory",
+    "rebuild_index",
     "served",
     "single_writer",
+    "source_connector",
     "sync_pipeline",
 ]

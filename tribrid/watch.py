@@ -245,11 +245,13 @@ class InProcessSyncer:
     Args:
         settings: The settings (store, models, parsing, connector rules).
         root: The folder.
+        source: The source's name (see :mod:`tribrid.ingestion.sources`), if any.
     """
 
-    def __init__(self, settings: Settings, root: Path) -> None:
+    def __init__(self, settings: Settings, root: Path, *, source: str | None = None) -> None:
         self._settings = settings
         self._root = root
+        self._source = source
         self._encoders = factory.build_encoders(settings)
         self._pool: ParsePool | None = None
         self._loading: threading.Thread | None = None
@@ -285,9 +287,9 @@ class InProcessSyncer:
             self._loading.join()  # one load of the models, never two racing
             self._loading = None
         cfg = self._settings
-        connector = factory.local_folder(cfg, self._root)
         ledger = factory.build_ledger(cfg)
         try:
+            connector = factory.source_connector(cfg, ledger, self._root, source=self._source)
             store = factory.build_store(cfg, self._encoders)
             try:
                 pipeline = factory.sync_pipeline(
@@ -326,6 +328,7 @@ class BackgroundSyncer:
             lost (its worker was killed on a broker that cannot redeliver) and no longer
             holds the next sync back. Default: the lease time, ``celery.lease_s``.
         clock: Monotonic seconds.
+        source: The source's name (see :mod:`tribrid.ingestion.sources`), if any.
     """
 
     def __init__(
@@ -335,9 +338,11 @@ class BackgroundSyncer:
         *,
         stalled_after_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        source: str | None = None,
     ) -> None:
         from tribrid.background import worker
 
+        self._source = source
         self._settings = worker.configure(settings, create_folders=True)
         self._root = factory.local_folder(settings, root).root
         self._ledger: QueueLedger = factory.build_ledger(settings)
@@ -375,7 +380,7 @@ class BackgroundSyncer:
         from tribrid.background import worker
 
         self.run_id = worker.enqueue_sync(
-            self._ledger, self._root, queue=self._settings.celery.queue
+            self._ledger, self._root, queue=self._settings.celery.queue, source=self._source
         )
         self._progress, self._progress_at = (), self._clock()
         return f"queued run #{self.run_id} (follow it: tribrid status --run {self.run_id})"

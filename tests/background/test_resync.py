@@ -145,6 +145,28 @@ def test_the_periodic_task_queues_a_sync_per_folder(
     assert worker.resync_sources.apply().get() == []
 
 
+def test_a_moved_named_source_is_resynced_under_its_own_key(
+    runtime: Settings, folders: dict[str, Path]
+) -> None:
+    first_key = f"local:{folders['idle'].resolve().as_posix()}"
+    moved = folders["idle"].parent / "mounted-elsewhere"
+    folders["idle"].rename(moved)
+    with SqlLedger(runtime.database_url) as ledger:
+        source_id = ledger.ensure_source(
+            first_key, kind="local", location=f"local:{moved.resolve().as_posix()}"
+        )
+        ledger.name_source(source_id, "docs")
+        # A source name in TRIBRID_CELERY__RESYNC_SOURCES stands for its folder.
+        assert resync.plan_resync(ledger, folders=["docs"]).folders == (moved.resolve(),)
+    [run_id] = worker.resync_sources.apply().get()
+    [message] = [json.loads(m.read_text()) for m in (runtime.broker_path / "queue").iterdir()]
+    assert message["headers"]["task"] == "tribrid.sync_source"
+    with SqlLedger(runtime.database_url) as ledger:
+        [source] = ledger.sources()  # no second source for the new location
+        assert source.key == first_key and source.last_run is not None
+        assert source.last_run.id == run_id
+
+
 @pytest.mark.celery
 @pytest.mark.slow
 def test_a_real_beat_sends_the_resync_on_schedule(tmp_path: Path) -> None:

@@ -10,13 +10,20 @@ from tests.fakes import fake_encoders
 from tests.support.server import running_server
 from tests.support.store import SCHEMA, corpus
 from tribrid.factory import collection_schema
-from tribrid.store import STORES, EdgeStore, QdrantServerStore, needs_single_writer, open_store
+from tribrid.store import (
+    STORES,
+    LiveEdgeStore,
+    QdrantServerStore,
+    needs_single_writer,
+    open_store,
+)
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.remote import RemoteStore
 
 
 def test_registry_names_every_backend() -> None:
-    assert {"edge": EdgeStore, "qdrant": QdrantServerStore, "remote": RemoteStore} == STORES
+    # ``edge`` opens the live generation of the store folder (see store/generations.py).
+    assert {"edge": LiveEdgeStore, "qdrant": QdrantServerStore, "remote": RemoteStore} == STORES
 
 
 def test_unknown_backend_lists_the_valid_names() -> None:
@@ -41,7 +48,7 @@ def test_opens_each_backend(tmp_path: Path) -> None:
     edge = open_store("edge", SCHEMA, path=tmp_path / "store")
     server = open_store("qdrant", SCHEMA, url=":memory:")
     try:
-        assert isinstance(edge, EdgeStore)
+        assert isinstance(edge, LiveEdgeStore)
         assert isinstance(server, QdrantServerStore)
         assert isinstance(edge, VectorStore)
         assert isinstance(server, VectorStore)

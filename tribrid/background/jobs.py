@@ -52,7 +52,7 @@ from tribrid.connectors.archives import (
     member_digest,
     split_member_key,
 )
-from tribrid.connectors.base import Connector, SourceDocument
+from tribrid.connectors.base import Connector, SourceDocument, source_location
 from tribrid.encoders import EncoderSet
 from tribrid.errors import (
     ConfigError,
@@ -176,7 +176,7 @@ def queue_sync(
         return RunCounts()  # a redelivered message: this run was listed already
     source_key = connector.source_key
     source_id = ledger.ensure_source(
-        source_key, kind=source_key.split(":", 1)[0], location=source_key
+        source_key, kind=source_key.split(":", 1)[0], location=source_location(connector)
     )
     with (
         logs.bind(run_id=run_id),

@@ -92,9 +92,15 @@ def plan_resync(
     """
     now = now or datetime.now(UTC)
     sources = ledger.sources()
-    last_runs = {s.key: s.last_run for s in sources}
+    # By location: a named source's key stays what it was when its folder moved.
+    last_runs = {s.location: s.last_run for s in sources}
+    named = {s.name: s.location for s in sources if s.name}
     if folders:
-        wanted = [Path(f).expanduser().resolve() for f in folders]
+        # An entry may name a source (``--source NAME``): its folder is where it is now.
+        wanted = [
+            _folder(named[f]) or Path(f) if f in named else Path(f).expanduser().resolve()
+            for f in folders
+        ]
     else:
         wanted = [
             folder

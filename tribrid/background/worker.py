@@ -92,6 +92,7 @@ from tribrid.background.sinks import (
     StoreSink,
     adopt_leases,
 )
+from tribrid.connectors import source_location
 from tribrid.encoders import EncoderSet
 from tribrid.errors import (
     ConfigError,
@@ -100,6 +101,7 @@ from tribrid.errors import (
     StoreError,
     redact,
 )
+from tribrid.ingestion.sources import resolve_source_key
 from tribrid.ingestion.write import batch_from_json, remove_orphans
 from tribrid.ledger import QueueLedger, SqlLedger
 from tribrid.settings import Settings
@@ -205,12 +207,20 @@ def configure(settings: Settings | None = None, *, create_folders: bool = False)
 
 
 def enqueue_sync(
-    ledger: QueueLedger, root: str | os.PathLike[str], *, queue: str, retry_failed: bool = False
+    ledger: QueueLedger,
+    root: str | os.PathLike[str],
+    *,
+    queue: str,
+    retry_failed: bool = False,
+    source: str | None = None,
+    source_key: str | None = None,
 ) -> int:
     """Start a background run of the folder ``root`` and queue its ``sync_source`` task.
 
     Used by ``tribrid ingest --background``, ``tribrid watch --background`` and the
     periodic resync. :func:`configure` must have been called (the broker comes from it).
+    ``source`` names the source (see :mod:`tribrid.ingestion.sources`); ``source_key``
+    gives its ledger key directly (the resync, which reads it from the ledger).
 
     Returns:
         The run id (``tribrid status --run ID`` follows it).
@@ -221,12 +231,19 @@ def enqueue_sync(
     """
     from tribrid.connectors import LocalFolderConnector
 
-    connector = LocalFolderConnector(root)  # the folder must exist; its key names the source
-    key = connector.source_key
-    run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
+    connector = LocalFolderConnector(root)  # the folder must exist
+    key = source_key or resolve_source_key(ledger, connector, source)
+    run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=connector.location))
+    kwargs: dict[str, Any] = {
+        "root": str(connector.root),
+        "run_id": run_id,
+        "retry_failed": retry_failed,
+    }
+    if key != connector.source_key:
+        kwargs["source_key"] = key
     try:
         sync_source.apply_async(
-            kwargs={"root": str(connector.root), "run_id": run_id, "retry_failed": retry_failed},
+            kwargs=kwargs,
             queue=queue,
             retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1},
         )
@@ -579,15 +596,21 @@ class TribridTask(Task):
 
 @app.task(name=SYNC_SOURCE, base=TribridTask, bind=True)
 def sync_source(
-    self: TribridTask, root: str, run_id: int | None = None, retry_failed: bool = False
+    self: TribridTask,
+    root: str,
+    run_id: int | None = None,
+    retry_failed: bool = False,
+    source_key: str | None = None,
 ) -> dict[str, int]:
-    """List the folder ``root`` and queue its new and changed documents (run ``run_id``)."""
+    """List the folder ``root`` and queue its new and changed documents (run ``run_id``);
+    ``source_key`` is the key of a named source (default: the folder's own)."""
     settings = _runtime.get_settings()
     ledger = _runtime.get_ledger()
-    connector = factory.build_connector(settings, root)
+    connector = factory.build_connector(settings, root, source_key=source_key)
     if run_id is None:
         key = connector.source_key
-        run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=key))
+        location = source_location(connector)
+        run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=location))
     cfg = settings.celery
     batching = Batching(
         max_documents=cfg.batch_documents,
@@ -692,9 +715,17 @@ def resync_sources(self: TribridTask) -> list[int]:
     settings = _runtime.get_settings()
     ledger = _runtime.get_ledger()
     cfg = settings.celery
+    # Each folder syncs under the key of its ledger source (a named one keeps its own).
+    keys = {
+        Path(s.location.partition(":")[2]).as_posix(): s.key
+        for s in ledger.sources()
+        if s.location.startswith("local:")
+    }
     return resync.resync(
         ledger,
-        enqueue=lambda folder: enqueue_sync(ledger, folder, queue=cfg.queue),
+        enqueue=lambda folder: enqueue_sync(
+            ledger, folder, queue=cfg.queue, source_key=keys.get(folder.as_posix())
+        ),
         folders=cfg.resync_sources,
         stalled_after_s=cfg.lease_s,
     )

@@ -8,6 +8,7 @@ from tribrid.connectors.base import (
     ListingFailure,
     SourceDocument,
     TextDocument,
+    source_location,
 )
 from tribrid.connectors.beir import BeirCorpusConnector
 from tribrid.connectors.local import LocalFolderConnector
@@ -44,4 +45,5 @@ __all__ = [
     "SourceDocument",
     "TextDocument",
     "open_connector",
+    "source_location",
 ]

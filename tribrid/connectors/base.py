@@ -142,11 +142,24 @@ class ConnectorOptions:
         include: Glob patterns of documents to list (all when empty).
         exclude: Glob patterns of documents or folders to skip.
         follow_symlinks: Follow symlinks that stay inside the source.
+        source_key: The key of the source in the ledger, when it is not the one the
+            location gives (a named source that moved keeps the key it was first
+            given, so its point ids stay the same).
     """
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     follow_symlinks: bool = False
+    source_key: str | None = None
+
+
+def source_location(connector: Connector) -> str:
+    """Where the connector's source is, as the ledger records it (``local:<root>``).
+
+    A connector without a ``location`` is located by its key.
+    """
+    location = getattr(connector, "location", None)
+    return location if isinstance(location, str) else connector.source_key
 
 
 class ConnectorClass(Protocol):

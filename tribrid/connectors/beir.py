@@ -131,8 +131,8 @@ class BeirCorpusConnector:
 
     @classmethod
     def from_location(cls, location: str, options: ConnectorOptions) -> BeirCorpusConnector:
-        """The connector of the dataset folder ``location`` (the options do not apply)."""
-        return cls(location)
+        """The connector of the dataset folder ``location`` (only ``source_key`` applies)."""
+        return cls(location, source_key=options.source_key)
 
     @property
     def root(self) -> Path:
@@ -143,6 +143,11 @@ class BeirCorpusConnector:
     def source_key(self) -> str:
         """Stable key of this source."""
         return self._source_key
+
+    @property
+    def location(self) -> str:
+        """Where the corpus is now: ``beir:<resolved corpus path>`` (its key may differ)."""
+        return f"beir:{self._corpus.as_posix()}"
 
     def list_documents(self) -> Iterator[ListedItem]:
         """Yield one :class:`TextDocument` per corpus record.

@@ -76,6 +76,7 @@ class LocalFolderConnector:
             include=options.include,
             exclude=options.exclude,
             follow_symlinks=options.follow_symlinks,
+            source_key=options.source_key,
         )
 
     @property
@@ -87,6 +88,11 @@ class LocalFolderConnector:
     def source_key(self) -> str:
         """Stable key of this source."""
         return self._source_key
+
+    @property
+    def location(self) -> str:
+        """Where the source is now: ``local:<resolved root>`` (its key may differ)."""
+        return f"local:{self._root.as_posix()}"
 
     def list_documents(self) -> Iterator[ListedItem]:
         """Yield a :class:`SourceDocument` per file and a :class:`ListingFailure` per refusal."""

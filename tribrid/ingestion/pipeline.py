@@ -21,7 +21,7 @@ from typing import Protocol
 
 from tribrid import logs
 from tribrid.connectors.archives import ArchiveLimits, ArchiveMember
-from tribrid.connectors.base import Connector, SourceDocument, TextDocument
+from tribrid.connectors.base import Connector, SourceDocument, TextDocument, source_location
 from tribrid.encoders import EncoderSet
 from tribrid.errors import SourceBusyError
 from tribrid.ingestion.base import DocumentFailure, ParsedDocument, ParseOutcome
@@ -33,8 +33,9 @@ from tribrid.ingestion.write import (
     remove_orphans,
     remove_vanished,
 )
-from tribrid.ledger.base import DocumentState, Ledger, RunCounts, RunStatus
+from tribrid.ledger.base import DocumentState, DocumentStatus, Ledger, RunCounts, RunStatus
 from tribrid.store.base import VectorStore
+from tribrid.store.generations import store_generation
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class SyncPipeline:
         retry_failed: Parse failed documents again even when they did not change.
         archives: Limits of reading archives, whose members are indexed as documents of
             their own; ``None`` treats archives as plain files.
+        fresh: The store is a generation being built (see :mod:`tribrid.ingestion.rebuild`):
+            only points already in it are reused, every other document is indexed again.
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class SyncPipeline:
         max_file_bytes: int | None = None,
         retry_failed: bool = False,
         archives: ArchiveLimits | None = ArchiveLimits(),  # noqa: B008 - frozen, shared
+        fresh: bool = False,
     ) -> None:
         if batch_chunks <= 0:
             raise ValueError(f"batch_chunks must be > 0, got {batch_chunks}")
@@ -149,10 +153,13 @@ class SyncPipeline:
         self._parser_factory = parser_factory
         self._encoders = encoders
         self._writer = DocumentWriter(ledger=ledger, store=store, encoders=encoders)
+        #: The generation the store serves (None: a store without generations).
+        self._generation = store_generation(store)
         self._batch_chunks = batch_chunks
         self._max_file_bytes = max_file_bytes
         self._retry_failed = retry_failed
         self._archives = archives
+        self._fresh = fresh
 
     def sync(self, connector: Connector, *, progress: ProgressListener | None = None) -> SyncReport:
         """Run one sync of ``connector``'s source and return what it did."""
@@ -161,7 +168,7 @@ class SyncPipeline:
         source_id = self._ledger.ensure_source(
             connector.source_key,
             kind=connector.source_key.split(":", 1)[0],
-            location=connector.source_key,
+            location=source_location(connector),
         )
         with self._ledger.hold_source(source_id) as held:
             _refuse_if_busy(self._ledger, source_id, connector.source_key, held)
@@ -189,8 +196,23 @@ class SyncPipeline:
         self, connector: Connector, source_id: int, state: _RunState, listener: ProgressListener
     ) -> None:
         known = {s.key: s for s in self._ledger.document_states(source_id)}
-        trusted = self._trusted_point_ids()
+        trusted = self._store.ids() if self._fresh else self._trusted_point_ids()
         damaged = self._damaged_documents(known, trusted) if trusted is not None else set()
+        # Documents whose points are in another generation than the store's (a rebuild
+        # writing a new one, or the live one after a rebuild that failed) are indexed
+        # again into this one; only the points already here may be reused.
+        moved = {
+            key
+            for key, s in known.items()
+            if self._generation is not None
+            and s.generation != self._generation
+            and s.status == DocumentStatus.INDEXED
+            and s.chunk_count > 0
+        }
+        if moved:
+            if trusted is None:
+                trusted = self._store.ids()
+            damaged = damaged | moved
         diff = ListingDiff(
             connector,
             known,

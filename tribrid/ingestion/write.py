@@ -33,6 +33,7 @@ from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import Chunk, ParsedDocument, document_ended
 from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts
 from tribrid.store.base import Point, VectorStore
+from tribrid.store.generations import store_generation
 from tribrid.store.points import SOURCE_KEY
 from tribrid.store.wire import point_from_json, point_to_json
 
@@ -225,7 +226,9 @@ def commit_batch(
     """Write an encoded batch: points first, then the ledger, then stale points out.
 
     Idempotent: committing the same batch twice leaves the same store and ledger.
+    The documents are recorded in the generation the store serves, when it has them.
     """
+    generation = store_generation(store)
     for point_id, payload in batch.payload_updates:
         store.set_payload(point_id, payload)
     for start in range(0, len(batch.points), upsert_batch):
@@ -240,6 +243,7 @@ def commit_batch(
             mtime_ns=record.mtime_ns,
             content_hash=record.content_hash,
             chunks=record.chunks,
+            generation=generation,
         )
         if stale:
             store.delete(stale)

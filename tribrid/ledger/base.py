@@ -47,6 +47,8 @@ class DocumentState:
         error_kind: Why the last attempt failed (a :class:`~tribrid.ingestion.base.FailureKind`
             value), or ``None``.
         chunk_count: Number of chunks (points) the ledger holds for the document.
+        generation: The index generation its points are in (see
+            :mod:`tribrid.store.generations`).
     """
 
     id: int
@@ -57,6 +59,7 @@ class DocumentState:
     status: DocumentStatus
     error_kind: str | None
     chunk_count: int
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,9 @@ class SourceRecord:
         kind: Kind of source, e.g. ``local``.
         location: Where the source is (for a local folder, ``local:<root>``).
         last_run: The most recently started run of the source, if any.
+        name: The name it was given (``--source NAME``), if any.
+        documents: Its documents that are not deleted.
+        chunks: Its chunks (points).
     """
 
     id: int
@@ -173,6 +179,14 @@ class SourceRecord:
     kind: str
     location: str
     last_run: RunRecord | None = None
+    name: str | None = None
+    documents: int = 0
+    chunks: int = 0
+
+    @property
+    def label(self) -> str:
+        """What to call the source: its name, or its key when it has none."""
+        return self.name or self.key
 
 
 @dataclass(frozen=True)
@@ -430,8 +444,12 @@ class Ledger(Protocol):
         mtime_ns: int,
         content_hash: str,
         chunks: Sequence[ChunkRecord],
+        generation: int | None = None,
     ) -> list[str]:
-        """Record a document as indexed with exactly ``chunks``; return the stale point ids."""
+        """Record a document as indexed with exactly ``chunks``; return the stale point ids.
+
+        ``generation`` is the index generation the points were written to (None: the
+        one the document's row already names)."""
         ...
 
     def record_failed(
@@ -477,6 +495,18 @@ class Ledger(Protocol):
 
     def sources(self) -> list[SourceRecord]:
         """Every source, by key, each with its most recently started run."""
+        ...
+
+    def find_source(self, name_or_key: str) -> SourceRecord | None:
+        """The source with this name, or else this key; None if there is none."""
+        ...
+
+    def name_source(self, source_id: int, name: str | None) -> None:
+        """Give a source a name (None: take it away); names are unique."""
+        ...
+
+    def remove_source(self, source_id: int) -> list[str]:
+        """Forget a source, its documents, chunks and runs; return its point ids."""
         ...
 
 

@@ -72,6 +72,7 @@ _DOCUMENT_STATE_COLUMNS = (
     DocumentRow.status,
     DocumentRow.error_kind,
     DocumentRow.chunk_count,
+    DocumentRow.generation,
 )
 
 
@@ -167,6 +168,7 @@ def _to_state(row: AnyRow) -> DocumentState:
         status=DocumentStatus(row.status),
         error_kind=row.error_kind,
         chunk_count=row.chunk_count,
+        generation=row.generation,
     )
 
 
@@ -379,12 +381,15 @@ class SqlBookkeeping(DatabaseRole):
         mtime_ns: int,
         content_hash: str,
         chunks: Sequence[ChunkRecord],
+        generation: int | None = None,
     ) -> list[str]:
         """Record a document as indexed with exactly ``chunks``, in one transaction.
 
         Creates the document row if needed (a deleted key that re-appears gets its old
         row back), clears any error, and replaces its chunk rows with ``chunks``.
         Call it after the new points are in the store (see the module's write-ahead rule).
+        ``generation`` is the index generation they were written to; None keeps the one
+        the row names (0 for a new row).
 
         Returns:
             The point ids the ledger held for this document that are not in ``chunks``,
@@ -447,6 +452,8 @@ class SqlBookkeeping(DatabaseRole):
             document.error_kind = None
             document.error_message = None
             document.chunk_count = len(new)
+            if generation is not None:
+                document.generation = generation
             document.attempts = 0
             document.updated_at = now
             document.indexed_at = now
@@ -622,26 +629,121 @@ class SqlBookkeeping(DatabaseRole):
             return [to_run(run, key) for run, key in rows]
 
     def sources(self) -> list[SourceRecord]:
-        """Every source, by key, each with its most recently started run."""
+        """Every source, by key, each with its most recently started run and its counts."""
         with self._db.read("list sources") as session:
-            found = []
-            for source in session.execute(select(SourceRow).order_by(SourceRow.key)).scalars():
-                run = session.execute(
-                    select(RunRow)
-                    .where(RunRow.source_id == source.id)
-                    .order_by(RunRow.started_at.desc(), RunRow.id.desc())
-                    .limit(1)
-                ).scalar_one_or_none()
-                found.append(
-                    SourceRecord(
-                        id=source.id,
-                        key=source.key,
-                        kind=source.kind,
-                        location=source.location,
-                        last_run=None if run is None else to_run(run, source.key),
-                    )
+            documents: dict[int, int] = {
+                source_id: count
+                for source_id, count in session.execute(
+                    select(DocumentRow.source_id, func.count())
+                    .where(DocumentRow.status != DocumentStatus.DELETED.value)
+                    .group_by(DocumentRow.source_id)
                 )
-            return found
+            }
+            chunks: dict[int, int] = {
+                source_id: count
+                for source_id, count in session.execute(
+                    select(DocumentRow.source_id, func.count())
+                    .select_from(ChunkRow)
+                    .join(DocumentRow)
+                    .group_by(DocumentRow.source_id)
+                )
+            }
+            return [
+                self._record(session, source, documents.get(source.id, 0), chunks.get(source.id, 0))
+                for source in session.execute(select(SourceRow).order_by(SourceRow.key)).scalars()
+            ]
+
+    @staticmethod
+    def _record(session: Session, source: SourceRow, documents: int, chunks: int) -> SourceRecord:
+        run = session.execute(
+            select(RunRow)
+            .where(RunRow.source_id == source.id)
+            .order_by(RunRow.started_at.desc(), RunRow.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return SourceRecord(
+            id=source.id,
+            key=source.key,
+            kind=source.kind,
+            location=source.location,
+            last_run=None if run is None else to_run(run, source.key),
+            name=source.name,
+            documents=documents,
+            chunks=chunks,
+        )
+
+    def find_source(self, name_or_key: str) -> SourceRecord | None:
+        """The source named ``name_or_key``, or else the one with that key; None if none."""
+        with self._db.read(f"find source {name_or_key!r}") as session:
+            source = session.execute(
+                select(SourceRow).where(SourceRow.name == name_or_key)
+            ).scalar_one_or_none()
+            if source is None:
+                source = session.execute(
+                    select(SourceRow).where(SourceRow.key == name_or_key)
+                ).scalar_one_or_none()
+            if source is None:
+                return None
+            documents = session.execute(
+                select(func.count()).where(
+                    DocumentRow.source_id == source.id,
+                    DocumentRow.status != DocumentStatus.DELETED.value,
+                )
+            ).scalar_one()
+            return self._record(session, source, documents, _count_chunks(session, source.id))
+
+    def name_source(self, source_id: int, name: str | None) -> None:
+        """Give a source a name, or take its name away (``None``).
+
+        The key does not change, so neither do the ids of its points: naming or
+        renaming a source re-embeds nothing.
+
+        Raises:
+            ConfigError: Another source has this name.
+            LedgerError: There is no such source.
+        """
+        if name is not None and not name.strip():
+            raise ValueError("a source name must not be empty")
+        with self._db.write(f"name source {source_id} {name!r}") as session:
+            source = session.get(SourceRow, source_id, with_for_update=True)
+            if source is None:
+                raise LedgerError(f"ledger {self._db.url} has no source with id {source_id}")
+            if name is not None:
+                other = session.execute(
+                    select(SourceRow).where(SourceRow.name == name, SourceRow.id != source_id)
+                ).scalar_one_or_none()
+                if other is not None:
+                    raise ConfigError(
+                        f"source name {name!r} is taken by the source at {other.location} "
+                        f"(key {other.key!r}); choose another name, or rename that one first "
+                        "(`tribrid sources rename`)"
+                    )
+            source.name = name
+
+    def remove_source(self, source_id: int) -> list[str]:
+        """Forget a source: its documents, their chunks and its runs, in one transaction.
+
+        Returns:
+            The point ids it had, to delete from the store after this call.
+        """
+        with self._db.write(f"remove source {source_id}") as session:
+            source = session.get(SourceRow, source_id, with_for_update=True)
+            if source is None:
+                raise LedgerError(f"ledger {self._db.url} has no source with id {source_id}")
+            point_ids = list(
+                session.scalars(
+                    select(ChunkRow.point_id)
+                    .join(DocumentRow)
+                    .where(DocumentRow.source_id == source_id)
+                    .order_by(ChunkRow.point_id)
+                )
+            )
+            document_ids = select(DocumentRow.id).where(DocumentRow.source_id == source_id)
+            session.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(document_ids)))
+            session.execute(delete(DocumentRow).where(DocumentRow.source_id == source_id))
+            session.execute(delete(RunRow).where(RunRow.source_id == source_id))
+            session.delete(source)
+            return point_ids
 
 
 __all__ = ["SqlBookkeeping"]

@@ -95,12 +95,16 @@ class SourceRow(Base):
     """A source of documents (a folder, …)."""
 
     __tablename__ = "sources"
+    __table_args__ = (Index(None, "name", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(Text, unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     location: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Revision 0003: the name a user gave the source (``--source NAME``), if any. The
+    # key never changes (point ids derive from it); the name and the location may.
+    name: Mapped[str | None] = mapped_column(Text)
 
 
 class DocumentRow(Base):
@@ -136,6 +140,8 @@ class DocumentRow(Base):
     # parse attempts begun and not ended (beyond a running one, workers that died on it).
     run_id: Mapped[int | None] = mapped_column(Integer)
     open_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Revision 0003: the index generation the document's points are in.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class ChunkRow(Base):

@@ -15,6 +15,7 @@ from tribrid.store.base import CollectionSchema, VectorStore
 
 if TYPE_CHECKING:
     from tribrid.store.edge import EdgeStore
+    from tribrid.store.generations import LiveEdgeStore
     from tribrid.store.qdrant import QdrantServerStore
     from tribrid.store.remote import RemoteStore
 
@@ -23,13 +24,16 @@ if TYPE_CHECKING:
 
 #: Store backends by the name settings use (``TRIBRID_STORE__BACKEND``): the module and
 #: class of each. A backend's module (and its client library) is imported only when the
-#: backend is used, so a remote client never imports the embedded store's.
+#: backend is used, so a remote client never imports the embedded store's. ``edge`` is
+#: the embedded store that follows the index's live generation.
 BACKENDS: dict[str, tuple[str, str]] = {
-    "edge": ("tribrid.store.edge", "EdgeStore"),
+    "edge": ("tribrid.store.generations", "LiveEdgeStore"),
     "qdrant": ("tribrid.store.qdrant", "QdrantServerStore"),
     "remote": ("tribrid.store.remote", "RemoteStore"),
 }
-_CLASSES = {name: module for module, name in BACKENDS.values()}
+_CLASSES = {name: module for module, name in BACKENDS.values()} | {
+    "EdgeStore": "tribrid.store.edge"  # one generation's shard, without following the switch
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -109,6 +113,7 @@ __all__ = [
     "BACKENDS",
     "STORES",
     "EdgeStore",
+    "LiveEdgeStore",
     "QdrantServerStore",
     "RemoteStore",
     "needs_single_writer",

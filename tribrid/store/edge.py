@@ -83,8 +83,8 @@ INDEXING_THRESHOLD_KB = 1
 _SCROLL_PAGE = 1000
 
 _FIX = (
-    "use another data dir, or re-create it with `tribrid ingest --recreate` "
-    "(which deletes its points)"
+    "use another data dir, or rebuild it with `tribrid ingest FOLDER --recreate` (a new "
+    "generation, built beside this one and switched to when complete)"
 )
 _BUSY_FIX = (
     "Qdrant Edge lets one process open a store at a time: run `tribrid serve --data-dir "

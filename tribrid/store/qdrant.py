@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -39,6 +41,7 @@ from tribrid.store.checks import (
     required_filter,
     rrf_weights,
 )
+from tribrid.store.generations import PinnedStore
 from tribrid.store.points import PayloadIndex
 from tribrid.store.qdrant_filters import client_filter
 from tribrid.store.schema import (
@@ -62,8 +65,9 @@ _CLOSING: set[asyncio.Task[None]] = set()
 _SCROLL_PAGE = 1000
 
 _FIX = (
-    "use another collection (TRIBRID_STORE__COLLECTION), or re-create it with "
-    "`tribrid ingest --recreate` (which deletes its points)"
+    "use another collection (TRIBRID_STORE__COLLECTION), or rebuild it with "
+    "`tribrid ingest FOLDER --recreate` (a new generation, built beside this one and "
+    "switched to when complete)"
 )
 
 
@@ -122,11 +126,16 @@ class QdrantServerStore:
         recreate: bool = False,
         client: QdrantClient | None = None,
         async_client: AsyncQdrantClient | None = None,
+        aliased: bool = True,
+        create: bool = True,
     ) -> None:
         _import_client()
         from qdrant_client import QdrantClient
 
         self._name = schema.name
+        self._aliased = aliased
+        # The collection behind the name: the alias's target, or the name itself.
+        self._physical = schema.name
         self._api_key = api_key
         self._seconds = max(1, math.ceil(timeout))
         self._aclient: AsyncQdrantClient | None = async_client
@@ -151,6 +160,9 @@ class QdrantServerStore:
             self._client = client
         self._where = f"collection {schema.name!r} on {self._url}"
         self._local = _is_local(client)
+        self._schema = schema
+        if not create:
+            return  # begin_generation opens the collection itself
         try:
             self._schema = self._open_or_create(client, schema, recreate)
         except BaseException:
@@ -173,34 +185,70 @@ class QdrantServerStore:
 
     # -- opening -------------------------------------------------------------------
 
+    def _resolve(self, client: QdrantClient) -> str | None:
+        """The collection behind :attr:`_name` (an alias's target), None if there is none."""
+        if self._aliased:
+            return self._target_of(self._name)
+        with self._calling("check the collection", connecting=True):
+            return self._name if client.collection_exists(self._name) else None
+
     def _open_or_create(
         self, client: QdrantClient, schema: CollectionSchema, recreate: bool
     ) -> CollectionSchema:
-        with self._calling("check the collection", connecting=True):
-            exists = client.collection_exists(schema.name)
-        if exists and recreate:
+        physical = self._resolve(client)
+        if physical is not None and recreate:
             with self._calling("delete the collection"):
-                client.delete_collection(schema.name)
-            exists = False
-        if not exists:
+                client.delete_collection(physical)
+                if physical != self._name:
+                    self._update_aliases(client, self._name, None)
+            physical = None
+        if physical is None:
+            # A new collection is generation 1 behind an alias named as the settings
+            # say, so that a rebuild can later switch the alias with no gap.
+            physical = generation_name(self._name, 1) if self._aliased else self._name
             try:
-                self._create(client, schema)
+                self._create(client, schema, physical)
+                if physical != self._name:
+                    self._update_aliases(client, self._name, physical, exists=False)
             except StoreError:
                 # Another process may have created it in between; then validate theirs.
-                with self._calling("check the collection"):
-                    raced = client.collection_exists(schema.name)
-                if not raced:
+                raced = self._resolve(client)
+                if raced is None:
                     raise
+                physical = raced
             else:
+                self._physical = physical
                 return schema
+        self._physical = physical
         return self._validate(client, schema)
 
-    def _create(self, client: QdrantClient, schema: CollectionSchema) -> None:
+    def _update_aliases(
+        self, client: QdrantClient, alias: str, target: str | None, *, exists: bool = True
+    ) -> None:
+        """Point ``alias`` at ``target`` (or drop it), in one atomic request."""
         from qdrant_client import models
 
+        actions: list[models.AliasOperations] = []
+        if exists:
+            actions.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        if target is not None:
+            actions.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=target, alias_name=alias)
+                )
+            )
+        with self._calling(f"point the alias {alias!r} at {target!r}"):
+            client.update_collection_aliases(change_aliases_operations=actions)
+
+    def _create(self, client: QdrantClient, schema: CollectionSchema, physical: str) -> None:
+        from qdrant_client import models
+
+        self._physical = physical
         with self._calling("create the collection"):
             client.create_collection(
-                schema.name,
+                physical,
                 vectors_config={
                     DENSE: models.VectorParams(
                         size=schema.dense_size,
@@ -238,11 +286,11 @@ class QdrantServerStore:
         with self._calling("index payload keys"):
             for key, kind in PAYLOAD_INDEXES.items():
                 if key not in existing:
-                    client.create_payload_index(self._name, key, kinds[kind], wait=True)
+                    client.create_payload_index(self._physical, key, kinds[kind], wait=True)
 
     def _validate(self, client: QdrantClient, schema: CollectionSchema) -> CollectionSchema:
         with self._calling("read the collection"):
-            info = client.get_collection(schema.name)
+            info = client.get_collection(self._physical)
         record = (info.config.metadata or {}).get(METADATA_KEY)
         if not isinstance(record, dict):
             raise mismatch_error(
@@ -264,6 +312,97 @@ class QdrantServerStore:
             binary.query_encoding.value if binary and binary.query_encoding else None,
         )
         return effective_schema(schema, stored_binary, stored_query, self._where)
+
+    # -- generations -----------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """The generation the collection's name points at now (0: a plain collection).
+
+        Asks the server, so a switch made by another process shows at once.
+        """
+        physical = self._resolve(self._open_client()) if self._aliased else self._physical
+        return generation_of(self._name, physical or self._physical)
+
+    @classmethod
+    def begin_generation(
+        cls,
+        schema: CollectionSchema,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        client: QdrantClient | None = None,
+    ) -> QdrantStaged:
+        """Create the next generation of the collection ``schema.name``, empty, beside
+        the live one.
+
+        Searches keep going to the live collection (through the alias, or the plain
+        collection of that name) until :meth:`QdrantStaged.publish` points the alias at
+        the new one. The live collection is not opened, so its schema may differ (a
+        rebuild with another model).
+
+        Args:
+            schema: What the new generation holds; its name is the alias.
+            url, api_key, timeout: As for the constructor.
+            client: An existing client to use (the one the live store uses, for
+                ``:memory:``, whose every client is a database of its own).
+        """
+        alias = schema.name
+        staged = cls(
+            replace(schema, name=generation_name(alias, 0) + "-probe"),
+            url=url,
+            api_key=api_key,
+            timeout=timeout,
+            client=client,
+            aliased=False,
+            create=False,
+        )
+        try:
+            live_client = staged._open_client()
+            live = staged._target_of(alias)
+            with staged._calling("list the collections"):
+                names = [c.name for c in live_client.get_collections().collections]
+            taken = [generation_of(alias, n) for n in names if _is_generation(alias, n)]
+            current = generation_of(alias, live) if live is not None else 0
+            number = max([current, *taken]) + 1
+            physical = generation_name(alias, number)
+            staged._name = physical
+            staged._where = f"collection {physical!r} on {staged._url}"
+            staged._schema = staged._open_or_create(
+                live_client, replace(schema, name=physical), recreate=True
+            )
+        except BaseException:
+            staged.close()
+            raise
+        return QdrantStaged(alias, number, staged)
+
+    def _target_of(self, alias: str) -> str | None:
+        """The collection the name ``alias`` stands for now (alias target or plain)."""
+        client = self._open_client()
+        with self._calling("read the aliases", connecting=True):
+            aliases = client.get_aliases().aliases
+        for found in aliases:
+            if found.alias_name == alias:
+                return found.collection_name
+        with self._calling("check the collection", connecting=True):
+            return alias if client.collection_exists(alias) else None
+
+    def _publish_as(self, alias: str) -> None:
+        """Point ``alias`` at this store's collection, then drop the one it named."""
+        client = self._open_client()
+        old = self._target_of(alias)
+        if old == alias:
+            # A plain collection of that name (made before generations existed): an
+            # alias cannot take its name while it exists, so this one switch has a
+            # moment with neither.
+            with self._calling(f"delete the collection {alias!r}"):
+                client.delete_collection(old)
+            old = None
+        self._update_aliases(client, alias, self._physical, exists=old is not None)
+        if old is not None and old != self._physical:
+            with self._calling(f"delete the old collection {old!r}"):
+                client.delete_collection(old)
 
     # -- the protocol --------------------------------------------------------------
 
@@ -333,9 +472,10 @@ class QdrantServerStore:
         """
         arguments = self._query_arguments(query)
         client = self._open_client()
-        with self._calling("query"):
-            response = client.query_points(self._name, **arguments)
-        return _hits(response.points)
+        for waited in _switch_waits():
+            with self._calling("query"), self._missing(waited):
+                return _hits(client.query_points(self._name, **arguments).points)
+        raise AssertionError("unreachable")  # the last wait re-raises
 
     def query_batch(self, queries: Sequence[StoreQuery]) -> list[list[Hit]]:
         """Run several searches in one request; results in the same order."""
@@ -343,9 +483,11 @@ class QdrantServerStore:
             return []
         requests = [self._batch_request(q) for q in queries]
         client = self._open_client()
-        with self._calling(f"query a batch of {len(requests)}"):
-            responses = client.query_batch_points(self._name, requests)
-        return [_hits(r.points) for r in responses]
+        for waited in _switch_waits():
+            with self._calling(f"query a batch of {len(requests)}"), self._missing(waited):
+                responses = client.query_batch_points(self._name, requests)
+                return [_hits(r.points) for r in responses]
+        raise AssertionError("unreachable")  # the last wait re-raises
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`query` through ``AsyncQdrantClient`` (see the class docs)."""
@@ -528,6 +670,18 @@ class QdrantServerStore:
 
     # -- helpers -------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _missing(self, last: bool) -> Iterator[None]:
+        """Swallow a "collection not found" unless ``last``: the first switch of a plain
+        collection to an alias deletes it before the alias exists (see
+        :meth:`_publish_as`), and a search in that moment waits for the alias instead
+        of failing."""
+        try:
+            yield
+        except Exception as e:
+            if last or not self._aliased or not _not_found(e):
+                raise
+
     def _params(self, channel: Channel, oversampling: float) -> models.SearchParams | None:
         # The in-process engine searches exactly and warns about any search params.
         return None if self._local else _params(channel, oversampling)
@@ -577,6 +731,91 @@ class QdrantServerStore:
             raise StoreError(
                 f"{what} failed on {self._where}: {e}{hint if connecting else ''}"
             ) from e
+
+
+#: Between a collection's name and its generation number, in the collections behind
+#: an alias: ``tribrid`` points at ``tribrid__g2``.
+GENERATION_SEPARATOR = "__g"
+
+
+def generation_name(name: str, number: int) -> str:
+    """The collection of generation ``number`` behind the alias ``name``."""
+    return f"{name}{GENERATION_SEPARATOR}{number}"
+
+
+def _is_generation(name: str, collection: str) -> bool:
+    prefix = name + GENERATION_SEPARATOR
+    return collection.startswith(prefix) and collection[len(prefix) :].isdigit()
+
+
+def generation_of(name: str, collection: str) -> int:
+    """The generation number of ``collection`` behind ``name`` (0 for a plain one)."""
+    if _is_generation(name, collection):
+        return int(collection[len(name) + len(GENERATION_SEPARATOR) :])
+    return 0
+
+
+class QdrantStaged:
+    """A generation of a Qdrant collection being built (see
+    :meth:`QdrantServerStore.begin_generation`)."""
+
+    def __init__(self, alias: str, number: int, store: QdrantServerStore) -> None:
+        self._alias = alias
+        self._number = number
+        self._store: QdrantServerStore | None = store
+
+    @property
+    def number(self) -> int:
+        """The generation's number."""
+        return self._number
+
+    @property
+    def store(self) -> PinnedStore:
+        """The new generation's collection."""
+        if self._store is None:
+            raise StoreError(f"generation {self._number} was already published or abandoned")
+        return PinnedStore(self._store, self._number)
+
+    def publish(self) -> None:
+        """Switch the alias to the new collection in one request, then drop the old one."""
+        store = self._store
+        if store is None:
+            raise StoreError(f"generation {self._number} was already published or abandoned")
+        store._publish_as(self._alias)
+        self._store = None
+        store.close()
+
+    def abandon(self) -> None:
+        """Delete the new collection; the alias keeps pointing at the live one."""
+        store, self._store = self._store, None
+        if store is None:
+            return
+        try:
+            client = store._open_client()
+            with store._calling(f"delete the abandoned collection {store._physical!r}"):
+                client.delete_collection(store._physical)
+        finally:
+            store.close()
+
+
+#: Seconds a search waits, in steps, for the alias of a collection being switched.
+_SWITCH_WAITS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _switch_waits() -> Iterator[bool]:
+    """Attempts of a search: yields whether it is the last, sleeping between them."""
+    for pause in _SWITCH_WAITS:
+        yield False
+        time.sleep(pause)
+    yield True
+
+
+def _not_found(error: BaseException) -> bool:
+    """Whether ``error`` says the collection does not exist (server 404, or local mode)."""
+    status = getattr(error, "status_code", None)
+    if status == 404:
+        return True
+    return isinstance(error, ValueError) and "not found" in str(error)
 
 
 def _is_local(client: QdrantClient) -> bool:

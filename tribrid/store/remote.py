@@ -306,8 +306,9 @@ class RemoteStore:
             raise ValueError("the 'remote' store backend needs the server's url")
         if recreate:
             raise StoreError(
-                f"cannot re-create the store that the tribrid server at {url} owns; stop "
-                "`tribrid serve`, then run `tribrid ingest --recreate`"
+                f"cannot empty the store that the tribrid server at {url} owns; run "
+                "`tribrid ingest FOLDER --recreate` instead, which builds a new generation "
+                "beside it and switches the server to it when complete"
             )
         client = ServerClient(url, api_key=api_key, timeout=timeout)
         try:
