@@ -14,7 +14,7 @@ mode accepts them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -201,6 +201,27 @@ class Hit:
     dense: Sequence[float] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """One channel's hits as the store holds them: point keys and scores, best first.
+
+    What client-side fusion needs from each channel, and no more: no payloads, and ids
+    in the backend's own form (``uuid.UUID`` from Qdrant Edge, ``str`` from a server),
+    so a few hundred candidates are never each turned into a :class:`Hit`. Keys are
+    hashable and compare equal for the same point; ``str(key)`` is the point id.
+
+    Attributes:
+        keys: The hits' point keys, best first.
+        scores: Their scores, in the same order.
+    """
+
+    keys: Sequence[Hashable]
+    scores: Sequence[float]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """A Qdrant collection holding tribrid points.
@@ -293,6 +314,38 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Release the store; the object cannot be used afterwards."""
         ...
+
+
+@runtime_checkable
+class CandidateSearch(Protocol):
+    """A store that hands back per-channel candidates without building hits.
+
+    Both built-in backends have it; for any other store, :func:`search_candidates`
+    falls back to :meth:`VectorStore.query_batch`.
+    """
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Run several single-channel searches in one call, without payloads or vectors.
+
+        Results in the order of ``queries``; each query's ``with_payload`` and
+        ``with_vectors`` are ignored.
+        """
+        ...
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates`, awaitable."""
+        ...
+
+
+def search_candidates(store: VectorStore, queries: Sequence[StoreQuery]) -> list[Candidates]:
+    """Each query's candidates: through :class:`CandidateSearch` when the store has it,
+    else from :meth:`VectorStore.query_batch` (ids are then the keys)."""
+    if isinstance(store, CandidateSearch):
+        return store.candidates(queries)
+    return [
+        Candidates([h.id for h in hits], [h.score for h in hits])
+        for hits in store.query_batch(queries)
+    ]
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar, cast
 
@@ -38,6 +39,7 @@ from tribrid.store.base import (
     PAYLOAD_INDEXES,
     SPLADE,
     BinaryEncoding,
+    Candidates,
     Channel,
     ChannelQuery,
     CollectionSchema,
@@ -616,6 +618,25 @@ class EdgeStore:
         with self._calling(f"query a batch of {len(requests)}"):
             batches = self._open_shard().query_batch(qe.QueryBatchRequest(requests))
         return [_hits(scored) for scored in batches]
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Run single-channel searches in one ``query_batch``, keeping Edge's own ids.
+
+        Without payloads or vectors; the keys are the ``uuid.UUID`` objects Edge hands
+        over, never formatted as strings (see :class:`~tribrid.store.base.Candidates`).
+        """
+        if not queries:
+            return []
+        requests = [
+            self._request(replace(q, with_payload=False, with_vectors=False)) for q in queries
+        ]
+        with self._calling(f"query a batch of {len(requests)}"):
+            batches = self._open_shard().query_batch(qe.QueryBatchRequest(requests))
+        return [Candidates([sp.id for sp in b], [sp.score for sp in b]) for b in batches]
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates` on the store's worker thread."""
+        return await self._in_worker(self.candidates, queries)
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`query` on the store's worker thread, leaving the event loop free."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -23,6 +24,7 @@ from tribrid.store.base import (
     DENSE,
     PAYLOAD_INDEXES,
     SPLADE,
+    Candidates,
     Channel,
     ChannelQuery,
     CollectionSchema,
@@ -350,6 +352,31 @@ class QdrantServerStore:
             responses = client.query_batch_points(self._name, requests)
         return [_hits(r.points) for r in responses]
 
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Run single-channel searches in one request, without payloads or vectors."""
+        if not queries:
+            return []
+        requests = [self._candidate_request(q) for q in queries]
+        client = self._open_client()
+        with self._calling(f"query a batch of {len(requests)}"):
+            responses = client.query_batch_points(self._name, requests)
+        return [_candidates(r.points) for r in responses]
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates` through ``AsyncQdrantClient`` (see the class docs)."""
+        if not queries:
+            return []
+        requests = [self._candidate_request(q) for q in queries]
+        aclient = self._async_client()
+        if aclient is None:
+            return await asyncio.to_thread(self.candidates, queries)
+        with self._calling(f"query a batch of {len(requests)}"):
+            responses = await aclient.query_batch_points(self._name, requests)
+        return [_candidates(r.points) for r in responses]
+
+    def _candidate_request(self, query: StoreQuery) -> models.QueryRequest:
+        return self._batch_request(replace(query, with_payload=False, with_vectors=False))
+
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`query` through ``AsyncQdrantClient`` (see the class docs)."""
         arguments = self._query_arguments(query)
@@ -631,6 +658,10 @@ def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationC
 
 def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:
     return [Hit(str(sp.id), sp.score, sp.payload or {}, _dense_of(sp.vector)) for sp in points]
+
+
+def _candidates(points: Sequence[models.ScoredPoint]) -> Candidates:
+    return Candidates([sp.id for sp in points], [sp.score for sp in points])
 
 
 def _dense_of(vector: Any) -> list[float] | None:
