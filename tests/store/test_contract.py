@@ -425,7 +425,9 @@ class TestStoreContract:
         assert all(expected)
         assert isinstance(filled, CandidateSearch)
         found = filled.candidates(queries)
-        assert [[str(k) for k in c.keys] for c in found] == [[h.id for h in e] for e in expected]
+        assert [[c.to_id(k) for k in c.keys] for c in found] == [
+            [h.id for h in e] for e in expected
+        ]
         assert [list(c.scores) for c in found] == [[h.score for h in e] for e in expected]
         # Keys are the store's own: equal and equally hashed for the same point.
         keys = found[0].keys

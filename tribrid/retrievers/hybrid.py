@@ -42,7 +42,6 @@ from tribrid.store.base import (
     AsyncSearch,
     AsyncWrite,
     Candidates,
-    CandidateSearch,
     Channel,
     ChannelQuery,
     Hit,
@@ -363,7 +362,7 @@ class TribridRetriever(BaseRetriever):
         return reranked[: self.k]
 
     def _search(self, query: str, limit: int) -> list[RetrievedChunk]:
-        queries = encode_query(self.encoders, query, self._active())
+        queries = self._tiered(encode_query(self.encoders, query, self._active()))
         requests = self._requests(queries, limit)
         if self._store_fuses(requests):
             return self._store_fused(self.store.query(requests[0]), limit)
@@ -373,7 +372,9 @@ class TribridRetriever(BaseRetriever):
         return selection.chunks
 
     async def _asearch(self, query: str, limit: int) -> list[RetrievedChunk]:
-        queries = await asyncio.to_thread(encode_query, self.encoders, query, self._active())
+        queries = self._tiered(
+            await asyncio.to_thread(encode_query, self.encoders, query, self._active())
+        )
         requests = self._requests(queries, limit)
         store = async_store(self.store)
         if self._store_fuses(requests):
@@ -382,6 +383,23 @@ class TribridRetriever(BaseRetriever):
         while page := selection.page():
             selection.take(await store.aretrieve([c.id for c in page]))
         return selection.chunks
+
+    def _tiered(self, queries: list[ChannelQuery]) -> list[ChannelQuery]:
+        """The queries with ``dense`` searched as ``binary`` on a store of the binary tier.
+
+        Such a store keeps its float vectors on disk for rescoring only
+        (``CollectionSchema.dense_on_disk``); an exact float search would read them all.
+        A query that names ``binary`` itself keeps both as asked.
+        """
+        schema = getattr(self.store, "schema", None)
+        if not getattr(schema, "dense_on_disk", False):
+            return queries
+        if any(cq.channel is Channel.BINARY for cq in queries):
+            return queries
+        return [
+            replace(cq, channel=Channel.BINARY) if cq.channel is Channel.DENSE else cq
+            for cq in queries
+        ]
 
     def _active(self) -> dict[Channel, float]:
         return {c: w for c, w in self.channels.items() if w > 0}
@@ -551,6 +569,8 @@ class _Selection:
         self._fused = fused
         self._ranked = ranked
         self._positions: dict[str, dict[Hashable, int]] = {}
+        first = next(iter(ranked.values()), None)
+        self._to_id = first.to_id if first is not None else str
         self._limit = limit
         self._weights = weights
         self._calibration = calibration
@@ -613,7 +633,7 @@ class _Selection:
             scores[channel] = float(found.scores[at])
             ranks[channel] = at + 1
         return RetrievedChunk(
-            id=str(key),
+            id=self._to_id(key),
             score=score,
             payload={},
             channel_scores=scores,
@@ -624,8 +644,10 @@ class _Selection:
 
 async def _acandidates(store: Any, queries: Sequence[StoreQuery]) -> list[Candidates]:
     """:func:`~tribrid.store.base.search_candidates` for an event loop."""
-    if isinstance(store, CandidateSearch):
-        return await store.acandidates(queries)
+    acandidates = getattr(store, "acandidates", None)  # cheaper than an isinstance check
+    if acandidates is not None:
+        found: list[Candidates] = await acandidates(queries)
+        return found
     results = await async_store(store).aquery_batch(queries)
     return [Candidates([h.id for h in hits], [h.score for h in hits]) for hits in results]
 

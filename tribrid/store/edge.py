@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -391,7 +392,13 @@ class EdgeStore:
                     problems,
                     "open it with the same settings as the open handles, or use another data dir",
                 )
-            effective_schema(schema, core.schema.binary_encoding, core.schema.query_encoding, where)
+            effective_schema(
+                schema,
+                core.schema.binary_encoding,
+                core.schema.query_encoding,
+                where,
+                core.schema.dense_on_disk,
+            )
             handle = cls.__new__(cls)
             handle._path = Path(path).expanduser().absolute()
             handle._where = f"collection {core.schema.name!r} at {handle._path}"
@@ -483,8 +490,9 @@ class EdgeStore:
                 "(an embedded store holds one collection)",
             )
         config = self._read_edge_config()
-        stored_binary, stored_query = None, None
+        stored_binary, stored_query, on_disk = None, None, None
         if config is not None:
+            on_disk = _dense_on_disk(config)
             for problem in _config_problems(config, schema):
                 if problem not in problems:
                     problems.append(problem)
@@ -494,7 +502,7 @@ class EdgeStore:
             )
         if problems:
             raise mismatch_error(self._where, problems, _FIX)
-        return effective_schema(schema, stored_binary, stored_query, self._where)
+        return effective_schema(schema, stored_binary, stored_query, self._where, on_disk)
 
     def _read_edge_config(self) -> dict[str, Any] | None:
         # Edge's own persisted config; if a future Edge changes its shape, the probe
@@ -622,8 +630,9 @@ class EdgeStore:
     def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
         """Run single-channel searches in one ``query_batch``, keeping Edge's own ids.
 
-        Without payloads or vectors; the keys are the ``uuid.UUID`` objects Edge hands
-        over, never formatted as strings (see :class:`~tribrid.store.base.Candidates`).
+        Without payloads or vectors; the keys are the integers of the ``uuid.UUID``
+        objects Edge hands over, never formatted as strings (see
+        :class:`~tribrid.store.base.Candidates`).
         """
         if not queries:
             return []
@@ -632,7 +641,11 @@ class EdgeStore:
         ]
         with self._calling(f"query a batch of {len(requests)}"):
             batches = self._open_shard().query_batch(qe.QueryBatchRequest(requests))
-        return [Candidates([sp.id for sp in b], [sp.score for sp in b]) for b in batches]
+        # tribrid's ids are all UUIDs (checks.canonical_id), so every id has ``.int``.
+        return [
+            Candidates([sp.id.int for sp in b], [sp.score for sp in b], _uuid_of_int)  # type: ignore[union-attr]
+            for b in batches
+        ]
 
     async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
         """:meth:`candidates` on the store's worker thread."""
@@ -849,6 +862,8 @@ def _edge_config(schema: CollectionSchema) -> qe.EdgeConfig:
             DENSE: qe.EdgeVectorParams(
                 size=schema.dense_size,
                 distance=qe.Distance.Cosine,
+                # The binary tier: floats stay on disk until a rescore reads them.
+                memory=qe.Memory.Cold if schema.dense_on_disk else None,
                 quantization_config=qe.BinaryQuantizationConfig(
                     memory=qe.Memory.Pinned,
                     encoding=_EDGE_BINARY[schema.binary_encoding],
@@ -890,6 +905,16 @@ def _config_problems(config: Mapping[str, Any], schema: CollectionSchema) -> lis
     return problems
 
 
+def _dense_on_disk(config: Mapping[str, Any]) -> bool:
+    """Whether the persisted config keeps the float dense vectors on disk (cold)."""
+    vectors = config.get("vectors")
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    if not isinstance(dense, dict):
+        return False
+    memory = dense.get("memory")
+    return memory == "cold" if memory is not None else dense.get("on_disk") is True
+
+
 def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
     vectors = config.get("vectors")
     dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
@@ -900,6 +925,11 @@ def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _hits(scored: Sequence[qe.ScoredPoint]) -> list[Hit]:
     return [Hit(str(sp.id), sp.score, sp.payload or {}, _dense_of(sp.vector)) for sp in scored]
+
+
+def _uuid_of_int(key: int) -> str:
+    """The point id of a :meth:`EdgeStore.candidates` key."""
+    return str(uuid.UUID(int=key))
 
 
 def _dense_of(vector: Any) -> list[float] | None:

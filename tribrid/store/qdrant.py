@@ -210,6 +210,9 @@ class QdrantServerStore:
                     DENSE: models.VectorParams(
                         size=schema.dense_size,
                         distance=models.Distance.COSINE,
+                        # The binary tier; ``on_disk`` rather than ``memory``, which
+                        # servers before Qdrant 1.19 refuse.
+                        on_disk=True if schema.dense_on_disk else None,
                         quantization_config=models.BinaryQuantization(
                             binary=models.BinaryQuantizationConfig(
                                 always_ram=True,
@@ -268,7 +271,9 @@ class QdrantServerStore:
             binary.encoding.value if binary and binary.encoding else None,
             binary.query_encoding.value if binary and binary.query_encoding else None,
         )
-        return effective_schema(schema, stored_binary, stored_query, self._where)
+        return effective_schema(
+            schema, stored_binary, stored_query, self._where, _dense_on_disk(info.config.params)
+        )
 
     # -- the protocol --------------------------------------------------------------
 
@@ -645,6 +650,19 @@ def _config_problems(params: models.CollectionParams, schema: CollectionSchema) 
     if bm25 is not None and bm25.modifier != models.Modifier.IDF:
         problems.append(f"has no IDF modifier on its {BM25!r} vector")
     return problems
+
+
+def _dense_on_disk(params: models.CollectionParams) -> bool:
+    """Whether the collection keeps its float dense vectors on disk (cold)."""
+    from qdrant_client import models
+
+    vectors = params.vectors if isinstance(params.vectors, dict) else {}
+    dense = vectors.get(DENSE)
+    if dense is None:
+        return False
+    if dense.memory is not None:
+        return dense.memory is models.Memory.COLD
+    return dense.on_disk is True
 
 
 def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationConfig | None:
