@@ -540,6 +540,27 @@ class TestStoreContract:
         assert reopened.schema.binary_encoding is SCHEMA.binary_encoding
         assert reopened.schema.query_encoding is SCHEMA.query_encoding
 
+    def test_binary_tier_keeps_its_placement_and_searches(self, open_store: StoreOpener) -> None:
+        tier = replace(SCHEMA, dense_on_disk=True)
+        store = open_store(tier)
+        assert store.schema.dense_on_disk
+        store.upsert(corpus())
+        store.flush()
+        matrix = dense_matrix()
+        hits = store.query(one(Channel.BINARY, matrix[5].tolist(), limit=3, oversampling=4.0))
+        assert hits[0].id == pid(5)
+        store.close()
+        # The stored placement wins over the setting, both ways.
+        reopened = open_store(SCHEMA)
+        assert reopened.schema.dense_on_disk
+        assert reopened.count() == CORPUS_SIZE
+        reopened.close()
+
+    def test_default_store_keeps_floats_in_ram(self, open_store: StoreOpener) -> None:
+        open_store().close()
+        reopened = open_store(replace(SCHEMA, dense_on_disk=True))
+        assert not reopened.schema.dense_on_disk
+
     # -- binary quantization at scale ----------------------------------------------
 
     @pytest.mark.parametrize("encoding", list(BinaryEncoding))
