@@ -628,9 +628,11 @@ class EdgeStore:
         return [_hits(scored) for scored in batches]
 
     def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
-        """Run single-channel searches in one ``query_batch``, keeping Edge's own ids.
+        """Run single-channel searches one after the other, keeping Edge's own ids.
 
-        Without payloads or vectors; the keys are the integers of the ``uuid.UUID``
+        One ``query`` per search rather than one ``query_batch``: on the loaded machine
+        of benchmarks/results/scale.md the batch took longer than the same searches in
+        a row. Without payloads or vectors; the keys are the integers of the ``uuid.UUID``
         objects Edge hands over, never formatted as strings (see
         :class:`~tribrid.store.base.Candidates`).
         """
@@ -639,8 +641,9 @@ class EdgeStore:
         requests = [
             self._request(replace(q, with_payload=False, with_vectors=False)) for q in queries
         ]
+        shard = self._open_shard()
         with self._calling(f"query a batch of {len(requests)}"):
-            batches = self._open_shard().query_batch(qe.QueryBatchRequest(requests))
+            batches = [shard.query(r) for r in requests]
         # tribrid's ids are all UUIDs (checks.canonical_id), so every id has ``.int``.
         return [
             Candidates([sp.id.int for sp in b], [sp.score for sp in b], _uuid_of_int)  # type: ignore[union-attr]
