@@ -310,6 +310,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sizes": [],
     }
     largest = max(args.sizes)
+    if args.tier_only:
+        result["tier"] = tier(work, schema, corpus, claims, rl.augment(corpus, largest), largest)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return result
     for n in args.sizes:
         grown = rl.augment(corpus, n)
         store, built = rl.build_edge(work / f"edge-{n}", schema, corpus, grown)
@@ -351,6 +356,8 @@ def tier(work: Path, schema: Any, corpus: Any, claims: Any, grown: Any, n: int) 
         ("binary tier (dense_on_disk=True)", work / f"tier-{n}", True),
         ("default (floats cached in RAM)", work / f"edge-{n}", False),
     ):
+        if not path.exists():
+            continue  # --tier-only
         measured = tier_run(path, queries_file, cold)
         recall = [len(truth[i] & set(hits)) / 10 for i, hits in enumerate(measured.pop("hits"))]
         measured["recall_at_10"] = statistics.mean(recall)
@@ -369,6 +376,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2560)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--skip-tier", action="store_true")
+    parser.add_argument("--tier-only", action="store_true", help="the binary tier alone")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("--resync", type=Path, default=None)

@@ -102,6 +102,8 @@ _EDGE_BINARY = {
     BinaryEncoding.ONE_AND_HALF_BITS: qe.BinaryQuantizationEncoding.OneAndHalfBits,
     BinaryEncoding.TWO_BITS: qe.BinaryQuantizationEncoding.TwoBits,
 }
+#: HNSW with m = 0: Qdrant builds no graph and searches by scanning (here: the codes).
+_NO_GRAPH = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
 _EDGE_INDEX = {
     PayloadIndex.KEYWORD: qe.PayloadSchemaType.Keyword,
     PayloadIndex.INTEGER: qe.PayloadSchemaType.Integer,
@@ -865,8 +867,10 @@ def _edge_config(schema: CollectionSchema) -> qe.EdgeConfig:
             DENSE: qe.EdgeVectorParams(
                 size=schema.dense_size,
                 distance=qe.Distance.Cosine,
-                # The binary tier: floats stay on disk until a rescore reads them.
+                # The binary tier: floats stay on disk until a rescore reads them, and
+                # no graph is built: a search scans the pinned codes, then rescores.
                 memory=qe.Memory.Cold if schema.dense_on_disk else None,
+                hnsw_config=_NO_GRAPH if schema.dense_on_disk else None,
                 quantization_config=qe.BinaryQuantizationConfig(
                     memory=qe.Memory.Pinned,
                     encoding=_EDGE_BINARY[schema.binary_encoding],
