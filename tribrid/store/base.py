@@ -84,10 +84,11 @@ class CollectionSchema:
         binary_encoding: Encoding of the binary-quantized dense codes.
         query_encoding: Query encoding against the binary codes.
         dense_on_disk: The binary tier: keep the float dense vectors on disk, read only
-            to rescore what the binary codes found, while the codes stay pinned in RAM.
-            Searches for the ``dense`` channel then go through the codes as ``binary``
-            does (an exact float search would read the floats from disk). Off: the
-            floats are memory-mapped and loaded into the page cache on open.
+            to rescore what the binary codes found, while the codes stay pinned in RAM
+            and no HNSW graph is built for them (a search scans the codes). Searches
+            for the ``dense`` channel then go through the codes as ``binary`` does (an
+            exact float search would read the floats from disk). Off: the floats are
+            memory-mapped and loaded into the page cache on open.
     """
 
     name: str

@@ -210,9 +210,11 @@ class QdrantServerStore:
                     DENSE: models.VectorParams(
                         size=schema.dense_size,
                         distance=models.Distance.COSINE,
-                        # The binary tier; ``on_disk`` rather than ``memory``, which
-                        # servers before Qdrant 1.19 refuse.
+                        # The binary tier: floats on disk (``on_disk`` rather than
+                        # ``memory``, which servers before Qdrant 1.19 refuse), and no
+                        # graph (m = 0): searches scan the codes kept in RAM.
                         on_disk=True if schema.dense_on_disk else None,
+                        hnsw_config=models.HnswConfigDiff(m=0) if schema.dense_on_disk else None,
                         quantization_config=models.BinaryQuantization(
                             binary=models.BinaryQuantizationConfig(
                                 always_ram=True,
