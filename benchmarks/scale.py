@@ -234,6 +234,8 @@ class HitsOnly:
         self._store.close()
 
 
+TIER = "binary tier (dense_on_disk=True)"
+DEFAULT = "default (floats cached in RAM)"
 CLIENT_RRF = "client-side RRF"
 STORE_RRF = "store RRF (store_fusion=True)"
 CLIENT_DBSF = "client-side DBSF"
@@ -353,8 +355,8 @@ def tier(work: Path, schema: Any, corpus: Any, claims: Any, grown: Any, n: int) 
     ids = [str(rl.uuid.uuid5(rl.NAMESPACE, str(i))) for i in range(n)]
     truth = exact_top(grown[0], claims.dense, ids, 10)
     for label, path, cold in (
-        ("binary tier (dense_on_disk=True)", work / f"tier-{n}", True),
-        ("default (floats cached in RAM)", work / f"edge-{n}", False),
+        (TIER, work / f"tier-{n}", True),
+        (DEFAULT, work / f"edge-{n}", False),
     ):
         if not path.exists():
             continue  # --tier-only
@@ -380,6 +382,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("--resync", type=Path, default=None)
+    parser.add_argument(
+        "--tier-json", type=Path, default=None, help="a --tier-only run's --json, for the tier"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scale.md")
     parser.add_argument("--measure-tier", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--measure-tier-queries", default=None, help=argparse.SUPPRESS)
@@ -391,7 +396,19 @@ def main() -> None:
         return
     if args.report:
         resync = json.loads(args.resync.read_text()) if args.resync else None
-        args.out.write_text(report(json.loads(args.report.read_text()), resync))
+        result = json.loads(args.report.read_text())
+        if args.tier_json:
+            # The tier of a --tier-only run; the default store's side stays this run's.
+            alone = json.loads(args.tier_json.read_text())
+            earlier = result.get("tier") or {}
+            result["tier"] = {
+                **earlier,
+                **alone["tier"],
+                "command": alone["command"],
+                "commit": alone["commit"],
+                "earlier": earlier.get(TIER),
+            }
+        args.out.write_text(report(result, resync))
         return
     run(args)
 
@@ -455,7 +472,7 @@ def report(result: dict[str, Any], resync: dict[str, Any] | None) -> str:
     )
     tier = result.get("tier")
     if tier:
-        on, off = tier["binary tier (dense_on_disk=True)"], tier["default (floats cached in RAM)"]
+        on, off = tier[TIER], tier[DEFAULT]
         files = by_kind(on["files"])
         held = by_kind(on["after_queries"]["store_files"])
         kept = files.get("binary codes", 0) + held.get("HNSW graph (dense)", 0)
@@ -472,6 +489,18 @@ def report(result: dict[str, Any], resync: dict[str, Any] | None) -> str:
             f"{mb(by_kind(off['after_queries']['store_files']).get('float vectors', 0))} MB,"
             " loaded on open).",
         ]
+        earlier = tier.get("earlier")
+        if earlier:
+            e_files = by_kind(earlier["files"])
+            e_held = by_kind(earlier["after_queries"]["store_files"])
+            e_kept = e_files.get("binary codes", 0) + e_held.get("HNSW graph (dense)", 0)
+            lines.append(
+                "  The tier's first version, with an HNSW graph over the codes (the run above,"
+                f" commit {result['commit']}): {mb(e_kept)} MB kept, "
+                f"{e_kept / tier['float_bytes']:.3f} of the floats, recall@10 "
+                f"{earlier['recall_at_10']:.3f}, binary search median "
+                f"{earlier['query_ms']['median']:.2f} ms; hence no graph now."
+            )
     if resync:
         r = resync["no_change_s"]
         lines += [
@@ -512,6 +541,16 @@ def report(result: dict[str, Any], resync: dict[str, Any] | None) -> str:
         lines += [
             f"## The binary tier at {tier['points']:,} chunks",
             "",
+            *(
+                [
+                    f"Binary tier: `{tier['command']}` (commit {tier['commit']}), a run of its",
+                    "own after the one above; the default store's column is from the run",
+                    "above (the same points: the same seed of `augment`).",
+                    "",
+                ]
+                if "command" in tier
+                else []
+            ),
             "The same points in two Edge stores: the default one, and one made with",
             "`dense_on_disk=True` (`TRIBRID_QUANTIZATION__DENSE_ON_DISK=true` for a new",
             "collection): the dense vector's storage is `Memory.Cold` (mapped, never loaded",
