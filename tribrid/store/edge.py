@@ -104,6 +104,9 @@ _EDGE_BINARY = {
 }
 #: HNSW with m = 0: Qdrant builds no graph and searches by scanning (here: the codes).
 _NO_GRAPH = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
+_PROBE_PARAMS = qe.SearchParams(
+    quantization=qe.QuantizationSearchParams(ignore=False, rescore=False)
+)
 _EDGE_INDEX = {
     PayloadIndex.KEYWORD: qe.PayloadSchemaType.Keyword,
     PayloadIndex.INTEGER: qe.PayloadSchemaType.Integer,
@@ -529,7 +532,9 @@ class EdgeStore:
                     qe.QueryRequest(
                         limit=1,
                         query=qe.Query.Nearest(vector, using=name),
-                        params=_params(Channel.DENSE, 1.0) if name == DENSE else None,
+                        # The codes alone: a float search would read every float of the
+                        # binary tier (which has no graph) from disk.
+                        params=_PROBE_PARAMS if name == DENSE else None,
                         with_payload=False,
                     )
                 )
