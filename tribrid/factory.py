@@ -84,6 +84,7 @@ def collection_schema(settings: Settings, encoders: EncoderSet) -> CollectionSch
         bm25_model=encoders.bm25.model_name,
         binary_encoding=settings.quantization.encoding,
         query_encoding=settings.quantization.query_encoding,
+        dense_on_disk=settings.quantization.dense_on_disk,
     )
 
 

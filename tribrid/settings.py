@@ -59,11 +59,17 @@ class Bm25Settings(BaseModel):
 
 
 class QuantizationSettings(BaseModel):
-    """Binary quantization of the dense vectors (float originals kept for rescoring)."""
+    """Binary quantization of the dense vectors (float originals kept for rescoring).
+
+    ``dense_on_disk`` makes a new collection the binary tier: the float vectors stay
+    on disk and are read only to rescore, the codes stay in RAM, and dense searches go
+    through the codes (see :class:`~tribrid.store.base.CollectionSchema`).
+    """
 
     encoding: BinaryEncoding = BinaryEncoding.TWO_BITS
     query_encoding: QueryEncoding = QueryEncoding.SCALAR8
     oversampling: float = Field(default=8.0, ge=1.0)
+    dense_on_disk: bool = False
 
 
 class StoreSettings(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
@@ -182,3 +184,21 @@ def test_batch_abatch_and_ainvoke(corpus_store: VectorStore, encoders: EncoderSe
     batched, single = asyncio.run(run())
     assert batched == expected
     assert single == expected[0][:1]
+
+
+def test_binary_tier_searches_dense_through_the_codes(encoders: EncoderSet, tmp_path: Path) -> None:
+    from tests.support.retrievers import corpus_points
+    from tribrid.factory import collection_schema
+    from tribrid.settings import Settings
+    from tribrid.store import EdgeStore
+
+    schema = replace(collection_schema(Settings(), encoders), dense_on_disk=True)
+    with EdgeStore(tmp_path / "tier", schema) as store:
+        store.upsert(corpus_points(encoders))
+        store.flush()
+        docs = retriever(store, encoders, k=3).invoke("ZX-9000 gasket")
+        assert docs[0].metadata["path"] == "pump.pdf"
+        # Floats on disk: the dense channel ran as binary, rescored from the floats.
+        assert set(docs[0].metadata["channel_scores"]) == {"binary", "splade", "bm25"}
+        both = retriever(store, encoders, channels=["dense", "binary"], k=2).invoke("gasket")
+        assert set(both[0].metadata["channel_ranks"]) == {"dense", "binary"}

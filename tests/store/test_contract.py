@@ -32,6 +32,7 @@ from tribrid.errors import SchemaMismatchError, StoreError
 from tribrid.store.base import (
     AsyncSearch,
     BinaryEncoding,
+    CandidateSearch,
     Channel,
     ChannelQuery,
     Fusion,
@@ -39,6 +40,7 @@ from tribrid.store.base import (
     QueryEncoding,
     StoreQuery,
     VectorStore,
+    search_candidates,
 )
 
 
@@ -411,6 +413,29 @@ class TestStoreContract:
             filled.retrieve(ids), key=lambda h: h.id
         )
 
+    def test_candidates_are_the_batch_hits_as_keys_and_scores(self, filled: VectorStore) -> None:
+        matrix = dense_matrix()
+        queries = [
+            one(Channel.DENSE, matrix[3].tolist(), limit=6, filter={"lang": "de"}),
+            one(Channel.BINARY, matrix[8].tolist(), limit=5),
+            one(Channel.SPLADE, SparseVector.from_pairs({108: 1.0, 109: 0.5}), limit=4),
+            one(Channel.BM25, SparseVector.from_pairs({COMMON_TERM: 1.0, 305: 1.0}), limit=3),
+        ]
+        expected = filled.query_batch(queries)
+        assert all(expected)
+        assert isinstance(filled, CandidateSearch)
+        found = filled.candidates(queries)
+        assert [[c.to_id(k) for k in c.keys] for c in found] == [
+            [h.id for h in e] for e in expected
+        ]
+        assert [list(c.scores) for c in found] == [[h.score for h in e] for e in expected]
+        # Keys are the store's own: equal and equally hashed for the same point.
+        keys = found[0].keys
+        assert {k: i for i, k in enumerate(keys)}[keys[1]] == 1
+        assert filled.candidates([]) == []
+        assert asyncio.run(filled.acandidates(queries)) == found
+        assert search_candidates(filled, queries) == found
+
     def test_with_payload_false_leaves_payloads_out(self, filled: VectorStore) -> None:
         hits = filled.query(one(Channel.DENSE, [1.0] * 8, limit=3, with_payload=False))
         assert len(hits) == 3
@@ -514,6 +539,27 @@ class TestStoreContract:
         )
         assert reopened.schema.binary_encoding is SCHEMA.binary_encoding
         assert reopened.schema.query_encoding is SCHEMA.query_encoding
+
+    def test_binary_tier_keeps_its_placement_and_searches(self, open_store: StoreOpener) -> None:
+        tier = replace(SCHEMA, dense_on_disk=True)
+        store = open_store(tier)
+        assert store.schema.dense_on_disk
+        store.upsert(corpus())
+        store.flush()
+        matrix = dense_matrix()
+        hits = store.query(one(Channel.BINARY, matrix[5].tolist(), limit=3, oversampling=4.0))
+        assert hits[0].id == pid(5)
+        store.close()
+        # The stored placement wins over the setting, both ways.
+        reopened = open_store(SCHEMA)
+        assert reopened.schema.dense_on_disk
+        assert reopened.count() == CORPUS_SIZE
+        reopened.close()
+
+    def test_default_store_keeps_floats_in_ram(self, open_store: StoreOpener) -> None:
+        open_store().close()
+        reopened = open_store(replace(SCHEMA, dense_on_disk=True))
+        assert not reopened.schema.dense_on_disk
 
     # -- binary quantization at scale ----------------------------------------------
 

@@ -448,3 +448,24 @@ def test_a_nearly_full_disk_refuses_the_write_with_its_reason(
         monkeypatch.setattr(edge_module, "MIN_FREE_BYTES", 0)
         store.upsert(points[1:2])  # space again: the write goes ahead
         assert store.count() == 2
+
+
+def test_binary_tier_leaves_the_float_vectors_cold_on_disk(tmp_path: Path) -> None:
+    """The optimised segment maps its floats without loading them (``Mmap``), while the
+    default store loads them into the page cache (``InRamMmap``)."""
+    kinds = {}
+    for on_disk in (True, False):
+        folder = tmp_path / str(on_disk)
+        store = EdgeStore(folder, replace(SCHEMA, dense_on_disk=on_disk))
+        rng = np.random.default_rng(7)
+        store.upsert([make_point(i, rng.standard_normal(8).tolist()) for i in range(300)])
+        store.flush()
+        store.close()
+        config = json.loads((folder / "edge_config.json").read_text())
+        assert (config["vectors"]["dense"].get("memory") == "cold") is on_disk
+        optimised = [
+            json.loads(p.read_text())["config"]["vector_data"]["dense"]
+            for p in folder.glob("segments/*/segment.json")
+        ]
+        kinds[on_disk] = {d["storage_type"] for d in optimised if d["index"]["type"] == "hnsw"}
+    assert kinds == {True: {"Mmap"}, False: {"InRamMmap"}}

@@ -5,9 +5,10 @@ candidates under the filter, all in one batched store call, and the rankings are
 on the client (see :mod:`tribrid.retrievers.fusion`); payloads are then fetched for the
 fused top only. Fusing on the client is what lets every returned document carry each
 channel's score and rank, lets the weights mean the same thing for every method, and
-makes convex combination possible at all. It costs latency, mostly turning a few
-hundred candidate ids into Python strings (see benchmarks/results/retriever-latency.md
-for both ways side by side). ``store_fusion=True`` sends one
+makes convex combination possible at all. The candidates are fused on the store's own
+point keys (:class:`~tribrid.store.base.Candidates`): only the final ones become
+strings, chunks and payload fetches, which keeps it close to the store's own fusion in
+latency (see benchmarks/results/scale.md for both side by side). ``store_fusion=True`` sends one
 prefetch-and-fuse query instead, for RRF and unweighted DBSF, when latency matters more
 than the per-channel scores; it stays off by default because those scores are part of
 every document's metadata.
@@ -19,9 +20,9 @@ import asyncio
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -33,13 +34,14 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.config import RetrieverConfig, load_config
-from tribrid.retrievers.fusion import FusionMethod, Normalization, fuse, store_fusion
+from tribrid.retrievers.fusion import FusionMethod, Normalization, Ranked, fuse, store_fusion
 from tribrid.retrievers.query import encode_query
 from tribrid.retrievers.relevance import ChannelCalibration, parse_calibration, relevance
 from tribrid.retrievers.rerank import TribridReranker
 from tribrid.store.base import (
     AsyncSearch,
     AsyncWrite,
+    Candidates,
     Channel,
     ChannelQuery,
     Hit,
@@ -47,6 +49,7 @@ from tribrid.store.base import (
     StoreFilter,
     StoreQuery,
     VectorStore,
+    search_candidates,
 )
 from tribrid.store.filters import validate_filter
 from tribrid.store.points import (
@@ -359,25 +362,44 @@ class TribridRetriever(BaseRetriever):
         return reranked[: self.k]
 
     def _search(self, query: str, limit: int) -> list[RetrievedChunk]:
-        queries = encode_query(self.encoders, query, self._active())
+        queries = self._tiered(encode_query(self.encoders, query, self._active()))
         requests = self._requests(queries, limit)
         if self._store_fuses(requests):
             return self._store_fused(self.store.query(requests[0]), limit)
-        selection = self._selection(queries, self.store.query_batch(requests), limit)
+        selection = self._selection(queries, search_candidates(self.store, requests), limit)
         while page := selection.page():
             selection.take(self.store.retrieve([c.id for c in page]))
         return selection.chunks
 
     async def _asearch(self, query: str, limit: int) -> list[RetrievedChunk]:
-        queries = await asyncio.to_thread(encode_query, self.encoders, query, self._active())
+        queries = self._tiered(
+            await asyncio.to_thread(encode_query, self.encoders, query, self._active())
+        )
         requests = self._requests(queries, limit)
         store = async_store(self.store)
         if self._store_fuses(requests):
             return self._store_fused(await store.aquery(requests[0]), limit)
-        selection = self._selection(queries, await store.aquery_batch(requests), limit)
+        selection = self._selection(queries, await _acandidates(self.store, requests), limit)
         while page := selection.page():
             selection.take(await store.aretrieve([c.id for c in page]))
         return selection.chunks
+
+    def _tiered(self, queries: list[ChannelQuery]) -> list[ChannelQuery]:
+        """The queries with ``dense`` searched as ``binary`` on a store of the binary tier.
+
+        Such a store keeps its float vectors on disk for rescoring only
+        (``CollectionSchema.dense_on_disk``); an exact float search would read them all.
+        A query that names ``binary`` itself keeps both as asked.
+        """
+        schema = getattr(self.store, "schema", None)
+        if not getattr(schema, "dense_on_disk", False):
+            return queries
+        if any(cq.channel is Channel.BINARY for cq in queries):
+            return queries
+        return [
+            replace(cq, channel=Channel.BINARY) if cq.channel is Channel.DENSE else cq
+            for cq in queries
+        ]
 
     def _active(self) -> dict[Channel, float]:
         return {c: w for c, w in self.channels.items() if w > 0}
@@ -431,14 +453,18 @@ class TribridRetriever(BaseRetriever):
         return self.relevance_threshold is None and self.chunks_per_document is None
 
     def _selection(
-        self, queries: Sequence[ChannelQuery], results: Sequence[Sequence[Hit]], limit: int
+        self, queries: Sequence[ChannelQuery], results: Sequence[Candidates], limit: int
     ) -> _Selection:
-        """The fused candidates of a client-side fusion, ready to be cut and fetched."""
-        ranked = {cq.channel.value: list(hits) for cq, hits in zip(queries, results, strict=True)}
+        """The fused candidates of a client-side fusion, ready to be cut and fetched.
+
+        Fused on the store's point keys: the fusion functions only hash and compare ids,
+        so any key the store hands over works as well as the id string.
+        """
+        ranked = {cq.channel.value: found for cq, found in zip(queries, results, strict=True)}
         weights = {cq.channel.value: cq.weight for cq in queries}
         fused = fuse(
             self.fusion,
-            {c: [(h.id, h.score) for h in hits] for c, hits in ranked.items()},
+            {c: cast(Ranked, list(zip(r.keys, r.scores, strict=True))) for c, r in ranked.items()},
             weights=weights,
             rrf_k=self.rrf_k,
             normalization=self.normalization,
@@ -521,18 +547,18 @@ class TribridRetriever(BaseRetriever):
 class _Selection:
     """Walks the fused candidates best first, keeping those that pass the cuts.
 
-    Each channel's score and rank, and the relevance, are worked out for the
-    candidates walked only (a C-level ``list.index`` into the channels' lists), rather
-    than for every candidate: a few hundred Python objects per query were most of the
-    client-side fusion's cost. Payloads are fetched a page at a time (:meth:`page`, then
-    :meth:`take`); without a relevance or per-document cut, one page is the whole
-    answer, as before there were cuts.
+    Candidates are the store's point keys until walked: each channel's score and rank,
+    the relevance and the id string are worked out for the candidates walked only,
+    rather than for every candidate: a few hundred Python objects per query were most
+    of the client-side fusion's cost. Payloads are fetched a page at a time
+    (:meth:`page`, then :meth:`take`); without a relevance or per-document cut, one page
+    is the whole answer.
     """
 
     def __init__(
         self,
-        fused: Sequence[tuple[str, float]],
-        ranked: Mapping[str, Sequence[Hit]],
+        fused: Sequence[tuple[Hashable, float]],
+        ranked: Mapping[str, Candidates],
         limit: int,
         *,
         weights: Mapping[str, float],
@@ -542,7 +568,9 @@ class _Selection:
     ) -> None:
         self._fused = fused
         self._ranked = ranked
-        self._ids = {c: [h.id for h in hits] for c, hits in ranked.items()}
+        self._positions: dict[str, dict[Hashable, int]] = {}
+        first = next(iter(ranked.values()), None)
+        self._to_id = first.to_id if first is not None else str
         self._limit = limit
         self._weights = weights
         self._calibration = calibration
@@ -562,9 +590,9 @@ class _Selection:
             wanted = max(2 * wanted, 16)  # some will belong to documents already full
         page: list[RetrievedChunk] = []
         while self._at < len(self._fused) and len(page) < wanted:
-            point_id, score = self._fused[self._at]
+            key, score = self._fused[self._at]
             self._at += 1
-            chunk = self._scored(point_id, score)
+            chunk = self._scored(key, score)
             if self._threshold is not None and (chunk.relevance or 0.0) < self._threshold:
                 continue
             page.append(chunk)
@@ -585,24 +613,43 @@ class _Selection:
                 break
         self._pending = []
 
-    def _scored(self, point_id: str, score: float) -> RetrievedChunk:
+    def _position(self, channel: str) -> dict[Hashable, int]:
+        """Each key's 0-based position in ``channel``'s list: its first, i.e. best, one."""
+        found = self._positions.get(channel)
+        if found is None:
+            keys = self._ranked[channel].keys
+            # Later entries overwrite earlier ones, so walk from the back.
+            found = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+            self._positions[channel] = found
+        return found
+
+    def _scored(self, key: Hashable, score: float) -> RetrievedChunk:
         scores: dict[str, float] = {}
         ranks: dict[str, int] = {}
-        for channel, ids in self._ids.items():
-            try:
-                at = ids.index(point_id)  # the first, i.e. best, occurrence
-            except ValueError:
+        for channel, found in self._ranked.items():
+            at = self._position(channel).get(key)
+            if at is None:
                 continue
-            scores[channel] = self._ranked[channel][at].score
+            scores[channel] = float(found.scores[at])
             ranks[channel] = at + 1
         return RetrievedChunk(
-            id=point_id,
+            id=self._to_id(key),
             score=score,
             payload={},
             channel_scores=scores,
             channel_ranks=ranks,
             relevance=relevance(scores, self._weights, self._calibration),
         )
+
+
+async def _acandidates(store: Any, queries: Sequence[StoreQuery]) -> list[Candidates]:
+    """:func:`~tribrid.store.base.search_candidates` for an event loop."""
+    acandidates = getattr(store, "acandidates", None)  # cheaper than an isinstance check
+    if acandidates is not None:
+        found: list[Candidates] = await acandidates(queries)
+        return found
+    results = await async_store(store).aquery_batch(queries)
+    return [Candidates([h.id for h in hits], [h.score for h in hits]) for hits in results]
 
 
 def _admitted(

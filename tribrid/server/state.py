@@ -10,6 +10,7 @@ Celery broker is configured, are queued for the workers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -25,7 +26,16 @@ from tribrid.encoders import EncoderSet
 from tribrid.ledger import QueueLedger
 from tribrid.server.metrics import ServerMetrics
 from tribrid.settings import Settings
-from tribrid.store.base import CollectionSchema, Hit, Point, StoreFilter, StoreQuery, VectorStore
+from tribrid.store.base import (
+    Candidates,
+    CollectionSchema,
+    Hit,
+    Point,
+    StoreFilter,
+    StoreQuery,
+    VectorStore,
+    search_candidates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +88,13 @@ class LockedStore:
     def retrieve(self, point_ids: Sequence[str]) -> list[Hit]:
         with self._lock:
             return self._store.retrieve(point_ids)
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        with self._lock:
+            return search_candidates(self._store, queries)
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        return await asyncio.to_thread(self.candidates, queries)
 
     def count(self, filter: StoreFilter | None = None) -> int:
         with self._lock:

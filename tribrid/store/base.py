@@ -14,7 +14,7 @@ mode accepts them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -83,6 +83,12 @@ class CollectionSchema:
         bm25_model: Identity of the BM25 scheme (tokenizer, k, b, avg_len).
         binary_encoding: Encoding of the binary-quantized dense codes.
         query_encoding: Query encoding against the binary codes.
+        dense_on_disk: The binary tier: keep the float dense vectors on disk, read only
+            to rescore what the binary codes found, while the codes stay pinned in RAM
+            and no HNSW graph is built for them (a search scans the codes). Searches
+            for the ``dense`` channel then go through the codes as ``binary`` does (an
+            exact float search would read the floats from disk). Off: the floats are
+            memory-mapped and loaded into the page cache on open.
     """
 
     name: str
@@ -92,6 +98,7 @@ class CollectionSchema:
     bm25_model: str
     binary_encoding: BinaryEncoding = BinaryEncoding.TWO_BITS
     query_encoding: QueryEncoding = QueryEncoding.SCALAR8
+    dense_on_disk: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -201,6 +208,30 @@ class Hit:
     dense: Sequence[float] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """One channel's hits as the store holds them: point keys and scores, best first.
+
+    What client-side fusion needs from each channel, and no more: no payloads, and ids
+    in the backend's own form (``uuid.UUID`` from Qdrant Edge, ``str`` from a server),
+    so a few hundred candidates are never each turned into a :class:`Hit`. Keys are
+    hashable and equal for the same point, and cheap to hash (Qdrant Edge's are the
+    UUIDs' integers: ``uuid.UUID`` hashes in Python code); ``to_id(key)`` is the point id.
+
+    Attributes:
+        keys: The hits' point keys, best first.
+        scores: Their scores, in the same order.
+        to_id: Turns a key into its point id string.
+    """
+
+    keys: Sequence[Hashable]
+    scores: Sequence[float]
+    to_id: Callable[[Any], str] = str
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """A Qdrant collection holding tribrid points.
@@ -293,6 +324,41 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Release the store; the object cannot be used afterwards."""
         ...
+
+
+@runtime_checkable
+class CandidateSearch(Protocol):
+    """A store that hands back per-channel candidates without building hits.
+
+    Both built-in backends have it; for any other store, :func:`search_candidates`
+    falls back to :meth:`VectorStore.query_batch`.
+    """
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Run several single-channel searches in one call, without payloads or vectors.
+
+        Results in the order of ``queries``; each query's ``with_payload`` and
+        ``with_vectors`` are ignored.
+        """
+        ...
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates`, awaitable."""
+        ...
+
+
+def search_candidates(store: VectorStore, queries: Sequence[StoreQuery]) -> list[Candidates]:
+    """Each query's candidates: through :class:`CandidateSearch` when the store has it,
+    else from :meth:`VectorStore.query_batch` (ids are then the keys)."""
+    # getattr, not isinstance: a runtime protocol check costs more than fusing.
+    candidates = getattr(store, "candidates", None)
+    if candidates is not None:
+        found: list[Candidates] = candidates(queries)
+        return found
+    return [
+        Candidates([h.id for h in hits], [h.score for h in hits])
+        for hits in store.query_batch(queries)
+    ]
 
 
 @runtime_checkable

@@ -22,9 +22,11 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar, cast
 
@@ -38,6 +40,7 @@ from tribrid.store.base import (
     PAYLOAD_INDEXES,
     SPLADE,
     BinaryEncoding,
+    Candidates,
     Channel,
     ChannelQuery,
     CollectionSchema,
@@ -99,6 +102,11 @@ _EDGE_BINARY = {
     BinaryEncoding.ONE_AND_HALF_BITS: qe.BinaryQuantizationEncoding.OneAndHalfBits,
     BinaryEncoding.TWO_BITS: qe.BinaryQuantizationEncoding.TwoBits,
 }
+#: HNSW with m = 0: Qdrant builds no graph and searches by scanning (here: the codes).
+_NO_GRAPH = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)
+_PROBE_PARAMS = qe.SearchParams(
+    quantization=qe.QuantizationSearchParams(ignore=False, rescore=False)
+)
 _EDGE_INDEX = {
     PayloadIndex.KEYWORD: qe.PayloadSchemaType.Keyword,
     PayloadIndex.INTEGER: qe.PayloadSchemaType.Integer,
@@ -393,7 +401,13 @@ class EdgeStore:
                     problems,
                     "open it with the same settings as the open handles, or use another data dir",
                 )
-            effective_schema(schema, core.schema.binary_encoding, core.schema.query_encoding, where)
+            effective_schema(
+                schema,
+                core.schema.binary_encoding,
+                core.schema.query_encoding,
+                where,
+                core.schema.dense_on_disk,
+            )
             handle = cls.__new__(cls)
             handle._path = Path(path).expanduser().absolute()
             handle._where = f"collection {core.schema.name!r} at {handle._path}"
@@ -485,8 +499,9 @@ class EdgeStore:
                 "(an embedded store holds one collection)",
             )
         config = self._read_edge_config()
-        stored_binary, stored_query = None, None
+        stored_binary, stored_query, on_disk = None, None, None
         if config is not None:
+            on_disk = _dense_on_disk(config)
             for problem in _config_problems(config, schema):
                 if problem not in problems:
                     problems.append(problem)
@@ -496,7 +511,7 @@ class EdgeStore:
             )
         if problems:
             raise mismatch_error(self._where, problems, _FIX)
-        return effective_schema(schema, stored_binary, stored_query, self._where)
+        return effective_schema(schema, stored_binary, stored_query, self._where, on_disk)
 
     def _read_edge_config(self) -> dict[str, Any] | None:
         # Edge's own persisted config; if a future Edge changes its shape, the probe
@@ -521,7 +536,9 @@ class EdgeStore:
                     qe.QueryRequest(
                         limit=1,
                         query=qe.Query.Nearest(vector, using=name),
-                        params=_params(Channel.DENSE, 1.0) if name == DENSE else None,
+                        # The codes alone: a float search would read every float of the
+                        # binary tier (which has no graph) from disk.
+                        params=_PROBE_PARAMS if name == DENSE else None,
                         with_payload=False,
                     )
                 )
@@ -641,6 +658,33 @@ class EdgeStore:
         with self._calling(f"query a batch of {len(requests)}"):
             batches = self._open_shard().query_batch(qe.QueryBatchRequest(requests))
         return [_hits(scored) for scored in batches]
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Run single-channel searches one after the other, keeping Edge's own ids.
+
+        One ``query`` per search rather than one ``query_batch``: on the loaded machine
+        of benchmarks/results/scale.md the batch took longer than the same searches in
+        a row. Without payloads or vectors; the keys are the integers of the ``uuid.UUID``
+        objects Edge hands over, never formatted as strings (see
+        :class:`~tribrid.store.base.Candidates`).
+        """
+        if not queries:
+            return []
+        requests = [
+            self._request(replace(q, with_payload=False, with_vectors=False)) for q in queries
+        ]
+        shard = self._open_shard()
+        with self._calling(f"query a batch of {len(requests)}"):
+            batches = [shard.query(r) for r in requests]
+        # tribrid's ids are all UUIDs (checks.canonical_id), so every id has ``.int``.
+        return [
+            Candidates([sp.id.int for sp in b], [sp.score for sp in b], _uuid_of_int)  # type: ignore[union-attr]
+            for b in batches
+        ]
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates` on the store's worker thread."""
+        return await self._in_worker(self.candidates, queries)
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`query` on the store's worker thread, leaving the event loop free."""
@@ -853,6 +897,10 @@ def _edge_config(schema: CollectionSchema) -> qe.EdgeConfig:
             DENSE: qe.EdgeVectorParams(
                 size=schema.dense_size,
                 distance=qe.Distance.Cosine,
+                # The binary tier: floats stay on disk until a rescore reads them, and
+                # no graph is built: a search scans the pinned codes, then rescores.
+                memory=qe.Memory.Cold if schema.dense_on_disk else None,
+                hnsw_config=_NO_GRAPH if schema.dense_on_disk else None,
                 quantization_config=qe.BinaryQuantizationConfig(
                     memory=qe.Memory.Pinned,
                     encoding=_EDGE_BINARY[schema.binary_encoding],
@@ -894,6 +942,16 @@ def _config_problems(config: Mapping[str, Any], schema: CollectionSchema) -> lis
     return problems
 
 
+def _dense_on_disk(config: Mapping[str, Any]) -> bool:
+    """Whether the persisted config keeps the float dense vectors on disk (cold)."""
+    vectors = config.get("vectors")
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    if not isinstance(dense, dict):
+        return False
+    memory = dense.get("memory")
+    return memory == "cold" if memory is not None else dense.get("on_disk") is True
+
+
 def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
     vectors = config.get("vectors")
     dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
@@ -904,6 +962,11 @@ def _dense_quantization(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _hits(scored: Sequence[qe.ScoredPoint]) -> list[Hit]:
     return [Hit(str(sp.id), sp.score, sp.payload or {}, _dense_of(sp.vector)) for sp in scored]
+
+
+def _uuid_of_int(key: int) -> str:
+    """The point id of a :meth:`EdgeStore.candidates` key."""
+    return str(uuid.UUID(int=key))
 
 
 def _dense_of(vector: Any) -> list[float] | None:

@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from tribrid.errors import SchemaMismatchError, StoreBusyError, StoreError
-from tribrid.store.base import CollectionSchema, Hit, Point, StoreFilter, StoreQuery, VectorStore
+from tribrid.store.base import (
+    Candidates,
+    CollectionSchema,
+    Hit,
+    Point,
+    StoreFilter,
+    StoreQuery,
+    VectorStore,
+    search_candidates,
+)
 from tribrid.store.edge import _EDGE_ENTRIES, SCHEMA_FILE, EdgeStore, _FolderLock
 
 log = logging.getLogger(__name__)
@@ -326,6 +335,20 @@ class _Delegating:
         """:meth:`VectorStore.flush` on the generation."""
         with self._use() as store:
             store.flush()
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Per-channel candidates from the generation (:func:`search_candidates`)."""
+        with self._use() as store:
+            return search_candidates(store, queries)
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates`, awaitable."""
+        with self._use() as store:
+            found = getattr(store, "acandidates", None)
+            if found is not None:
+                result: list[Candidates] = await found(queries)
+                return result
+            return search_candidates(store, queries)
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`VectorStore.aquery` on the generation."""

@@ -25,6 +25,7 @@ from tribrid.store.base import (
     DENSE,
     PAYLOAD_INDEXES,
     SPLADE,
+    Candidates,
     Channel,
     ChannelQuery,
     CollectionSchema,
@@ -253,6 +254,11 @@ class QdrantServerStore:
                     DENSE: models.VectorParams(
                         size=schema.dense_size,
                         distance=models.Distance.COSINE,
+                        # The binary tier: floats on disk (``on_disk`` rather than
+                        # ``memory``, which servers before Qdrant 1.19 refuse), and no
+                        # graph (m = 0): searches scan the codes kept in RAM.
+                        on_disk=True if schema.dense_on_disk else None,
+                        hnsw_config=models.HnswConfigDiff(m=0) if schema.dense_on_disk else None,
                         quantization_config=models.BinaryQuantization(
                             binary=models.BinaryQuantizationConfig(
                                 always_ram=True,
@@ -311,7 +317,9 @@ class QdrantServerStore:
             binary.encoding.value if binary and binary.encoding else None,
             binary.query_encoding.value if binary and binary.query_encoding else None,
         )
-        return effective_schema(schema, stored_binary, stored_query, self._where)
+        return effective_schema(
+            schema, stored_binary, stored_query, self._where, _dense_on_disk(info.config.params)
+        )
 
     # -- generations -----------------------------------------------------------------
 
@@ -488,6 +496,31 @@ class QdrantServerStore:
                 responses = client.query_batch_points(self._name, requests)
                 return [_hits(r.points) for r in responses]
         raise AssertionError("unreachable")  # the last wait re-raises
+
+    def candidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """Run single-channel searches in one request, without payloads or vectors."""
+        if not queries:
+            return []
+        requests = [self._candidate_request(q) for q in queries]
+        client = self._open_client()
+        with self._calling(f"query a batch of {len(requests)}"):
+            responses = client.query_batch_points(self._name, requests)
+        return [_candidates(r.points) for r in responses]
+
+    async def acandidates(self, queries: Sequence[StoreQuery]) -> list[Candidates]:
+        """:meth:`candidates` through ``AsyncQdrantClient`` (see the class docs)."""
+        if not queries:
+            return []
+        requests = [self._candidate_request(q) for q in queries]
+        aclient = self._async_client()
+        if aclient is None:
+            return await asyncio.to_thread(self.candidates, queries)
+        with self._calling(f"query a batch of {len(requests)}"):
+            responses = await aclient.query_batch_points(self._name, requests)
+        return [_candidates(r.points) for r in responses]
+
+    def _candidate_request(self, query: StoreQuery) -> models.QueryRequest:
+        return self._batch_request(replace(query, with_payload=False, with_vectors=False))
 
     async def aquery(self, query: StoreQuery) -> list[Hit]:
         """:meth:`query` through ``AsyncQdrantClient`` (see the class docs)."""
@@ -856,6 +889,19 @@ def _config_problems(params: models.CollectionParams, schema: CollectionSchema) 
     return problems
 
 
+def _dense_on_disk(params: models.CollectionParams) -> bool:
+    """Whether the collection keeps its float dense vectors on disk (cold)."""
+    from qdrant_client import models
+
+    vectors = params.vectors if isinstance(params.vectors, dict) else {}
+    dense = vectors.get(DENSE)
+    if dense is None:
+        return False
+    if dense.memory is not None:
+        return dense.memory is models.Memory.COLD
+    return dense.on_disk is True
+
+
 def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationConfig | None:
     from qdrant_client import models
 
@@ -867,6 +913,10 @@ def _dense_binary(params: models.CollectionParams) -> models.BinaryQuantizationC
 
 def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:
     return [Hit(str(sp.id), sp.score, sp.payload or {}, _dense_of(sp.vector)) for sp in points]
+
+
+def _candidates(points: Sequence[models.ScoredPoint]) -> Candidates:
+    return Candidates([sp.id for sp in points], [sp.score for sp in points])
 
 
 def _dense_of(vector: Any) -> list[float] | None:

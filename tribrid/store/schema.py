@@ -36,6 +36,7 @@ def schema_record(schema: CollectionSchema) -> dict[str, Any]:
         **schema.fingerprint(),
         "binary_encoding": schema.binary_encoding.value,
         "query_encoding": schema.query_encoding.value,
+        "dense_on_disk": schema.dense_on_disk,
     }
 
 
@@ -89,20 +90,30 @@ def effective_schema(
     stored_binary: BinaryEncoding | None,
     stored_query: QueryEncoding | None,
     where: str,
+    stored_on_disk: bool | None = None,
 ) -> CollectionSchema:
-    """The schema with the quantization the collection really has.
+    """The schema with the quantization and dense placement the collection really has.
 
-    Quantization is not part of the fingerprint: a collection keeps the codes it was
-    built with, and searches stay correct, so a different setting is reported and the
-    stored one wins.
+    Neither is part of the fingerprint: a collection keeps the codes and the placement
+    of its float vectors it was built with, and searches stay correct, so a different
+    setting is reported and the stored one wins.
     """
     changes: dict[str, Any] = {}
     if stored_binary is not None and stored_binary != schema.binary_encoding:
         changes["binary_encoding"] = stored_binary
     if stored_query is not None and stored_query != schema.query_encoding:
         changes["query_encoding"] = stored_query
-    if not changes:
-        return schema
+    if stored_on_disk is not None and stored_on_disk != schema.dense_on_disk:
+        logger.warning(
+            "%s keeps its float dense vectors %s instead of the configured %s; re-create "
+            "it with `tribrid ingest --recreate` to change that",
+            where,
+            "on disk" if stored_on_disk else "in RAM",
+            "on disk" if schema.dense_on_disk else "in RAM",
+        )
+        changes["dense_on_disk"] = stored_on_disk
+    if not (changes.keys() - {"dense_on_disk"}):
+        return replace(schema, **changes) if changes else schema
     logger.warning(
         "%s keeps its binary quantization %s/%s instead of the configured %s/%s; "
         "re-create it with `tribrid ingest --recreate` to change it",

@@ -218,6 +218,7 @@ def schema_to_json(schema: CollectionSchema) -> Json:
         "bm25_model": schema.bm25_model,
         "binary_encoding": schema.binary_encoding.value,
         "query_encoding": schema.query_encoding.value,
+        "dense_on_disk": schema.dense_on_disk,
     }
 
 
@@ -231,6 +232,8 @@ def schema_from_json(data: Any, where: str = "schema") -> CollectionSchema:
         bm25_model=str(_field(data, "bm25_model", where)),
         binary_encoding=BinaryEncoding(_field(data, "binary_encoding", where)),
         query_encoding=QueryEncoding(_field(data, "query_encoding", where)),
+        # Absent from servers older than the binary tier: theirs are in RAM.
+        dense_on_disk=bool(data.get("dense_on_disk", False)) if isinstance(data, dict) else False,
     )
 
 
