@@ -26,6 +26,7 @@ from tribrid.encoders import Bm25Encoder, EncoderSet, SentenceTransformerEncoder
 from tribrid.errors import ConfigError, StoreError
 from tribrid.ingestion.parse import ParseOptions, ParserFactory
 from tribrid.ingestion.pipeline import SyncPipeline
+from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ledger import Ledger, SqlLedger, open_ledger
 from tribrid.settings import Settings
 from tribrid.store import needs_single_writer, open_store
@@ -59,6 +60,29 @@ def build_encoders(settings: Settings) -> EncoderSet:
             avg_len=settings.bm25.avg_len,
             language=settings.bm25.language,
         ),
+    )
+
+
+def vector_cache(settings: Settings, encoders: EncoderSet) -> VectorCache | None:
+    """The cache of encoded chunks the settings ask for (``None`` when turned off).
+
+    Its namespace names everything the vectors depend on (models, backends, truncation,
+    SPLADE's top-k, BM25's parameters), so no other configuration ever reads them.
+    """
+    models = settings.models
+    if models.vector_cache_entries == 0:
+        return None
+    namespace = "|".join(
+        (
+            f"dense={encoders.dense.model_name}@{models.dense_backend or models.backend}",
+            f"splade={encoders.splade.model_name}@{models.splade_backend or models.backend}",
+            f"top_k={models.splade_top_k}",
+            f"max_seq={models.max_seq_length}",
+            f"bm25={encoders.bm25.model_name}",
+        )
+    )
+    return VectorCache(
+        settings.vector_cache_path, namespace=namespace, max_entries=models.vector_cache_entries
     )
 
 
@@ -250,6 +274,7 @@ def sync_pipeline(
         max_file_bytes=max_file_bytes(settings),
         retry_failed=retry_failed,
         archives=archive_limits(settings),
+        vector_cache=vector_cache(settings, encoders),
     )
 
 
@@ -287,4 +312,5 @@ __all__ = [
     "served",
     "single_writer",
     "sync_pipeline",
+    "vector_cache",
 ]

@@ -24,6 +24,7 @@ from tribrid.connectors.base import Connector, SourceDocument, TextDocument
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import DocumentFailure, ParsedDocument, ParseOutcome
 from tribrid.ingestion.parse import DocumentParser, ParseJob, ParserFactory
+from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.plan import ListingDiff, PlanAction, Planned, settle_unchanged
 from tribrid.ingestion.write import (
     DocumentWriter,
@@ -126,6 +127,8 @@ class SyncPipeline:
         retry_failed: Parse failed documents again even when they did not change.
         archives: Limits of reading archives, whose members are indexed as documents of
             their own; ``None`` treats archives as plain files.
+        vector_cache: Vectors of chunk texts encoded before (in any document or run),
+            reused instead of encoding the same text again.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class SyncPipeline:
         max_file_bytes: int | None = None,
         retry_failed: bool = False,
         archives: ArchiveLimits | None = ArchiveLimits(),  # noqa: B008 - frozen, shared
+        vector_cache: VectorCache | None = None,
     ) -> None:
         if batch_chunks <= 0:
             raise ValueError(f"batch_chunks must be > 0, got {batch_chunks}")
@@ -146,7 +150,10 @@ class SyncPipeline:
         self._store = store
         self._parser_factory = parser_factory
         self._encoders = encoders
-        self._writer = DocumentWriter(ledger=ledger, store=store, encoders=encoders)
+        self._writer = DocumentWriter(
+            ledger=ledger, store=store, encoders=encoders, cache=vector_cache
+        )
+        self._warming = False
         self._batch_chunks = batch_chunks
         self._max_file_bytes = max_file_bytes
         self._retry_failed = retry_failed
@@ -200,6 +207,8 @@ class SyncPipeline:
             state.add(seen=1)
             job = self._settle(item, source_id, state, listener)
             if job is not None:
+                # Load the models while the rest is listed and the first files parse.
+                self._warm_up_in_background()
                 assert item.doc is not None and item.plan.content_hash is not None
                 jobs[item.key] = (item.doc, item.plan.content_hash)
                 planned.append(job)
@@ -270,8 +279,12 @@ class SyncPipeline:
         return None
 
     def _warm_up_in_background(self) -> None:
-        # Loading the models takes seconds; doing it while the parse workers start and
-        # parse the first files hides most of it. Errors resurface on first use.
+        # Loading the models takes seconds; doing it while the rest of the folder is
+        # listed and the first files parse hides most of it. Errors resurface on first use.
+        if self._warming:
+            return
+        self._warming = True
+
         def load() -> None:
             try:
                 self._encoders.warm_up()
