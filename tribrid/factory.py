@@ -275,6 +275,9 @@ def sync_pipeline(
         retry_failed=retry_failed,
         archives=archive_limits(settings),
         vector_cache=vector_cache(settings, encoders),
+        plain_text=parse_options(settings)
+        if parsers is None and settings.parsing.plain_text
+        else None,
     )
 
 
