@@ -24,6 +24,7 @@ Needs the ``bench`` extra (``pip install -e '.[bench]'``) for langchain-qdrant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,18 +115,57 @@ def chunk_texts(data_dir: Path) -> list[tuple[str, str]]:
     return [(str(h.payload["document_key"]), str(h.payload["text"])) for h in ordered]
 
 
-def run_end_to_end(folder: Path, work: Path) -> tuple[Sample, Path]:
+class TreeMemory:
+    """Samples the resident memory of this process and all its children (parse workers)."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval_s = interval_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for process in [self._process, *self._process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(self._interval_s)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_end_to_end(folder: Path, work: Path) -> tuple[Sample, Path, dict[str, Any]]:
     """``tribrid.ingest`` into a cold data dir."""
     import tribrid
     from tribrid.settings import Settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=work))
-    started = time.perf_counter()
-    report = tribrid.ingest(folder, settings=Settings(data_dir=data_dir))
-    seconds = time.perf_counter() - started
+    with TreeMemory() as memory:
+        started = time.perf_counter()
+        report = tribrid.ingest(folder, settings=Settings(data_dir=data_dir))
+        seconds = time.perf_counter() - started
     if report.counts.failed:
         raise SystemExit(f"{report.counts.failed} documents failed: {report.failures[:3]}")
-    return Sample(seconds, report.counts.indexed, report.counts.chunks_embedded), data_dir
+    chunks = report.counts.chunks_embedded + report.counts.chunks_reused
+    detail = {
+        "encoded": report.counts.chunks_embedded,
+        "reused": report.counts.chunks_reused,
+        "peak_tree_mb": memory.peak_mb,
+    }
+    return Sample(seconds, report.counts.indexed, chunks), data_dir, detail
 
 
 def run_ceiling(encoders: Any, texts: Sequence[str], documents: int) -> Sample:
@@ -194,12 +235,17 @@ def median(samples: Sequence[Sample], attr: str) -> float:
     return statistics.median(getattr(s, attr) for s in samples)
 
 
+def median_of(rows: Sequence[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(row[key]) for row in rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ingestion.md")
     parser.add_argument("--no-langchain", action="store_true", help="skip the baseline")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="a BEIR corpus.jsonl")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -208,14 +254,17 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tribrid-ingestion-bench-"))
     e2e: list[Sample] = []
+    details: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
     ceiling: list[Sample] = []
     baseline: list[Sample] = []
     try:
         folder = work / "scifact"
-        size = write_scifact(folder, args.docs)
+        size = write_scifact(folder, args.docs, args.corpus)
         for repeat in range(args.repeats):
-            sample, data_dir = run_end_to_end(folder, work)
+            sample, data_dir, detail = run_end_to_end(folder, work)
             e2e.append(sample)
+            details.append(detail)
             chunks = chunk_texts(data_dir)
             shutil.rmtree(data_dir, ignore_errors=True)
             assert len(chunks) == sample.chunks, (len(chunks), sample.chunks)
@@ -226,7 +275,11 @@ def main() -> None:
             ceiling.append(run_ceiling(encoders, [t for _, t in chunks], sample.documents))
             if not args.no_langchain:
                 baseline.append(run_langchain_qdrant(encoders, chunks, sample.documents, work))
-            print(f"pass {repeat + 1}: e2e {e2e[-1]}, ceiling {ceiling[-1]}, lc {baseline[-1:]}")
+            print(
+                f"pass {repeat + 1}: e2e {e2e[-1]} {detail}, ceiling {ceiling[-1]}, "
+                f"lc {baseline[-1:]}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -260,6 +313,12 @@ def main() -> None:
             if baseline
             else []
         ),
+        "",
+        f"End to end: {details[0]['encoded']:,} chunks encoded, {details[0]['reused']:,} reused "
+        "(identical text already encoded); peak resident memory of the whole process tree "
+        f"(the ingesting process and its parse workers): {median_of(details, 'peak_tree_mb'):.0f} MiB. "
+        f"Load average (1 min) {load_before[0]:.1f} before the run, {os.getloadavg()[0]:.1f} "
+        "after it.",
         "",
         f"Efficiency (end to end ÷ ceiling, chunks/s): "
         f"**{median(e2e, 'chunks_per_s') / median(ceiling, 'chunks_per_s'):.2f}** (target ≥ 0.90).",

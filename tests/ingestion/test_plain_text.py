@@ -94,7 +94,9 @@ def test_headings_are_short_capitalised_lines() -> None:
         ("empty.txt", b""),
     ],
 )
-def test_files_it_is_not_sure_about_go_to_the_parser(tmp_path: Path, name: str, data: bytes) -> None:
+def test_files_it_is_not_sure_about_go_to_the_parser(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
     path = tmp_path / name
     path.write_bytes(data)
     assert parse_plain_text(_job(path), ParseOptions(memory_limit_mb=None)) is None
@@ -225,7 +227,7 @@ def test_same_paragraphs_and_chunks_as_the_parse_pool(tmp_path: Path) -> None:
                 (c.point_id, c.index, c.text, dict(c.metadata)) for c in pool.chunks
             ], (path, options)
             checked += 1
-    assert checked >= 4 * 80
+    assert checked >= 4 * 60
 
 
 @pytest.mark.slow

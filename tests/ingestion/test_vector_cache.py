@@ -22,6 +22,7 @@ from tribrid.ledger import SqlLedger
 from tribrid.store import open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 
+
 @dataclass(frozen=True)
 class CountingEncoders(EncoderSet):
     """The fake encoders, remembering every text they were asked to encode."""

@@ -56,7 +56,12 @@ _BULLETS: Final = frozenset(
 # A line opening with a dash, an en dash or a lone "e" and then a space is a bullet there.
 _DASH_BULLET = re.compile(r"(?m)^[ \t\f\v]*(?:[-\u2013](?=\s|$)|e(?=\s))")
 # Text that file-type detection may take for markup, JSON or an e-mail.
-_NOT_PLAIN_START = re.compile(r"\A\s*(?:[<{\[]|From |[A-Za-z][A-Za-z0-9-]*:\s)")
+_NOT_PLAIN_START = re.compile(
+    r"\A\s*(?:[<{\[]|From |(?:From|To|Cc|Bcc|Subject|Date|Received|Return-Path|Message-ID"
+    r"|MIME-Version|Content-Type|Delivered-To|Reply-To|Sender|X-[\w-]+):)",
+    re.IGNORECASE,
+)
+_BULLET_OR_NEWLINE = re.compile("[" + re.escape("".join(sorted(_BULLETS))) + "\n]")
 _LINE_ENDS = re.compile(r"(?<=\n)")  # splits after every newline, keeping it
 _BLANK_LINE_RUN = re.compile(r"(?:\s*\n\s*){2}")  # a paragraph break
 _NEWLINE_RUN = re.compile(r"\s*\n\s*")  # any line break with the spaces around it
@@ -113,12 +118,7 @@ def parse_plain_text(job: ParseJob, options: ParseOptions) -> ParsedDocument | N
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if (
-        not text.strip()
-        or _NOT_PLAIN_START.match(text)
-        or _DASH_BULLET.search(text)
-        or not _BULLETS.isdisjoint(text)
-    ):
+    if not text.strip() or _NOT_PLAIN_START.match(text) or _has_bullets(text):
         return None
     found = paragraphs(text)
     if not found:
@@ -157,6 +157,27 @@ def paragraphs(text: str) -> list[str]:
         grouped = _SEPARATOR.join(blocks)
     found = (part.strip() for part in _NEWLINE_RUN.split(grouped.strip()))
     return [part for part in found if part]
+
+
+def _has_bullets(text: str) -> bool:
+    """Whether bullets may make the pool's partitioner read ``text`` another way: a line
+    opening with a bullet (a list item, cleaned), or a paragraph whose pieces between
+    line breaks and bullets are all short (kept line by line, split at the bullets)."""
+    if _DASH_BULLET.search(text):
+        return True
+    if _BULLETS.isdisjoint(text):
+        return False
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped and stripped[0] in _BULLETS:
+            return True
+    for block in _BLANK_LINE_RUN.split(text):
+        if _BULLETS.isdisjoint(block):
+            continue
+        pieces = _BULLET_OR_NEWLINE.split(block)
+        if all(len(piece.strip().split(" ")) < _SHORT_LINE_WORDS for piece in pieces):
+            return True
+    return False
 
 
 def is_heading(text: str) -> bool:
