@@ -24,7 +24,6 @@ Needs the ``bench`` extra (``pip install -e '.[bench]'``) for langchain-qdrant.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -32,12 +31,13 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _memory import TreeMemory
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
@@ -113,38 +113,6 @@ def chunk_texts(data_dir: Path) -> list[tuple[str, str]]:
         store.close()
     ordered = sorted(hits, key=lambda h: (h.payload["document_key"], h.payload["chunk_index"]))
     return [(str(h.payload["document_key"]), str(h.payload["text"])) for h in ordered]
-
-
-class TreeMemory:
-    """Samples the resident memory of this process and all its children (parse workers)."""
-
-    def __init__(self, interval_s: float = 0.1) -> None:
-        import psutil
-
-        self._process = psutil.Process()
-        self._interval_s = interval_s
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for process in [self._process, *self._process.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += process.memory_info().rss
-            self.peak_mb = max(self.peak_mb, total / 2**20)
-            self._stop.wait(self._interval_s)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_end_to_end(folder: Path, work: Path) -> tuple[Sample, Path, dict[str, Any]]:

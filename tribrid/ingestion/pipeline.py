@@ -48,8 +48,13 @@ class ProgressListener(Protocol):
         ...
 
     def chunks_embedded(self, count: int) -> None:
-        """``count`` more chunks were encoded and written."""
+        """``count`` more chunks were written (encoded, or with reused vectors)."""
         ...
+
+
+#: A listener may also have ``listing_done(to_parse: int)``: called once the source is
+#: listed and planned, with the number of documents left to parse (for an ETA).
+LISTING_DONE = "listing_done"
 
 
 class _Silent:
@@ -218,6 +223,9 @@ class SyncPipeline:
                 assert item.doc is not None and item.plan.content_hash is not None
                 jobs[item.key] = (item.doc, item.plan.content_hash)
                 planned.append(job)
+        listing_done = getattr(listener, LISTING_DONE, None)
+        if callable(listing_done):
+            listing_done(len(planned))
         pending: list[_Pending] = []
         pending_chunks = 0
         opened: list[AbstractContextManager[DocumentParser]] = []
