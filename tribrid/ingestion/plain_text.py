@@ -57,7 +57,7 @@ _BULLETS: Final = frozenset(
 _DASH_BULLET = re.compile(r"(?m)^[ \t\f\v]*(?:[-\u2013](?=\s|$)|e(?=\s))")
 # Text that file-type detection may take for markup, JSON or an e-mail.
 _NOT_PLAIN_START = re.compile(
-    r"\A\s*(?:[<{\[]|From |(?:From|To|Cc|Bcc|Subject|Date|Received|Return-Path|Message-ID"
+    r"\A\s*(?:[<{]|\[\s*[\[{\"\d\]-]|From |(?:From|To|Cc|Bcc|Subject|Date|Received|Return-Path|Message-ID"
     r"|MIME-Version|Content-Type|Delivered-To|Reply-To|Sender|X-[\w-]+):)",
     re.IGNORECASE,
 )
