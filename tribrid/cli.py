@@ -134,7 +134,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 class _LiveProgress:
-    """Files, chunks and chunks/s, redrawn as documents finish."""
+    """Files, chunks and chunks/s, redrawn as documents finish; once the listing is done,
+    the files left to parse and an ETA from the rate since then."""
 
     def __init__(self, live: Live) -> None:
         self._live = live
@@ -142,6 +143,15 @@ class _LiveProgress:
         self.outcomes: dict[str, int] = {"indexed": 0, "unchanged": 0, "failed": 0, "deleted": 0}
         self.chunks = 0
         self.last = ""
+        self._to_parse: int | None = None
+        self._listed_at = self._started
+        self._done_before = 0
+
+    def listing_done(self, to_parse: int) -> None:
+        self._to_parse = to_parse
+        self._listed_at = time.monotonic()
+        self._done_before = self.outcomes["indexed"] + self.outcomes["failed"]
+        self._live.update(self.render())
 
     def document_done(self, key: str, outcome: str, chunks: int) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -153,12 +163,18 @@ class _LiveProgress:
         self._live.update(self.render())
 
     def render(self) -> Table:
-        elapsed = max(time.monotonic() - self._started, 1e-6)
+        now = time.monotonic()
+        since_listing = max(now - self._listed_at, 1e-6)
         table = Table.grid(padding=(0, 2))
         files = sum(self.outcomes.values())
         parts = ", ".join(f"{v} {k}" for k, v in self.outcomes.items() if v)
         table.add_row("files", f"{files} ({parts or 'listing…'})")
-        table.add_row("chunks embedded", f"{self.chunks}  ({self.chunks / elapsed:.1f} chunks/s)")
+        table.add_row("chunks", f"{self.chunks}  ({self.chunks / since_listing:.1f} chunks/s)")
+        if self._to_parse is not None:
+            parsed = self.outcomes["indexed"] + self.outcomes["failed"] - self._done_before
+            left = max(self._to_parse - parsed, 0)
+            eta = f"{left / (parsed / since_listing):.0f} s" if parsed else "–"
+            table.add_row("to parse", f"{left} of {self._to_parse}  (ETA {eta})")
         table.add_row("last", self.last[-80:])
         return table
 

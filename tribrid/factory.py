@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tribrid.ingestion.parse import ParseOptions, ParserFactory
     from tribrid.ingestion.pipeline import ProgressListener, SyncPipeline
     from tribrid.ingestion.rebuild import RebuildReport
+    from tribrid.ingestion.vector_cache import VectorCache
     from tribrid.ledger import Ledger, SqlLedger
     from tribrid.store.generations import StagedGeneration
 
@@ -71,6 +72,31 @@ def build_encoders(settings: Settings) -> EncoderSet:
             avg_len=settings.bm25.avg_len,
             language=settings.bm25.language,
         ),
+    )
+
+
+def vector_cache(settings: Settings, encoders: EncoderSet) -> VectorCache | None:
+    """The cache of encoded chunks the settings ask for (``None`` when turned off).
+
+    Its namespace names everything the vectors depend on (models, backends, truncation,
+    SPLADE's top-k, BM25's parameters), so no other configuration ever reads them.
+    """
+    from tribrid.ingestion.vector_cache import VectorCache
+
+    models = settings.models
+    if models.vector_cache_entries == 0:
+        return None
+    namespace = "|".join(
+        (
+            f"dense={encoders.dense.model_name}@{models.dense_backend or models.backend}",
+            f"splade={encoders.splade.model_name}@{models.splade_backend or models.backend}",
+            f"top_k={models.splade_top_k}",
+            f"max_seq={models.max_seq_length}",
+            f"bm25={encoders.bm25.model_name}",
+        )
+    )
+    return VectorCache(
+        settings.vector_cache_path, namespace=namespace, max_entries=models.vector_cache_entries
     )
 
 
@@ -397,6 +423,10 @@ def sync_pipeline(
         retry_failed=retry_failed,
         archives=archive_limits(settings),
         fresh=fresh,
+        vector_cache=vector_cache(settings, encoders),
+        plain_text=parse_options(settings)
+        if parsers is None and settings.parsing.plain_text
+        else None,
     )
 
 
@@ -438,4 +468,5 @@ __all__ = [
     "single_writer",
     "source_connector",
     "sync_pipeline",
+    "vector_cache",
 ]

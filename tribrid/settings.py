@@ -47,6 +47,9 @@ class ModelSettings(BaseModel):
     batch_size: int = Field(default=32, ge=1, le=4096)
     max_seq_length: int | None = Field(default=256, ge=8)
     torch_threads: int | None = Field(default=None, ge=1)  # also caps ONNX Runtime's threads
+    # Identical chunk text is encoded once: vectors are kept by text digest and model set in
+    # <data_dir>/vector-cache.sqlite, at most this many entries (0 turns the cache off).
+    vector_cache_entries: int = Field(default=200_000, ge=0)
 
 
 class Bm25Settings(BaseModel):
@@ -109,6 +112,8 @@ class ParsingSettings(BaseModel):
     memory_limit_mb: int = Field(default=6144, ge=256)
     workers: int = Field(default=1, ge=1, le=64)
     languages: list[str] = Field(default_factory=lambda: ["eng"])
+    # `.txt` files chunked in the ingesting process without unstructured (no parse worker).
+    plain_text: bool = True
     # OCR (Tesseract) of images and of PDFs without a text layer, when it is installed.
     ocr: bool = True
     # A page takes Tesseract 10-15 s: 20 pages fit in the default timeout_s.
@@ -279,6 +284,11 @@ class Settings(BaseSettings):
     def model_cache_dir(self) -> Path:
         """Folder of the ONNX exports of the models."""
         return (self.models.cache_dir or self.data_dir / "models").expanduser()
+
+    @property
+    def vector_cache_path(self) -> Path:
+        """The cache of encoded chunk vectors, by text digest (beside the store)."""
+        return self.data_dir / "vector-cache.sqlite"
 
     @property
     def store_path(self) -> Path:

@@ -66,6 +66,7 @@ from tribrid.errors import (
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument, unreadable
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
 from tribrid.ingestion.plan import ListingDiff, PlanAction, settle_unchanged
+from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import encode_batch, record_failure, remove_vanished
 from tribrid.ledger.base import (
     DocumentState,
@@ -496,6 +497,7 @@ def process_documents(
     lease_s: float = 900.0,
     max_attempts: int = 3,
     parse: Callable[[ParseJob, ParseOptions], ParsedDocument | DocumentFailure] = parse_and_chunk,
+    cache: VectorCache | None = None,
 ) -> ProcessReport:
     """Parse, encode and write the pending documents among ``document_ids``.
 
@@ -513,6 +515,7 @@ def process_documents(
         lease_s: How long a lease lasts; renewed after every parsed document.
         max_attempts: Workers a file may kill before it is quarantined as ``crashed``.
         parse: The parse function (tests inject failures through it).
+        cache: Vectors of texts encoded before (shared by the workers of a machine).
 
     Raises:
         Exception: Errors of the ledger, the encoders or the store; every lease this
@@ -552,6 +555,7 @@ def process_documents(
                     source_id,
                     [(doc, digest, result) for _, doc, digest, result in parsed],
                     existing=existing,
+                    cache=cache,
                 )
                 sink.commit(batch, owner=owner, run_id=run_id)
             committed = [item.id for item, *_ in parsed]

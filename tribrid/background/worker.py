@@ -102,6 +102,7 @@ from tribrid.errors import (
     redact,
 )
 from tribrid.ingestion.sources import resolve_source_key
+from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import batch_from_json, remove_orphans
 from tribrid.ledger import QueueLedger, SqlLedger
 from tribrid.settings import Settings
@@ -281,6 +282,8 @@ class _Runtime:
     metrics_pid: int | None = None
     #: Where the metrics are served.
     metrics_url: str | None = None
+    vector_cache: VectorCache | None = None
+    vector_cache_built: bool = False
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -308,6 +311,14 @@ class _Runtime:
             if self.encoders is None:
                 self.encoders = factory.build_encoders(self.get_settings())
             return self.encoders
+
+    def get_vector_cache(self) -> VectorCache | None:
+        encoders = self.get_encoders()
+        with self.lock:
+            if not self.vector_cache_built:
+                self.vector_cache = factory.vector_cache(self.get_settings(), encoders)
+                self.vector_cache_built = True
+            return self.vector_cache
 
     def get_store(self) -> VectorStore:
         encoders = self.get_encoders()
@@ -665,6 +676,7 @@ def process_documents(
             options=factory.parse_options(settings),
             lease_s=settings.celery.lease_s,
             max_attempts=settings.celery.max_attempts,
+            cache=_runtime.get_vector_cache(),
         )
     except StoreError:
         _runtime.drop_store()

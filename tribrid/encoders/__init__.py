@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tribrid.encoders._memory import release_memory
 from tribrid.encoders.base import (
     DenseEncoder,
     EncoderBackend,
@@ -81,12 +82,18 @@ class EncoderSet:
             encoder.warm_up()
 
     def encode_documents(self, texts: Sequence[str]) -> EncodedBatch:
-        """Encode passages with all three encoders."""
-        return EncodedBatch(
+        """Encode passages with all three encoders.
+
+        The memory the batch freed goes back to the operating system, so a long run
+        does not stay at the size of its largest batch.
+        """
+        batch = EncodedBatch(
             dense=self.dense.encode_documents(texts),
             splade=self.splade.encode_documents(texts),
             bm25=self.bm25.encode_documents(texts),
         )
+        release_memory()
+        return batch
 
     def encode_query(self, text: str) -> QueryVectors:
         """Encode a query with all three encoders."""

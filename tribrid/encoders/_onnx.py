@@ -41,6 +41,9 @@ OPSET = 17
 MANIFEST = "manifest.json"
 INSTALL_HINT = "install the index extra: pip install 'tribrid[index]'"
 
+#: Whether sessions use ONNX Runtime's growing CPU memory arena (see :func:`session`).
+CPU_MEM_ARENA = False
+
 _lock = threading.Lock()
 _sessions: dict[tuple[str, int | None], Any] = {}
 
@@ -275,6 +278,12 @@ def session(path: Path, threads: int | None) -> Any:
             if threads is not None:
                 options.intra_op_num_threads = threads
             options.log_severity_level = 3
+            # ONNX Runtime's CPU arena keeps the largest buffers any batch shape needed and
+            # never gives them back; with inputs of every length that is most of a long
+            # run's memory. Plain allocations keep the process flat (benchmarks/results/
+            # example-docs.md).
+            options.enable_cpu_mem_arena = CPU_MEM_ARENA
+            options.enable_mem_pattern = CPU_MEM_ARENA
             try:
                 _sessions[key] = ort.InferenceSession(
                     str(path), options, providers=["CPUExecutionProvider"]

@@ -114,6 +114,8 @@ class ParseOptions:
         overlap_all: Overlap all chunks, not only split ones.
         combine_text_under_n_chars: Merge consecutive sections shorter than this.
         multipage_sections: Let sections span page breaks.
+        plain_text: Chunk ``.txt`` files in the calling process, without ``unstructured``
+            (see :mod:`tribrid.ingestion.plain_text`); ``False`` sends them to the parser.
         archives: What decompressing a compressed file or an archive member may cost.
     """
 
@@ -131,6 +133,7 @@ class ParseOptions:
     overlap_all: bool = False
     combine_text_under_n_chars: int = 300
     multipage_sections: bool = True
+    plain_text: bool = True
     archives: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     def __post_init__(self) -> None:
@@ -185,6 +188,7 @@ class ParseOptions:
             overlap_all=chunking.overlap_all,
             combine_text_under_n_chars=chunking.combine_text_under_n_chars,
             multipage_sections=chunking.multipage_sections,
+            plain_text=parsing.plain_text,
             archives=archive_limits(archives),
         )
 

@@ -11,6 +11,7 @@ runs ahead on a thread of its own while batches encode.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -25,8 +26,10 @@ from tribrid.connectors.base import Connector, SourceDocument, TextDocument, sou
 from tribrid.encoders import EncoderSet
 from tribrid.errors import SourceBusyError
 from tribrid.ingestion.base import DocumentFailure, ParsedDocument, ParseOutcome
-from tribrid.ingestion.parse import DocumentParser, ParseJob, ParserFactory
+from tribrid.ingestion.parse import DocumentParser, ParseJob, ParseOptions, ParserFactory
+from tribrid.ingestion.plain_text import is_candidate, parse_plain_text
 from tribrid.ingestion.plan import ListingDiff, PlanAction, Planned, settle_unchanged
+from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import (
     DocumentWriter,
     record_failure,
@@ -48,8 +51,13 @@ class ProgressListener(Protocol):
         ...
 
     def chunks_embedded(self, count: int) -> None:
-        """``count`` more chunks were encoded and written."""
+        """``count`` more chunks were written (encoded, or with reused vectors)."""
         ...
+
+
+#: A listener may also have ``listing_done(to_parse: int)``: called once the source is
+#: listed and planned, with the number of documents left to parse (for an ETA).
+LISTING_DONE = "listing_done"
 
 
 class _Silent:
@@ -131,6 +139,10 @@ class SyncPipeline:
             their own; ``None`` treats archives as plain files.
         fresh: The store is a generation being built (see :mod:`tribrid.ingestion.rebuild`):
             only points already in it are reused, every other document is indexed again.
+        vector_cache: Vectors of chunk texts encoded before (in any document or run),
+            reused instead of encoding the same text again.
+        plain_text: Chunking options for ``.txt`` files chunked in this process
+            (:mod:`~tribrid.ingestion.plain_text`); ``None`` sends every file to the parser.
     """
 
     def __init__(
@@ -145,6 +157,8 @@ class SyncPipeline:
         retry_failed: bool = False,
         archives: ArchiveLimits | None = ArchiveLimits(),  # noqa: B008 - frozen, shared
         fresh: bool = False,
+        vector_cache: VectorCache | None = None,
+        plain_text: ParseOptions | None = None,
     ) -> None:
         if batch_chunks <= 0:
             raise ValueError(f"batch_chunks must be > 0, got {batch_chunks}")
@@ -152,9 +166,13 @@ class SyncPipeline:
         self._store = store
         self._parser_factory = parser_factory
         self._encoders = encoders
-        self._writer = DocumentWriter(ledger=ledger, store=store, encoders=encoders)
+        self._writer = DocumentWriter(
+            ledger=ledger, store=store, encoders=encoders, cache=vector_cache
+        )
         #: The generation the store serves (None: a store without generations).
         self._generation = store_generation(store)
+        self._warming = False
+        self._plain_text = plain_text
         self._batch_chunks = batch_chunks
         self._max_file_bytes = max_file_bytes
         self._retry_failed = retry_failed
@@ -229,9 +247,14 @@ class SyncPipeline:
             state.add(seen=1)
             job = self._settle(item, source_id, state, listener)
             if job is not None:
+                # Load the models while the rest is listed and the first files parse.
+                self._warm_up_in_background()
                 assert item.doc is not None and item.plan.content_hash is not None
                 jobs[item.key] = (item.doc, item.plan.content_hash)
                 planned.append(job)
+        listing_done = getattr(listener, LISTING_DONE, None)
+        if callable(listing_done):
+            listing_done(len(planned))
         pending: list[_Pending] = []
         pending_chunks = 0
         opened: list[AbstractContextManager[DocumentParser]] = []
@@ -239,6 +262,7 @@ class SyncPipeline:
             _LazyParser(self._parser_factory, opened, on_open=self._warm_up_in_background),
             planned,
             max_chunks=2 * self._batch_chunks,
+            text_options=self._plain_text,
         )
         try:
             for job, outcome in parsing:
@@ -299,8 +323,12 @@ class SyncPipeline:
         return None
 
     def _warm_up_in_background(self) -> None:
-        # Loading the models takes seconds; doing it while the parse workers start and
-        # parse the first files hides most of it. Errors resurface on first use.
+        # Loading the models takes seconds; doing it while the rest of the folder is
+        # listed and the first files parse hides most of it. Errors resurface on first use.
+        if self._warming:
+            return
+        self._warming = True
+
         def load() -> None:
             try:
                 self._encoders.warm_up()
@@ -413,55 +441,113 @@ class _ParseAhead:
     until ``max_chunks`` chunks are waiting (one document always may, however large),
     which bounds memory.
 
+    With ``text_options``, plain-text files are chunked on a second thread, in this
+    process (:mod:`~tribrid.ingestion.plain_text`), and only the files that path leaves
+    go to the parser, which is then never opened when there are none.
+
     Iterate it once, on one thread; :meth:`close` it when done or abandoning it.
     """
 
-    def __init__(self, parser: _LazyParser, jobs: Sequence[ParseJob], *, max_chunks: int) -> None:
+    def __init__(
+        self,
+        parser: _LazyParser,
+        jobs: Sequence[ParseJob],
+        *,
+        max_chunks: int,
+        text_options: ParseOptions | None = None,
+    ) -> None:
         self._max_chunks = max_chunks
         self._ready: deque[tuple[ParseJob, ParseOutcome]] = deque()
         self._waiting_chunks = 0
-        self._finished = False
+        self._running = 1
         self._error: BaseException | None = None
         self._stop = False
         self._changed = threading.Condition()
+        self._feed: queue.SimpleQueue[ParseJob | None] = queue.SimpleQueue()
+        texts = [j for j in jobs if is_candidate(j)] if text_options is not None else []
+        if texts:
+            for job in jobs:
+                if not is_candidate(job):
+                    self._feed.put(job)
+            parser_jobs: Iterable[ParseJob] = iter(self._feed.get, None)
+            self._running = 2
+            self._text_thread: threading.Thread | None = threading.Thread(
+                target=self._run_text,
+                args=(texts, text_options),
+                name="tribrid-plain-text",
+                daemon=True,
+            )
+        else:
+            parser_jobs = jobs
+            self._text_thread = None
         self._thread = threading.Thread(
-            target=self._run, args=(parser, jobs), name="tribrid-parse-ahead", daemon=True
+            target=self._run, args=(parser, parser_jobs), name="tribrid-parse-ahead", daemon=True
         )
         self._thread.start()
+        if self._text_thread is not None:
+            self._text_thread.start()
 
     @staticmethod
     def _cost(outcome: ParseOutcome) -> int:
         return len(outcome.chunks) if isinstance(outcome, ParsedDocument) else 0
 
-    def _run(self, parser: _LazyParser, jobs: Sequence[ParseJob]) -> None:
+    def _deliver(self, job: ParseJob, outcome: ParseOutcome) -> bool:
+        """Hand one outcome to the caller, waiting for room; ``False`` once stopped."""
+        with self._changed:
+            while self._ready and self._waiting_chunks >= self._max_chunks:
+                if self._stop:
+                    return False
+                self._changed.wait(0.5)
+            if self._stop:
+                return False
+            self._ready.append((job, outcome))
+            self._waiting_chunks += self._cost(outcome)
+            self._changed.notify_all()
+            return True
+
+    def _done(self, error: BaseException | None) -> None:
+        with self._changed:
+            if error is not None and self._error is None:
+                self._error = error
+            self._running -= 1
+            self._changed.notify_all()
+
+    def _run_text(self, jobs: Sequence[ParseJob], options: ParseOptions) -> None:
+        error: BaseException | None = None
+        try:
+            for job in jobs:
+                if self._stop:
+                    return
+                outcome = parse_plain_text(job, options)
+                if outcome is None:
+                    self._feed.put(job)  # not one for this path: the parser takes it
+                elif not self._deliver(job, outcome):
+                    return
+        except BaseException as e:  # handed to the caller, raised on its thread
+            error = e
+        finally:
+            self._feed.put(None)  # the parser's job list ends here
+            self._done(error)
+
+    def _run(self, parser: _LazyParser, jobs: Iterable[ParseJob]) -> None:
         results = parser.imap(jobs)
+        error: BaseException | None = None
         try:
             for job, outcome in results:
-                with self._changed:
-                    while self._ready and self._waiting_chunks >= self._max_chunks:
-                        if self._stop:
-                            return
-                        self._changed.wait(0.5)
-                    if self._stop:
-                        return
-                    self._ready.append((job, outcome))
-                    self._waiting_chunks += self._cost(outcome)
-                    self._changed.notify_all()
+                if not self._deliver(job, outcome):
+                    return
         except BaseException as e:  # handed to the caller, raised on its thread
-            with self._changed:
-                self._error = e
+            error = e
         finally:
             close = getattr(results, "close", None)
             if close is not None:
                 close()
-            with self._changed:
-                self._finished = True
-                self._changed.notify_all()
+            self._done(error)
 
     def __iter__(self) -> Iterator[tuple[ParseJob, ParseOutcome]]:
         while True:
             with self._changed:
-                while not self._ready and not self._finished:
+                while not self._ready and self._running and self._error is None:
                     self._changed.wait()
                 if self._ready:
                     job, outcome = self._ready.popleft()
@@ -481,6 +567,9 @@ class _ParseAhead:
         with self._changed:
             self._stop = True
             self._changed.notify_all()
+        self._feed.put(None)  # a parser waiting for more jobs gets none
+        if self._text_thread is not None:
+            self._text_thread.join(timeout)
         self._thread.join(timeout)
 
 

@@ -31,6 +31,7 @@ from tribrid import metrics
 from tribrid.connectors.base import SourceDocument
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import Chunk, ParsedDocument, document_ended
+from tribrid.ingestion.vector_cache import CachedVectors, VectorCache
 from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts
 from tribrid.store.base import Point, VectorStore
 from tribrid.store.generations import store_generation
@@ -69,8 +70,9 @@ class WriteBatch:
             were encoded).
         payload_updates: ``(point id, payload)`` of kept points whose position changed.
         documents: What to record in the ledger, once the points are written.
-        reused: Chunks whose existing point was kept.
-        encoded: Chunks encoded for this batch (default: ``len(points)``).
+        reused: Chunks that cost no encoding: their existing point was kept, or their
+            vectors were those of an identical text (in this batch, or in the vector cache).
+        encoded: Chunks whose text went through the models (default: ``len(points)``).
     """
 
     source_id: int
@@ -83,27 +85,58 @@ class WriteBatch:
     def __post_init__(self) -> None:
         if self.encoded < 0:
             object.__setattr__(self, "encoded", len(self.points))
-        if self.encoded < len(self.points):
+        if self.encoded + self.reused < len(self.points):
             raise ValueError(
-                f"WriteBatch says {self.encoded} chunks were encoded but carries "
-                f"{len(self.points)} points"
+                f"WriteBatch says {self.encoded} chunks were encoded and {self.reused} reused "
+                f"but carries {len(self.points)} points"
             )
 
 
-def encode_chunks(encoders: EncoderSet, chunks: Sequence[Chunk]) -> list[Point]:
+def encode_chunks(
+    encoders: EncoderSet, chunks: Sequence[Chunk], *, cache: VectorCache | None = None
+) -> list[Point]:
     """Encode chunks into the points the store holds: three vectors and the payload."""
-    with metrics.timed("encode"):
-        encoded = encoders.encode_documents([c.text for c in chunks])
-    return [
+    return encode_points(encoders, chunks, cache=cache)[0]
+
+
+def encode_points(
+    encoders: EncoderSet, chunks: Sequence[Chunk], *, cache: VectorCache | None = None
+) -> tuple[list[Point], int]:
+    """Encode chunks into points, each distinct text once; returns the points and how many
+    texts went through the models.
+
+    Chunks with the same text (same ``content_hash``) share one encoding, and with a
+    ``cache`` a text encoded before, in any document or run, is not encoded again (see
+    :mod:`tribrid.ingestion.vector_cache`).
+    """
+    texts: dict[str, str] = {}
+    for chunk in chunks:
+        texts.setdefault(chunk.content_hash, chunk.text)
+    vectors = cache.get_many(texts) if cache is not None else {}
+    missing = [digest for digest in texts if digest not in vectors]
+    if missing:
+        with metrics.timed("encode"):
+            encoded = encoders.encode_documents([texts[d] for d in missing])
+        fresh = {
+            digest: CachedVectors(
+                dense=encoded.dense[i].tolist(), splade=encoded.splade[i], bm25=encoded.bm25[i]
+            )
+            for i, digest in enumerate(missing)
+        }
+        vectors.update(fresh)
+        if cache is not None:
+            cache.put_many(fresh)
+    points = [
         Point(
             id=chunk.point_id,
-            dense=encoded.dense[i].tolist(),
-            splade=encoded.splade[i],
-            bm25=encoded.bm25[i],
+            dense=vectors[chunk.content_hash].dense,
+            splade=vectors[chunk.content_hash].splade,
+            bm25=vectors[chunk.content_hash].bm25,
             payload=chunk.payload(),
         )
-        for i, chunk in enumerate(chunks)
+        for chunk in chunks
     ]
+    return points, len(missing)
 
 
 def _known_point_ids(
@@ -166,13 +199,15 @@ def encode_batch(
     write_points: Callable[[Sequence[Point]], None] | None = None,
     on_encoded: Callable[[int], None] | None = None,
     slice_chunks: int = DEFAULT_SLICE_CHUNKS,
+    cache: VectorCache | None = None,
 ) -> WriteBatch:
     """Encode the new chunks of a batch of parsed documents (the first half of a write).
 
     Chunks whose point already exists (same document, same text) are not encoded again;
-    only their payload is refreshed when their position changed. Chunks are encoded a
-    slice at a time, so one long document never holds all its vectors at once when
-    ``write_points`` takes each slice.
+    only their payload is refreshed when their position changed. A new chunk whose text
+    another chunk of the slice has, or that ``cache`` holds, takes those vectors instead
+    of being encoded. Chunks are encoded a slice at a time, so one long document never
+    holds all its vectors at once when ``write_points`` takes each slice.
 
     Args:
         ledger: Read for the point ids the documents already have.
@@ -186,6 +221,7 @@ def encode_batch(
             without it the points travel in the batch to :func:`commit_batch`.
         on_encoded: Called with the number of chunks after each slice.
         slice_chunks: Chunks encoded together.
+        cache: Vectors of texts encoded before (see :mod:`tribrid.ingestion.vector_cache`).
 
     Returns:
         What :func:`commit_batch` needs to finish the write.
@@ -195,9 +231,11 @@ def encode_batch(
     known_ids = _known_point_ids(ledger, batch, existing, trusted_ids)
     to_encode, moved, reused = _split_chunks(batch, known_ids)
     carried: list[Point] = []
+    encoded = 0
     for start in range(0, len(to_encode), slice_chunks):
         part = to_encode[start : start + slice_chunks]
-        points = encode_chunks(encoders, part)
+        points, count = encode_points(encoders, part, cache=cache)
+        encoded += count
         if write_points is not None:
             write_points(points)
         else:
@@ -209,8 +247,8 @@ def encode_batch(
         points=tuple(carried),
         payload_updates=tuple(moved),
         documents=_document_records(batch),
-        reused=reused,
-        encoded=len(to_encode),
+        reused=reused + len(to_encode) - encoded,
+        encoded=encoded,
     )
 
 
@@ -269,6 +307,7 @@ class DocumentWriter:
         store: Where points are written.
         encoders: The three encoders.
         upsert_batch: Chunks encoded and upserted together.
+        cache: Vectors of texts encoded before, reused instead of encoding them again.
     """
 
     def __init__(
@@ -278,11 +317,13 @@ class DocumentWriter:
         store: VectorStore,
         encoders: EncoderSet,
         upsert_batch: int = DEFAULT_SLICE_CHUNKS,
+        cache: VectorCache | None = None,
     ) -> None:
         self._ledger = ledger
         self._store = store
         self._encoders = encoders
         self._upsert_batch = upsert_batch
+        self._cache = cache
 
     def write(
         self,
@@ -308,6 +349,7 @@ class DocumentWriter:
             write_points=lambda points: timed_upsert(self._store, points),
             on_encoded=on_encoded,
             slice_chunks=self._upsert_batch,
+            cache=self._cache,
         )
         return commit_batch(self._ledger, self._store, encoded)
 
@@ -440,6 +482,7 @@ __all__ = [
     "commit_batch",
     "encode_batch",
     "encode_chunks",
+    "encode_points",
     "record_failure",
     "remove_orphans",
     "remove_vanished",
