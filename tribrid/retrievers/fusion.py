@@ -164,6 +164,64 @@ def convex(
     return _score_sum(ranked, _zscore, scaled, missing_is_floor=True)
 
 
+class Weighting(StrEnum):
+    """How channel weights are set for each query.
+
+    * ``fixed``: the configured weights, the same for every query.
+    * ``spread``: each configured weight times how far the channel's best hit stands
+      above its other candidates for this query (its z-score), rescaled so the weights
+      keep their sum. A channel whose scores are flat for a query (it found nothing
+      that stands out) counts less than one with a clear winner.
+    """
+
+    FIXED = "fixed"
+    SPREAD = "spread"
+
+
+def query_weights(
+    ranked: Mapping[str, Ranked],
+    weights: Mapping[str, float] | None = None,
+    weighting: Weighting | str = Weighting.FIXED,
+) -> dict[str, float]:
+    """The channel weights for one query's rankings under ``weighting``.
+
+    With ``spread``, channel ``c`` gets ``w_c · z_c`` with ``z_c = (s_1 - mean) / σ`` of
+    its scores (population σ; a list of fewer than 3 hits, or with all scores equal,
+    gets the channels' mean z), then all are rescaled to keep ``Σ w``. Channels with
+    weight 0 stay 0.
+
+    Raises:
+        ValueError: Unknown weighting, or a weight is negative or not finite.
+    """
+    try:
+        chosen = Weighting(weighting)
+    except ValueError as e:
+        raise ValueError(
+            f"unknown weighting {weighting!r}; valid names: {[m.value for m in Weighting]}"
+        ) from e
+    w = _weights(ranked, weights)
+    if chosen is Weighting.FIXED:
+        return w
+    spreads: dict[str, float | None] = {}
+    for channel, hits in ranked.items():
+        scores = [float(s) for _, s in hits]
+        if w[channel] == 0 or len(scores) < 3:
+            spreads[channel] = None
+            continue
+        mean = sum(scores) / len(scores)
+        std = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores))
+        spreads[channel] = (max(scores) - mean) / std if std > 0 else None
+    known = [z for z in spreads.values() if z is not None]
+    if not known:
+        return w
+    fallback = sum(known) / len(known)
+    raw = {c: w[c] * (z if z is not None else fallback) for c, z in spreads.items()}
+    total, scaled = sum(w.values()), sum(raw.values())
+    if scaled <= 0:
+        return w
+    return {c: v * total / scaled for c, v in raw.items()}
+
+
 def fuse(
     method: FusionMethod | str,
     ranked: Mapping[str, Ranked],
