@@ -23,6 +23,7 @@ from tribrid.ledger.base import Ledger
 from tribrid.retrievers.config import RetrieverSettings
 from tribrid.retrievers.feedback import feedback_chunks, feedback_queries
 from tribrid.retrievers.fusion import fuse, query_weights
+from tribrid.retrievers.hybrid import SPREAD
 from tribrid.retrievers.query import CHANNEL_ENCODER, encode_query
 from tribrid.store.base import Channel, ChannelQuery, StoreQuery, VectorStore
 from tribrid.store.points import TEXT_KEY
@@ -192,7 +193,7 @@ def _first_fusion(
     return fuse(
         settings.fusion,
         ranked,
-        weights=query_weights(ranked, active, settings.weighting),
+        weights=query_weights(ranked, active, settings.weighting, **SPREAD),
         rrf_k=settings.rrf_k,
         normalization=settings.normalization,
     )
@@ -295,7 +296,7 @@ def fused_documents(
     fused = fuse(
         settings.fusion,
         lists,
-        weights=query_weights(lists, active, settings.weighting),
+        weights=query_weights(lists, active, settings.weighting, **SPREAD),
         rrf_k=settings.rrf_k,
         normalization=settings.normalization,
     )

@@ -21,10 +21,15 @@ DEFAULT_WEIGHTS: dict[str, float] = {"dense": 1.0, "splade": 1.0, "bm25": 1.0}
 DEFAULT_FUSION = FusionMethod.DBSF
 #: How the weights follow each query by default.
 DEFAULT_WEIGHTING = Weighting.FIXED
+#: Each channel's usual z-score of its best hit over its candidates (the shipped models,
+#: mean over the suite's queries), against which ``spread`` judges a query's spread.
+SPREAD_REFERENCE: dict[str, float] = {"dense": 2.8, "splade": 3.5, "bm25": 3.9}
+#: How sharply ``spread`` follows the spread: factor ``(z / reference) ** power``.
+SPREAD_POWER = 2.0
 #: Pseudo-relevance feedback by default (None: one round).
 DEFAULT_FEEDBACK: Feedback | None = None
 #: At most this many chunks of one document in a result list by default (None: no cap).
-DEFAULT_CHUNKS_PER_DOCUMENT: int | None = None
+DEFAULT_CHUNKS_PER_DOCUMENT: int | None = 1
 
 #: Options that restore the defaults the retriever had before the suite.
 PREVIOUS_DEFAULTS: dict[str, Any] = {
@@ -48,5 +53,7 @@ __all__ = [
     "DEFAULT_WEIGHTING",
     "DEFAULT_WEIGHTS",
     "PREVIOUS_DEFAULTS",
+    "SPREAD_POWER",
+    "SPREAD_REFERENCE",
     "default_feedback",
 ]

@@ -7,8 +7,8 @@ weigh most in those documents (their BM25 term weights, each document's summed t
 then added up), each with a weight up to ``β`` (the strongest gets ``β``, the others in
 proportion; the query's own words keep weight 1). Qdrant's IDF modifier then weighs
 every word by its rarity, as for any BM25 query. Channels without feedback keep their
-first-round lists. The rankings are then fused again; ``interpolate`` keeps that share
-of the first round's lists in the second fusion (0: replace them).
+first-round lists. The rankings are then fused again, the fed-back channels' second
+lists replacing their first ones.
 
 The retriever and the evaluation harness both build the second-round queries here.
 """
@@ -32,7 +32,6 @@ class Feedback(BaseModel):
         dense: Rocchio's ``β`` for the dense query (0: no dense feedback).
         bm25: Weight of the strongest expansion word in the BM25 query (0: none).
         terms: How many expansion words the BM25 query gets.
-        interpolate: Share of the first round's rankings kept in the final fusion.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,7 +40,6 @@ class Feedback(BaseModel):
     dense: float = Field(default=0.0, ge=0.0)
     bm25: float = Field(default=0.0, ge=0.0)
     terms: int = Field(default=10, ge=1, le=1000)
-    interpolate: float = Field(default=0.0, ge=0.0, lt=1.0)
 
     def channels(self) -> set[Channel]:
         """The channels whose query feedback changes."""

@@ -39,6 +39,8 @@ from tribrid.retrievers.defaults import (
     DEFAULT_WEIGHTING,
     DEFAULT_WEIGHTS,
     PREVIOUS_DEFAULTS,
+    SPREAD_POWER,
+    SPREAD_REFERENCE,
     default_feedback,
 )
 from tribrid.retrievers.feedback import Feedback, feedback_chunks, feedback_queries
@@ -95,6 +97,8 @@ CALL_OPTIONS = (
     "internal_metadata",
 )
 DEFAULT_RERANK_CANDIDATES = 30
+#: The shipped models' spread calibration, for ``weighting="spread"``.
+SPREAD: dict[str, Any] = {"reference": SPREAD_REFERENCE, "power": SPREAD_POWER}
 
 
 @dataclass(frozen=True)
@@ -492,7 +496,7 @@ class TribridRetriever(BaseRetriever):
             for cq, hits in zip(queries, results, strict=True)
         }
         weights = query_weights(
-            ranked, {cq.channel.value: cq.weight for cq in queries}, self.weighting
+            ranked, {cq.channel.value: cq.weight for cq in queries}, self.weighting, **SPREAD
         )
         return fuse(
             self.fusion, ranked, weights=weights, rrf_k=self.rrf_k, normalization=self.normalization
@@ -570,7 +574,7 @@ class TribridRetriever(BaseRetriever):
         ranked = {cq.channel.value: list(hits) for cq, hits in zip(queries, results, strict=True)}
         pairs = {c: [(h.id, h.score) for h in hits] for c, hits in ranked.items()}
         weights = query_weights(
-            pairs, {cq.channel.value: cq.weight for cq in queries}, self.weighting
+            pairs, {cq.channel.value: cq.weight for cq in queries}, self.weighting, **SPREAD
         )
         fused = fuse(
             self.fusion,
