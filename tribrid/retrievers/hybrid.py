@@ -390,7 +390,7 @@ class TribridRetriever(BaseRetriever):
         requests = self._requests(queries, limit)
         if self._store_fuses(requests):
             return self._store_fused(self.store.query(requests[0]), limit)
-        results = self.store.query_batch(requests)
+        results: Sequence[Sequence[Hit]] = self.store.query_batch(requests)
         if self._feeds_back(queries):
             fused = self._fused(queries, results)
             wanted = self._feedback_candidates(fused)
@@ -413,7 +413,7 @@ class TribridRetriever(BaseRetriever):
         store = async_store(self.store)
         if self._store_fuses(requests):
             return self._store_fused(await store.aquery(requests[0]), limit)
-        results = await store.aquery_batch(requests)
+        results: Sequence[Sequence[Hit]] = await store.aquery_batch(requests)
         if self._feeds_back(queries):
             fused = self._fused(queries, results)
             payloads = await store.aretrieve(self._feedback_candidates(fused))
