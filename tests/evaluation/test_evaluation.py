@@ -224,3 +224,34 @@ def test_cli_eval_of_several_datasets_writes_a_suite_report(
     text = out.with_suffix(".md").read_text()
     assert "### `default` against its best single channel (nDCG@10)" in text
     assert "| tiny-copy |" in text
+
+
+def test_a_config_with_feedback_and_spread_weights_is_evaluated_as_the_retriever_runs(
+    tiny: tuple[Path, Settings], encoders: EncoderSet
+) -> None:
+    dataset, settings = tiny
+    config = RetrieverConfig.model_validate(
+        {
+            "retriever": {
+                "weighting": "spread",
+                "feedback": {"documents": 2, "dense": 0.3, "bm25": 0.5, "terms": 5},
+            }
+        }
+    )
+    report = evaluate(
+        dataset, settings, modes=["hybrid-dbsf"], config=config, calibrate=False, encoders=encoders
+    )
+    tuned = report.modes["tuned"]
+    assert tuned.metrics["recall@10"] == 1.0 and tuned.per_query
+    # The feedback round is part of the measured latency.
+    assert tuned.median_ms > report.modes["hybrid-dbsf"].median_search_ms
+    assert tuned.settings["feedback"]["documents"] == 2
+    # The retriever loads the same config and runs the same two rounds.
+    store = build_store(settings, encoders)
+    try:
+        retriever = HybridRetriever.from_config(config, store=store, encoders=encoders, k=1)
+        for text, expected in TEST.values():
+            (doc,) = retriever.invoke(text)
+            assert doc.metadata["path"] == expected
+    finally:
+        store.close()
