@@ -42,6 +42,7 @@ class SearchMode(StrEnum):
     """How ``search`` ranks: one channel, or all three fused."""
 
     HYBRID = "hybrid"
+    HYBRID_PREVIOUS = "hybrid-previous"
     DENSE = "dense"
     SPLADE = "splade"
     BM25 = "bm25"
@@ -51,6 +52,7 @@ class SearchMode(StrEnum):
 #: The channels each search mode searches (all with weight 1).
 MODE_CHANNELS: Mapping[SearchMode, tuple[Channel, ...]] = {
     SearchMode.HYBRID: (Channel.DENSE, Channel.SPLADE, Channel.BM25),
+    SearchMode.HYBRID_PREVIOUS: (Channel.DENSE, Channel.SPLADE, Channel.BM25),
     SearchMode.DENSE: (Channel.DENSE,),
     SearchMode.SPLADE: (Channel.SPLADE,),
     SearchMode.BM25: (Channel.BM25,),
@@ -253,8 +255,13 @@ def search_store(
 def _search_options(
     mode: SearchMode | str, k: int, filter: MetadataFilter | None, oversampling: float
 ) -> dict[str, Any]:
-    """The retriever options of a ``tribrid search``: the mode's channels, fused by the
-    store (one query), as the CLI always has."""
+    """The retriever options of a ``tribrid search``.
+
+    ``hybrid`` is the retriever with its defaults (the store fuses when the defaults
+    allow it: fixed equal weights, no feedback); ``hybrid-previous`` is the hybrid
+    before the seven-collection suite (DBSF of the three, equal weights, fused by the
+    store); one channel is searched by the store alone.
+    """
     try:
         chosen = SearchMode(mode)
     except ValueError as e:
@@ -263,13 +270,35 @@ def _search_options(
         ) from e
     if k <= 0:
         raise ValueError(f"k must be > 0, got {k}")
+    common: dict[str, Any] = {"k": k, "filter": filter, "oversampling": oversampling}
+    if chosen is SearchMode.HYBRID:
+        from tribrid.retrievers.config import RetrieverSettings
+
+        defaults = RetrieverSettings()
+        fusable = (
+            defaults.feedback is None
+            and defaults.weighting == "fixed"
+            and set(defaults.channels.values()) == {1.0}
+        )
+        if not fusable:
+            return common  # the retriever's defaults, fused on the client
+    if chosen is SearchMode.HYBRID_PREVIOUS:
+        from tribrid.retrievers.defaults import PREVIOUS_DEFAULTS
+
+        return {
+            **common,
+            **PREVIOUS_DEFAULTS,
+            "store_fusion": True,
+            "prefetch_k": max(100, 5 * k),
+        }
     return {
+        **common,
         "channels": {c.value: 1.0 for c in MODE_CHANNELS[chosen]},
-        "k": k,
-        "filter": filter,
         "store_fusion": True,
         "prefetch_k": max(100, 5 * k),
-        "oversampling": oversampling,
+        # One channel, or the hybrid whose defaults the store can fuse.
+        "weighting": "fixed",
+        "feedback": None,
     }
 
 
@@ -286,8 +315,10 @@ def search(
 
     Args:
         query: The query text.
-        mode: ``hybrid`` (DBSF of dense, SPLADE and BM25), ``dense``, ``splade``, ``bm25``
-            or ``binary`` (binary-quantized dense codes, oversampled and rescored).
+        mode: ``hybrid`` (the retriever's default fusion of dense, SPLADE and BM25),
+            ``hybrid-previous`` (DBSF of the three with equal weights, the hybrid before
+            benchmarks/results/suite.md), ``dense``, ``splade``, ``bm25`` or ``binary``
+            (binary-quantized dense codes, oversampled and rescored).
         k: Number of results.
         filter: Payload filter, e.g. ``{"filetype": "application/pdf"}``.
         settings: Settings to use (default: from the environment).

@@ -178,3 +178,80 @@ def test_cli_eval_and_search_with_a_config(tiny: tuple[Path, Settings], tmp_path
     assert json.loads(result.output)[0]["path"] == "chess"
     result = runner.invoke(cli, ["search", "x", "--config", str(config), "-m", "dense"])
     assert result.exit_code == 2 and "leave out --mode" in result.output
+
+
+def test_cli_eval_of_several_datasets_writes_a_suite_report(
+    tiny: tuple[Path, Settings], tmp_path: Path
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from tribrid.cli import cli
+
+    dataset, _ = tiny
+    other = tmp_path / "tiny-copy"
+    shutil.copytree(dataset, other)
+    suite = tmp_path / "suite.txt"
+    suite.write_text(f"{dataset}\n# a comment\ntiny-copy\n")
+    out = tmp_path / "suite"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--suite",
+            str(suite),
+            "--data-dir",
+            str(tmp_path / "idx"),
+            "-m",
+            "bm25",
+            "-m",
+            "splade",
+            "-m",
+            "default",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert set(report["reports"]) == {"tiny", "tiny-copy"}
+    # Each dataset got a data dir of its own; the copy scores exactly as the original.
+    assert (tmp_path / "idx" / "tiny" / "eval-test.md").is_file()
+    first, second = (report["reports"][n]["modes"]["default"] for n in ("tiny", "tiny-copy"))
+    assert first["metrics"] == second["metrics"] and first["per_query"]
+    assert set(report["p_values"]["tiny"]) == {"bm25", "splade"}
+    text = out.with_suffix(".md").read_text()
+    assert "### `default` against its best single channel (nDCG@10)" in text
+    assert "| tiny-copy |" in text
+
+
+def test_a_config_with_feedback_and_spread_weights_is_evaluated_as_the_retriever_runs(
+    tiny: tuple[Path, Settings], encoders: EncoderSet
+) -> None:
+    dataset, settings = tiny
+    config = RetrieverConfig.model_validate(
+        {
+            "retriever": {
+                "weighting": "spread",
+                "feedback": {"documents": 2, "dense": 0.3, "bm25": 0.5, "terms": 5},
+            }
+        }
+    )
+    report = evaluate(
+        dataset, settings, modes=["hybrid-dbsf"], config=config, calibrate=False, encoders=encoders
+    )
+    tuned = report.modes["tuned"]
+    assert tuned.metrics["recall@10"] == 1.0 and tuned.per_query
+    # The feedback round is part of the measured latency.
+    assert tuned.median_ms > report.modes["hybrid-dbsf"].median_search_ms
+    assert tuned.settings["feedback"]["documents"] == 2
+    # The retriever loads the same config and runs the same two rounds.
+    store = build_store(settings, encoders)
+    try:
+        retriever = HybridRetriever.from_config(config, store=store, encoders=encoders, k=1)
+        for text, expected in TEST.values():
+            (doc,) = retriever.invoke(text)
+            assert doc.metadata["path"] == expected
+    finally:
+        store.close()

@@ -136,7 +136,8 @@ async def test_vector_store_async_search(corpus_store: VectorStore, encoders: En
 
 
 def test_raw_filters_equal_the_simple_form(corpus_store: VectorStore, encoders: EncoderSet) -> None:
-    r = HybridRetriever(store=corpus_store, encoders=encoders, k=10)
+    # Every chunk (no per-document cap): the filter is what is compared.
+    r = HybridRetriever(store=corpus_store, encoders=encoders, k=10, chunks_per_document=None)
     simple = r.invoke("pump tomato fusion", filter={"path": "pump.pdf"})
     assert len(simple) == 3
     condition = models.FieldCondition(key="path", match=models.MatchValue(value="pump.pdf"))

@@ -21,8 +21,11 @@ def test_at_most_n_chunks_per_document_best_first(
     corpus_store: VectorStore, encoders: EncoderSet
 ) -> None:
     r = TribridRetriever(store=corpus_store, encoders=encoders, k=4)
-    plain = r.invoke(QUERY, k=10)
+    plain = r.invoke(QUERY, k=10, chunks_per_document=None)  # every chunk, as before
     assert Counter(d.metadata["path"] for d in plain)["pump.pdf"] == 3
+    # The default is one chunk per document (benchmarks/results/suite.md).
+    assert r.chunks_per_document == 1
+    assert [d.id for d in r.invoke(QUERY)] == [d.id for d in r.invoke(QUERY, chunks_per_document=1)]
     for n in (1, 2):
         grouped = r.invoke(QUERY, chunks_per_document=n)
         counts = Counter(d.metadata["path"] for d in grouped)
@@ -53,7 +56,7 @@ async def test_grouping_async_and_with_store_fusion(
 def test_a_path_filter_returns_exactly_that_documents_chunks(
     corpus_store: VectorStore, encoders: EncoderSet
 ) -> None:
-    r = TribridRetriever(store=corpus_store, encoders=encoders, k=10)
+    r = TribridRetriever(store=corpus_store, encoders=encoders, k=10, chunks_per_document=None)
     for path, count in (("pump.pdf", 3), ("fusion.md", 2), ("quant.md", 1)):
         docs = r.invoke("tomato fusion pump quantization", filter={"path": path})
         assert len(docs) == count and {d.metadata["path"] for d in docs} == {path}

@@ -133,7 +133,10 @@ def test_store_fusion_dbsf_matches_client(corpus_store: VectorStore, encoders: E
 def test_filters_apply_in_every_channel(
     corpus_store: VectorStore, encoders: EncoderSet, filter: dict[str, object], allowed: set[str]
 ) -> None:
-    docs = retriever(corpus_store, encoders, filter=filter).invoke("pump tomato fusion")
+    # Every chunk, not one per document: the pages of pump.pdf are what is checked.
+    docs = retriever(corpus_store, encoders, filter=filter, chunks_per_document=None).invoke(
+        "pump tomato fusion"
+    )
     assert docs
     assert {d.metadata["path"] for d in docs} <= allowed
     if "page" in filter:
@@ -154,7 +157,20 @@ def test_both_backends_return_the_same(
 def test_invoke_overrides_and_validation(corpus_store: VectorStore, encoders: EncoderSet) -> None:
     r = retriever(corpus_store, encoders, k=5)
     assert len(r.invoke("pump", k=2)) == 2
-    assert len(r.invoke("pump", k=4, prefetch_k=1, channels=["dense"], fusion="dbsf")) == 4
+    # k chunks even with prefetch 1 (every chunk; the default caps one per document)
+    assert (
+        len(
+            r.invoke(
+                "pump",
+                k=4,
+                prefetch_k=1,
+                channels=["dense"],
+                fusion="dbsf",
+                chunks_per_document=None,
+            )
+        )
+        == 4
+    )
     assert len(r.invoke("pump")) == 5
     with pytest.raises(ValueError, match="unknown retriever option"):
         r.invoke("pump", top_k=2)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +24,9 @@ from tribrid.errors import require_extras
 from tribrid.evaluation.metrics import DEFAULT_METRICS
 from tribrid.evaluation.modes import ALL_MODES, EvalMode
 from tribrid.settings import Settings
+
+if TYPE_CHECKING:
+    from tribrid.evaluation.harness import EvalReport
 
 # The harness, its report and the retriever config are imported inside the commands:
 # registering `eval` and `tune` on the CLI must cost nothing (see tests/test_startup.py).
@@ -88,8 +92,25 @@ def _progress() -> Progress:
     )
 
 
+DatasetsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="BEIR-format folder(s): corpus.jsonl, queries.jsonl, qrels/. Several make a suite "
+        "report."
+    ),
+]
+
+
 def eval_command(
-    dataset: DatasetDir,
+    datasets: DatasetsArg = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(
+            "--suite",
+            help="A file listing dataset folders, one per line (# comments): evaluate them all "
+            "and write one suite report.",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="Qrels split to evaluate.")] = "test",
     modes: Annotated[
         list[EvalMode] | None,
@@ -105,7 +126,8 @@ def eval_command(
             "--output",
             "-o",
             help="Write <output>.md, <output>.json and <output>.png "
-            "(default: <data dir>/eval-<split>).",
+            "(default: <data dir>/eval-<split>); for a suite, <output>.md and .json "
+            "(default: suite-<split>).",
         ),
     ] = None,
     depth: Annotated[
@@ -125,45 +147,84 @@ def eval_command(
         int | None, typer.Option("--max-queries", min=1, help="Only the first N judged queries.")
     ] = None,
     metric: MetricOption = None,
-    data_dir: DataDir = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="TRIBRID_DATA_DIR",
+            help="Where the dataset's index is kept (default: .tribrid-eval/<dataset name>); "
+            "for several datasets, each gets <data dir>/<dataset name>.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Measure every channel and fusion on a BEIR dataset: quality, latency, index size.
+    """Measure every channel and fusion on BEIR datasets: quality, latency, index size.
 
     The corpus is indexed once into the data dir (the ledger skips it next time). Chunk
     hits are aggregated to documents by their best chunk before nDCG@10, Recall@10/100
-    and MRR@10 are computed (pytrec_eval).
+    and MRR@10 are computed (pytrec_eval). Several datasets (or ``--suite``) also give
+    one suite report: every mode per collection and as means, the default's gain over
+    its best single channel, and paired randomization tests.
     """
     require_extras("`tribrid eval`", "eval", "index", "parse")
-    settings = _settings(dataset, data_dir)
+    folders = list(datasets or [])
+    if suite is not None:
+        from tribrid.evaluation.suite import read_suite
+
+        folders += read_suite(suite)
+    if not folders:
+        raise typer.BadParameter("give a dataset folder, several, or --suite FILE")
     chosen = [m.value for m in (modes or ALL_MODES)]
     from tribrid.evaluation.harness import evaluate
     from tribrid.evaluation.report import markdown_table, write_report
     from tribrid.retrievers.config import RetrieverConfig
 
     tuned = RetrieverConfig.load(config) if config else None
-    with _progress() as progress:
-        report = evaluate(
-            dataset,
-            settings,
-            modes=chosen,
-            split=split,
-            config=tuned,
-            depth=depth,
-            calibrate=calibrate,
-            target_recall=target_recall,
-            max_queries=max_queries,
-            metrics=tuple(metric or DEFAULT_METRICS),
-            progress=_Bar(progress),
-        )
-    paths = write_report(report, output or settings.data_dir / f"eval-{split}")
-    if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+    several = len(folders) > 1
+
+    def run(dataset: Path) -> EvalReport:
+        name = dataset.resolve().name
+        settings = _settings(dataset, data_dir / name if several and data_dir else data_dir)
+        with _progress() as progress:
+            report = evaluate(
+                dataset,
+                settings,
+                modes=chosen,
+                split=split,
+                config=tuned,
+                depth=depth,
+                calibrate=calibrate,
+                target_recall=target_recall,
+                max_queries=max_queries,
+                metrics=tuple(metric or DEFAULT_METRICS),
+                progress=_Bar(progress),
+            )
+        prefix = settings.data_dir / f"eval-{split}" if several or output is None else output
+        paths = write_report(report, prefix)
+        if not as_json:
+            console.print(markdown_table(report), highlight=False, soft_wrap=True)
+            console.print(
+                "wrote "
+                + ", ".join(str(p) for p in paths.values())
+                + f" ({report.duration_s:.0f} s)",
+                highlight=False,
+            )
+        return report
+
+    if not several:
+        report = run(folders[0])
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
         return
-    console.print(markdown_table(report), highlight=False, soft_wrap=True)
+    from tribrid.evaluation.suite import evaluate_suite, write_suite
+
+    result = evaluate_suite(folders, run, command=" ".join(["tribrid", *sys.argv[1:]]))
+    paths = write_suite(result, output or Path(f"suite-{split}"))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
     console.print(
-        "wrote " + ", ".join(str(p) for p in paths.values()) + f" ({report.duration_s:.0f} s)",
-        highlight=False,
+        "wrote " + ", ".join(str(p) for p in paths.values()), highlight=False, soft_wrap=True
     )
 
 
@@ -244,7 +305,7 @@ def tune_command(
         for name in metric_names:
             table.add_column(f"{split} {name}", justify="right")
     for label, train, test in (
-        ("default (dbsf, equal weights)", report.default_train, report.default_test),
+        ("default (the retriever's defaults)", report.default_train, report.default_test),
         ("tuned", report.train, report.test),
     ):
         table.add_row(

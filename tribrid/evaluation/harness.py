@@ -45,12 +45,18 @@ from tribrid.evaluation.binary import (
 from tribrid.evaluation.candidates import (
     Candidates,
     collect_candidates,
+    collect_feedback,
     fused_documents,
     point_documents,
 )
 from tribrid.evaluation.indexing import index_dataset
-from tribrid.evaluation.metrics import DEFAULT_METRICS, evaluate_run
-from tribrid.evaluation.modes import ALL_MODES, EvalMode
+from tribrid.evaluation.metrics import DEFAULT_METRICS, evaluate_per_query
+from tribrid.evaluation.modes import (
+    ALL_MODES,
+    DEFAULT_MODE,
+    SINGLE_CHANNEL_MODES,
+    EvalMode,
+)
 from tribrid.factory import build_encoders, build_ledger, build_store
 from tribrid.ingestion.pipeline import SyncReport
 from tribrid.retrievers.config import RetrieverConfig, RetrieverSettings
@@ -71,6 +77,8 @@ MODE_SETTINGS: dict[EvalMode, RetrieverSettings] = {
     EvalMode.HYBRID_RRF: RetrieverSettings(channels=_THREE, fusion=FusionMethod.RRF),
     EvalMode.HYBRID_DBSF: RetrieverSettings(channels=_THREE, fusion=FusionMethod.DBSF),
     EvalMode.HYBRID_CONVEX: RetrieverSettings(channels=_THREE, fusion=FusionMethod.CONVEX),
+    # The retriever's defaults, whatever they are.
+    EvalMode.DEFAULT: RetrieverSettings(),
 }
 #: Documents ranked per query (Recall@100 needs 100).
 RANKED_DOCUMENTS = 100
@@ -107,6 +115,7 @@ class ModeResult:
         median_ms: Median per-query latency: query encoding + store search(es) + fusion.
         median_search_ms: The same without query encoding.
         ram_mb: RAM of the vectors and indexes the mode searches (see ``EvalReport.sizes``).
+        per_query: nDCG@10 of each judged query, for paired significance tests.
     """
 
     mode: str
@@ -115,6 +124,7 @@ class ModeResult:
     median_ms: float
     median_search_ms: float
     ram_mb: float
+    per_query: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -304,13 +314,16 @@ def score_mode(
         search = sum(candidates.search_ms[c][query_id] for c in active) + fuse_ms
         searches.append(search)
         totals.append(candidates.latency_ms(query_id, active) + fuse_ms)
+    per_query = evaluate_per_query(qrels, run, sorted({*metrics, "ndcg@10"}))
+    count = max(len(per_query), 1)
     return ModeResult(
         mode=name,
         settings=settings.model_dump(mode="json"),
-        metrics=evaluate_run(qrels, run, metrics),
+        metrics={m: sum(v[m] for v in per_query.values()) / count for m in metrics},
         median_ms=round(statistics.median(totals), 3),
         median_search_ms=round(statistics.median(searches), 3),
         ram_mb=_mode_ram(settings, sizes) if sizes else 0.0,
+        per_query={q: round(v["ndcg@10"], 6) for q, v in per_query.items()},
     )
 
 
@@ -415,6 +428,20 @@ def evaluate(
         bar.phase("reading vectors", None)
         ids, vectors, nnz = _read_vectors(store)
         schema = store.schema
+        with_feedback = [s for s in evaluated.values() if s.feedback is not None]
+        if with_feedback:
+            dense_of = {point_id: vectors[row] for row, point_id in enumerate(ids)}
+            for mode_settings in with_feedback:
+                bar.phase("feedback round", len(queries))
+                collect_feedback(
+                    store,
+                    encoders,
+                    candidates,
+                    mode_settings,
+                    point_doc,
+                    dense_of,
+                    advance=bar.advance,
+                )
     finally:
         store.close()
     sizes = store_sizes(
@@ -515,7 +542,9 @@ def _read_vectors(store: VectorStore) -> tuple[list[str], np.ndarray, dict[str, 
 
 __all__ = [
     "ALL_MODES",
+    "DEFAULT_MODE",
     "MODE_SETTINGS",
+    "SINGLE_CHANNEL_MODES",
     "EvalMode",
     "EvalReport",
     "ModeResult",

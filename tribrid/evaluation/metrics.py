@@ -57,9 +57,6 @@ def evaluate_run(
         ValueError: An unknown metric name.
         MissingDependencyError: ``pytrec_eval`` is not installed.
     """
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid metrics: {list(METRICS)}")
     per_query = evaluate_per_query(qrels, run, metrics)
     count = max(len(per_query), 1)
     return {m: sum(scores[m] for scores in per_query.values()) / count for m in metrics}
@@ -70,7 +67,15 @@ def evaluate_per_query(
     run: Run,
     metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> dict[str, dict[str, float]]:
-    """Each metric for each judged query: ``{query id: {metric name: value}}``."""
+    """Each metric for each judged query: ``{query id: {metric name: value}}``.
+
+    Raises:
+        ValueError: An unknown metric name.
+        MissingDependencyError: ``pytrec_eval`` is not installed.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; valid metrics: {list(METRICS)}")
     try:
         import pytrec_eval
     except ImportError as e:

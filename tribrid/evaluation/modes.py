@@ -16,6 +16,11 @@ class EvalMode(StrEnum):
     HYBRID_RRF = "hybrid-rrf"
     HYBRID_DBSF = "hybrid-dbsf"
     HYBRID_CONVEX = "hybrid-convex"
+    DEFAULT = "default"
 
 
 ALL_MODES = tuple(EvalMode)
+#: The mode that is the retriever's default (whatever fusion that currently is).
+DEFAULT_MODE = EvalMode.DEFAULT.value
+#: The modes that search one channel, among which a suite finds the best.
+SINGLE_CHANNEL_MODES = (EvalMode.DENSE.value, EvalMode.SPLADE.value, EvalMode.BM25.value)

@@ -39,7 +39,12 @@ from tribrid.connectors.beir import (
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError
 from tribrid.evaluation.binary import calibrate_binary, smallest_oversampling
-from tribrid.evaluation.candidates import Candidates, collect_candidates, point_documents
+from tribrid.evaluation.candidates import (
+    Candidates,
+    collect_candidates,
+    collect_feedback,
+    point_documents,
+)
 from tribrid.evaluation.harness import (
     RANKED_DOCUMENTS,
     PhaseProgress,
@@ -53,7 +58,7 @@ from tribrid.evaluation.harness import (
 from tribrid.evaluation.metrics import DEFAULT_METRICS, evaluate_run
 from tribrid.factory import build_encoders, build_ledger, build_store
 from tribrid.retrievers.config import RetrieverConfig, RetrieverSettings
-from tribrid.retrievers.fusion import FusionMethod, Normalization
+from tribrid.retrievers.fusion import FusionMethod, Normalization, Weighting
 from tribrid.settings import Settings
 from tribrid.store.base import Channel
 
@@ -61,7 +66,10 @@ CHANNELS = ("dense", "splade", "bm25")
 COARSE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 RRF_KS = (5, 10, 20, 40, 60, 100)
 PREFETCH = (20, 50, 100, 200, 300)
-DEFAULT = RetrieverSettings(channels=dict.fromkeys(CHANNELS, 1.0))
+#: The baseline: the retriever's defaults (tribrid.retrievers.defaults).
+DEFAULT = RetrieverSettings()
+#: What the searched settings leave fixed: no per-query weighting, no feedback round.
+_PLAIN: dict[str, Any] = {"weighting": Weighting.FIXED, "feedback": None}
 
 
 @dataclass
@@ -86,7 +94,7 @@ class TuneReport:
         best: The chosen retriever settings.
         train: Metrics of the chosen setting on train.
         test: Metrics of the chosen setting on test.
-        default_train: Metrics of the default (DBSF, equal weights) on train.
+        default_train: Metrics of the retriever's default settings on train.
         default_test: The same on test.
         trials: Settings tried.
         binary: Calibration on the train queries for the index's own encoding.
@@ -191,8 +199,17 @@ class _Scorer:
             self.seen[key] = Trial(settings.model_dump(mode="json"), value)
         return self.seen[key].score
 
-    def best(self, n: int = 1) -> list[RetrieverSettings]:
+    def best(self, n: int = 1, *, plain: bool = False) -> list[RetrieverSettings]:
+        """The ``n`` best settings; ``plain``: only those without weighting or feedback
+        (the ones whose variants can be scored from the cached lists)."""
         ranked = sorted(self.seen.values(), key=lambda t: -t.score)
+        if plain:
+            ranked = [
+                t
+                for t in ranked
+                if t.settings.get("feedback") is None
+                and t.settings.get("weighting", "fixed") == "fixed"
+            ]
         return [RetrieverSettings.model_validate(t.settings) for t in ranked[:n]]
 
 
@@ -217,9 +234,9 @@ def search_fusion(
     bar.phase("tuning: fusion × weights", len(methods) * len(coarse))
     score(DEFAULT)
     for method, weights in itertools.product(methods, coarse):
-        score(RetrieverSettings(channels=weights, prefetch_k=100, **method))  # type: ignore[arg-type]
+        score(RetrieverSettings(channels=weights, prefetch_k=100, **method, **_PLAIN))  # type: ignore[arg-type]
         bar.advance(1)
-    leaders = score.best(3)
+    leaders = score.best(3, plain=True)
     bar.phase("tuning: rrf k × prefetch", len(leaders) * len(RRF_KS) * len(PREFETCH))
     for leader in leaders:
         for rrf_k, prefetch in itertools.product(RRF_KS, PREFETCH):
@@ -228,7 +245,7 @@ def search_fusion(
                 continue  # rrf_k means nothing to the other methods
             score(leader.model_copy(update={"rrf_k": rrf_k, "prefetch_k": prefetch}))
             bar.advance(1)
-    (best,) = score.best(1)
+    (best,) = score.best(1, plain=True)
     fine = sorted({round(x * 0.25, 2) for x in range(0, 13)})  # 0 … 3 in steps of 0.25
     neighbours = []
     for channel in CHANNELS:
@@ -321,6 +338,20 @@ def tune(
         train, test = searched["train"], searched["test"]
         ids, vectors, _ = _read_vectors(store)
         schema = store.schema
+        if DEFAULT.feedback is not None:
+            # The baseline's feedback round, searched as the retriever would.
+            dense_of = {point_id: vectors[row] for row, point_id in enumerate(ids)}
+            for name, split_candidates in (("train", train), ("test", test)):
+                bar.phase(f"feedback round ({name})", len(split_candidates.encoded))
+                collect_feedback(
+                    store,
+                    encoders,
+                    split_candidates,
+                    DEFAULT,
+                    point_doc,
+                    dense_of,
+                    advance=bar.advance,
+                )
     finally:
         store.close()
     best, trials = search_fusion(train, train_qrels, point_doc, objective=objective, progress=bar)

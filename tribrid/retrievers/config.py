@@ -21,7 +21,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tribrid.errors import ConfigError
-from tribrid.retrievers.fusion import FusionMethod, Normalization
+from tribrid.retrievers.defaults import (
+    DEFAULT_FUSION,
+    DEFAULT_WEIGHTING,
+    DEFAULT_WEIGHTS,
+    default_feedback,
+)
+from tribrid.retrievers.feedback import Feedback
+from tribrid.retrievers.fusion import FusionMethod, Normalization, Weighting
 from tribrid.store.base import Channel
 
 CONFIG_FORMAT = "tribrid-retriever-config/1"
@@ -32,13 +39,14 @@ class RetrieverSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channels: dict[str, float] = Field(
-        default_factory=lambda: {"dense": 1.0, "splade": 1.0, "bm25": 1.0}
-    )
-    fusion: FusionMethod = FusionMethod.DBSF  # the retriever's default (see hybrid.py)
+    # The retriever's defaults (tribrid.retrievers.defaults).
+    channels: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    fusion: FusionMethod = DEFAULT_FUSION
     rrf_k: int = Field(default=60, ge=0)
     normalization: Normalization = Normalization.MINMAX
     prefetch_k: int | None = Field(default=None, ge=1)
+    weighting: Weighting = DEFAULT_WEIGHTING
+    feedback: Feedback | None = Field(default_factory=default_feedback)
     oversampling: float = Field(default=8.0, ge=1.0)
 
     @field_validator("channels")

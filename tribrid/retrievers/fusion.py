@@ -164,6 +164,76 @@ def convex(
     return _score_sum(ranked, _zscore, scaled, missing_is_floor=True)
 
 
+class Weighting(StrEnum):
+    """How channel weights are set for each query.
+
+    * ``fixed``: the configured weights, the same for every query.
+    * ``spread``: each configured weight times how far the channel's best hit stands
+      above its other candidates for this query (its z-score, relative to what is
+      usual for that channel), rescaled so the weights keep their sum. A channel whose
+      scores are flat for a query (nothing stands out) counts less than one with a
+      clear winner.
+    """
+
+    FIXED = "fixed"
+    SPREAD = "spread"
+
+
+def query_weights(
+    ranked: Mapping[str, Ranked],
+    weights: Mapping[str, float] | None = None,
+    weighting: Weighting | str = Weighting.FIXED,
+    *,
+    reference: Mapping[str, float] | None = None,
+    power: float = 1.0,
+) -> dict[str, float]:
+    """The channel weights for one query's rankings under ``weighting``.
+
+    With ``spread``, channel ``c`` gets ``w_c · (z_c / ref_c) ** power`` with
+    ``z_c = (s_max - mean) / σ`` over its candidates' scores (population σ) and
+    ``ref_c`` the channel's usual ``z`` (``reference``, default 1): dense similarities
+    are compact and sparse scores long-tailed, so each channel's spread is judged
+    against its own. A list of fewer than 3 hits, or with all scores equal, gets the
+    other channels' mean factor. The weights are then rescaled to keep ``Σ w``;
+    channels of weight 0 stay 0.
+
+    Raises:
+        ValueError: Unknown weighting, or a weight is negative or not finite.
+    """
+    try:
+        chosen = Weighting(weighting)
+    except ValueError as e:
+        raise ValueError(
+            f"unknown weighting {weighting!r}; valid names: {[m.value for m in Weighting]}"
+        ) from e
+    w = _weights(ranked, weights)
+    if chosen is Weighting.FIXED:
+        return w
+    refs = reference or {}
+    factors: dict[str, float | None] = {}
+    for channel, hits in ranked.items():
+        scores = [float(s) for _, s in hits]
+        if w[channel] == 0 or len(scores) < 3:
+            factors[channel] = None
+            continue
+        mean = sum(scores) / len(scores)
+        std = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores))
+        if std <= 0:
+            factors[channel] = None
+            continue
+        z = (max(scores) - mean) / std / refs.get(channel, 1.0)
+        factors[channel] = z**power
+    known = [f for f in factors.values() if f is not None]
+    if not known:
+        return w
+    fallback = sum(known) / len(known)
+    raw = {c: w[c] * (f if f is not None else fallback) for c, f in factors.items()}
+    total, scaled = sum(w.values()), sum(raw.values())
+    if scaled <= 0:
+        return w
+    return {c: v * total / scaled for c, v in raw.items()}
+
+
 def fuse(
     method: FusionMethod | str,
     ranked: Mapping[str, Ranked],

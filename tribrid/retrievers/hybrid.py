@@ -34,7 +34,26 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from tribrid.encoders import EncoderSet
 from tribrid.retrievers.config import RetrieverConfig, load_config
-from tribrid.retrievers.fusion import FusionMethod, Normalization, Ranked, fuse, store_fusion
+from tribrid.retrievers.defaults import (
+    DEFAULT_CHUNKS_PER_DOCUMENT,
+    DEFAULT_FUSION,
+    DEFAULT_WEIGHTING,
+    DEFAULT_WEIGHTS,
+    PREVIOUS_DEFAULTS,
+    SPREAD_POWER,
+    SPREAD_REFERENCE,
+    default_feedback,
+)
+from tribrid.retrievers.feedback import Feedback, feedback_chunks, feedback_queries
+from tribrid.retrievers.fusion import (
+    FusionMethod,
+    Normalization,
+    Ranked,
+    Weighting,
+    fuse,
+    query_weights,
+    store_fusion,
+)
 from tribrid.retrievers.query import encode_query
 from tribrid.retrievers.relevance import ChannelCalibration, parse_calibration, relevance
 from tribrid.retrievers.rerank import TribridReranker
@@ -60,11 +79,7 @@ from tribrid.store.points import (
     TEXT_KEY,
 )
 
-DEFAULT_CHANNELS: dict[Channel, float] = {
-    Channel.DENSE: 1.0,
-    Channel.SPLADE: 1.0,
-    Channel.BM25: 1.0,
-}
+DEFAULT_CHANNELS: dict[Channel, float] = {Channel(c): w for c, w in DEFAULT_WEIGHTS.items()}
 # What a call may override through ``invoke(query, k=..., filter=...)``.
 CALL_OPTIONS = (
     "k",
@@ -75,6 +90,8 @@ CALL_OPTIONS = (
     "rrf_k",
     "normalization",
     "prefetch_k",
+    "weighting",
+    "feedback",
     "oversampling",
     "store_fusion",
     "reranker",
@@ -84,6 +101,8 @@ CALL_OPTIONS = (
     "internal_metadata",
 )
 DEFAULT_RERANK_CANDIDATES = 30
+#: The shipped models' spread calibration, for ``weighting="spread"``.
+SPREAD: dict[str, Any] = {"reference": SPREAD_REFERENCE, "power": SPREAD_POWER}
 
 
 @dataclass(frozen=True)
@@ -188,12 +207,13 @@ class TribridRetriever(BaseRetriever):
     store: Any
     encoders: EncoderSet
     channels: dict[Channel, float] = Field(default_factory=lambda: dict(DEFAULT_CHANNELS))
-    # DBSF, not RRF: RRF lets dense's misses outvote BM25's hits on LIMIT-small, and it
-    # scores lower on SciFact too (benchmarks/results/retrieval.md).
-    fusion: FusionMethod = FusionMethod.DBSF
+    # Every default is chosen on the seven-collection suite (benchmarks/results/suite.md).
+    fusion: FusionMethod = DEFAULT_FUSION
     rrf_k: int = Field(default=60, ge=0)
     normalization: Normalization = Normalization.MINMAX
     prefetch_k: int | None = Field(default=None, ge=1)
+    weighting: Weighting = DEFAULT_WEIGHTING
+    feedback: Feedback | None = Field(default_factory=default_feedback)
     k: int = Field(default=10, ge=1)
     filter: Any = None
     score_threshold: float | None = None
@@ -203,7 +223,7 @@ class TribridRetriever(BaseRetriever):
     rerank_candidates: int | None = Field(default=None, ge=1)
     relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     relevance_calibration: dict[str, ChannelCalibration] | None = None
-    chunks_per_document: int | None = Field(default=None, ge=1)
+    chunks_per_document: int | None = Field(default=DEFAULT_CHUNKS_PER_DOCUMENT, ge=1)
     internal_metadata: bool = False
 
     _owned_store: bool = PrivateAttr(default=False)
@@ -272,6 +292,14 @@ class TribridRetriever(BaseRetriever):
                 "relevance_threshold cannot be used with store_fusion=True over several "
                 "channels: the store's fused hits carry no per-channel scores to compute "
                 "relevance from; leave store_fusion off (the default)"
+            )
+        if self.store_fusion and (
+            self.feedback is not None or self.weighting is not Weighting.FIXED
+        ):
+            raise ValueError(
+                "store_fusion=True fuses in the store, which can neither weigh channels per "
+                "query (weighting='spread') nor run a feedback round; pass weighting='fixed' "
+                "and feedback=None with it, or leave store_fusion off"
             )
         if self.store_fusion:
             try:
@@ -366,7 +394,11 @@ class TribridRetriever(BaseRetriever):
         requests = self._requests(queries, limit)
         if self._store_fuses(requests):
             return self._store_fused(self.store.query(requests[0]), limit)
-        selection = self._selection(queries, search_candidates(self.store, requests), limit)
+        if self._feeds_back(queries):
+            queries, found = self._with_feedback(queries, requests, limit)
+        else:
+            found = search_candidates(self.store, requests)
+        selection = self._selection(queries, found, limit)
         while page := selection.page():
             selection.take(self.store.retrieve([c.id for c in page]))
         return selection.chunks
@@ -379,10 +411,45 @@ class TribridRetriever(BaseRetriever):
         store = async_store(self.store)
         if self._store_fuses(requests):
             return self._store_fused(await store.aquery(requests[0]), limit)
-        selection = self._selection(queries, await _acandidates(self.store, requests), limit)
+        if self._feeds_back(queries):
+            queries, found = await self._awith_feedback(queries, requests, limit)
+        else:
+            found = await _acandidates(self.store, requests)
+        selection = self._selection(queries, found, limit)
         while page := selection.page():
             selection.take(await store.aretrieve([c.id for c in page]))
         return selection.chunks
+
+    def _with_feedback(
+        self, queries: list[ChannelQuery], requests: list[StoreQuery], limit: int
+    ) -> tuple[list[ChannelQuery], list[Candidates]]:
+        """Search, feed the first fusion's top back into the queries, search again."""
+        results: Sequence[Sequence[Hit]] = self.store.query_batch(requests)
+        fused = self._fused(queries, results)
+        wanted = self._feedback_candidates(fused)
+        second = self._feedback_requests(
+            queries, results, fused, self.store.retrieve(wanted), limit
+        )
+        if second is not None:
+            new, again = second
+            queries, results = self._merged(queries, results, new, self.store.query_batch(again))
+        return list(queries), [_as_candidates(hits) for hits in results]
+
+    async def _awith_feedback(
+        self, queries: list[ChannelQuery], requests: list[StoreQuery], limit: int
+    ) -> tuple[list[ChannelQuery], list[Candidates]]:
+        """:meth:`_with_feedback`, awaitable."""
+        store = async_store(self.store)
+        results: Sequence[Sequence[Hit]] = await store.aquery_batch(requests)
+        fused = self._fused(queries, results)
+        payloads = await store.aretrieve(self._feedback_candidates(fused))
+        second = await asyncio.to_thread(
+            self._feedback_requests, queries, results, fused, payloads, limit
+        )
+        if second is not None:
+            new, again = second
+            queries, results = self._merged(queries, results, new, await store.aquery_batch(again))
+        return list(queries), [_as_candidates(hits) for hits in results]
 
     def _tiered(self, queries: list[ChannelQuery]) -> list[ChannelQuery]:
         """The queries with ``dense`` searched as ``binary`` on a store of the binary tier.
@@ -436,6 +503,7 @@ class TribridRetriever(BaseRetriever):
             # One channel under RRF: the fused order is that channel's, so limit suffices.
             prefetch = limit
         # Payloads are fetched afterwards for the fused top only, not for every candidate.
+        vectors = self.feedback is not None and self.feedback.dense > 0
         return [
             StoreQuery(
                 channels=(cq,),
@@ -443,9 +511,94 @@ class TribridRetriever(BaseRetriever):
                 filter=self.filter,
                 oversampling=self.oversampling,
                 with_payload=False,
+                # Rocchio feedback moves the dense query toward the top hits' vectors.
+                with_vectors=vectors and cq.channel in (Channel.DENSE, Channel.BINARY),
             )
             for cq in queries
         ]
+
+    # -- pseudo-relevance feedback ---------------------------------------------------
+
+    def _feeds_back(self, queries: Sequence[ChannelQuery]) -> bool:
+        """Whether this search runs a feedback round (some searched channel changes)."""
+        if self.feedback is None:
+            return False
+        changed = self.feedback.channels()
+        return any(cq.channel in changed for cq in queries)
+
+    def _fused(
+        self, queries: Sequence[ChannelQuery], results: Sequence[Sequence[Hit]]
+    ) -> list[tuple[str, float]]:
+        ranked = {
+            cq.channel.value: [(h.id, h.score) for h in hits]
+            for cq, hits in zip(queries, results, strict=True)
+        }
+        weights = query_weights(
+            ranked, {cq.channel.value: cq.weight for cq in queries}, self.weighting, **SPREAD
+        )
+        return fuse(
+            self.fusion, ranked, weights=weights, rrf_k=self.rrf_k, normalization=self.normalization
+        )
+
+    def _feedback_candidates(self, fused: Sequence[tuple[str, float]]) -> list[str]:
+        """Fused ids whose payloads are fetched to find the top documents' best chunks."""
+        assert self.feedback is not None
+        return [i for i, _ in fused[: 4 * self.feedback.documents]]
+
+    def _feedback_requests(
+        self,
+        queries: Sequence[ChannelQuery],
+        results: Sequence[Sequence[Hit]],
+        fused: Sequence[tuple[str, float]],
+        payloads: Sequence[Hit],
+        limit: int,
+    ) -> tuple[list[ChannelQuery], list[StoreQuery]] | None:
+        """The second-round queries and their searches; None when nothing changes."""
+        assert self.feedback is not None
+        by_id = {h.id: h.payload for h in payloads}
+        document_of = {
+            i: (p.get(SOURCE_KEY), p.get(DOCUMENT_KEY))
+            for i, p in by_id.items()
+            if p.get(DOCUMENT_KEY) is not None
+        }
+        chosen = feedback_chunks(
+            [(i, s) for i, s in fused if i in by_id], document_of, self.feedback.documents
+        )
+        if not chosen:
+            return None
+        dense: dict[str, Sequence[float]] = {}
+        for hits in results:
+            for h in hits:
+                if h.dense is not None:
+                    dense.setdefault(h.id, h.dense)
+        new = feedback_queries(
+            self.encoders,
+            queries,
+            self.feedback,
+            texts=[str(by_id[i].get(TEXT_KEY, "")) for i in chosen],
+            dense_vectors=[dense[i] for i in chosen if i in dense],
+        )
+        if not new:
+            return None
+        requests = [replace(r, with_vectors=False) for r in self._requests(new, limit)]
+        return new, requests
+
+    def _merged(
+        self,
+        queries: Sequence[ChannelQuery],
+        results: Sequence[Sequence[Hit]],
+        new: Sequence[ChannelQuery],
+        second: Sequence[Sequence[Hit]],
+    ) -> tuple[list[ChannelQuery], list[Sequence[Hit]]]:
+        """The first round's channels with the fed-back ones' queries and hits replaced."""
+        replaced = {cq.channel: (cq, hits) for cq, hits in zip(new, second, strict=True)}
+        out_queries: list[ChannelQuery] = []
+        out_results: list[Sequence[Hit]] = []
+        for cq, hits in zip(queries, results, strict=True):
+            cq, hits = replaced.get(cq.channel, (cq, hits))
+            out_queries.append(cq)
+            out_results.append(hits)
+        return out_queries, out_results
 
     def _takes_all(self) -> bool:
         """Whether every fused candidate is kept until ``limit`` (no relevance or
@@ -461,10 +614,15 @@ class TribridRetriever(BaseRetriever):
         so any key the store hands over works as well as the id string.
         """
         ranked = {cq.channel.value: found for cq, found in zip(queries, results, strict=True)}
-        weights = {cq.channel.value: cq.weight for cq in queries}
+        pairs = {
+            c: cast(Ranked, list(zip(r.keys, r.scores, strict=True))) for c, r in ranked.items()
+        }
+        weights = query_weights(
+            pairs, {cq.channel.value: cq.weight for cq in queries}, self.weighting, **SPREAD
+        )
         fused = fuse(
             self.fusion,
-            {c: cast(Ranked, list(zip(r.keys, r.scores, strict=True))) for c, r in ranked.items()},
+            pairs,
             weights=weights,
             rrf_k=self.rrf_k,
             normalization=self.normalization,
@@ -475,7 +633,8 @@ class TribridRetriever(BaseRetriever):
             fused,
             ranked,
             limit,
-            weights=weights,
+            # Relevance weighs the channels as configured, the same for every query.
+            weights={cq.channel.value: cq.weight for cq in queries},
             calibration=self.relevance_calibration,
             relevance_threshold=self.relevance_threshold,
             per_document=self.chunks_per_document,
@@ -642,6 +801,11 @@ class _Selection:
         )
 
 
+def _as_candidates(hits: Sequence[Hit]) -> Candidates:
+    """Hits as candidates keyed by their ids."""
+    return Candidates([h.id for h in hits], [h.score for h in hits])
+
+
 async def _acandidates(store: Any, queries: Sequence[StoreQuery]) -> list[Candidates]:
     """:func:`~tribrid.store.base.search_candidates` for an event loop."""
     acandidates = getattr(store, "acandidates", None)  # cheaper than an isinstance check
@@ -746,6 +910,7 @@ HybridRetriever = TribridRetriever
 
 __all__ = [
     "CALL_OPTIONS",
+    "PREVIOUS_DEFAULTS",
     "AsyncStore",
     "HybridRetriever",
     "RetrievedChunk",

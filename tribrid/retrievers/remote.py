@@ -31,6 +31,10 @@ REMOTE_OPTIONS = tuple(
 )
 
 
+#: Options whose explicit ``None`` is sent: it turns a default off on the server.
+_NULLABLE = ("chunks_per_document", "feedback")
+
+
 class RemoteRetriever(BaseRetriever):
     """Hybrid search answered by ``tribrid serve``.
 
@@ -67,6 +71,8 @@ class RemoteRetriever(BaseRetriever):
     rrf_k: int | None = None
     normalization: str | None = None
     prefetch_k: int | None = None
+    weighting: str | None = None
+    feedback: Any = None
     oversampling: float | None = None
     store_fusion: bool | None = None
     relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -81,9 +87,17 @@ class RemoteRetriever(BaseRetriever):
                 f"{list(REMOTE_OPTIONS)}"
             )
         options = {name: getattr(self, name) for name in REMOTE_OPTIONS} | overrides
-        body = {name: value for name, value in options.items() if value is not None}
+        # None means "the server's default", except for an explicit override: a null
+        # chunks_per_document or feedback turns the default cap or round off.
+        body = {
+            name: value
+            for name, value in options.items()
+            if value is not None or (name in overrides and name in _NULLABLE)
+        }
         if "filter" in body:
             body["filter"] = filter_to_json(body["filter"])
+        if hasattr(body.get("feedback"), "model_dump"):
+            body["feedback"] = body["feedback"].model_dump()
         return {"query": query, **body}
 
     def search(self, query: str, **options: Any) -> list[RetrievedChunk]:

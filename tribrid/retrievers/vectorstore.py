@@ -85,9 +85,10 @@ class TribridVectorStore(VectorStore):
         self.internal_metadata = internal_metadata
         self.encoders = encoders
         self.source_key = f"langchain:{store.schema.name}"
-        self._retriever = TribridRetriever(
-            store=store, encoders=encoders, **dict(retriever_options or {})
-        )
+        # A vector store returns texts (chunks), as LangChain's do: no per-document cap
+        # unless the options ask for one (the retriever's own default is one per document).
+        options = {"chunks_per_document": None, **dict(retriever_options or {})}
+        self._retriever = TribridRetriever(store=store, encoders=encoders, **options)
         self._owns_store = owns_store
 
     # -- construction --------------------------------------------------------------

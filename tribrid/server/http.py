@@ -67,6 +67,8 @@ class SearchRequest(_Strict):
     rrf_k: int | None = Field(default=None, ge=0)
     normalization: str | None = None
     prefetch_k: int | None = Field(default=None, gt=0, le=10_000)
+    weighting: str | None = None
+    feedback: dict[str, Any] | None = None
     oversampling: float | None = Field(default=None, ge=1.0, le=1000.0)
     store_fusion: bool | None = None
     relevance_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -240,6 +242,10 @@ def create_app(state: ServerState) -> FastAPI:
     @app.post("/v1/search", dependencies=guarded)
     def search(body: SearchRequest) -> dict[str, Any]:
         options = body.model_dump(exclude_none=True, exclude={"query"})
+        # An explicit null turns off a default cap or round (e.g. "chunks_per_document").
+        for name in ("chunks_per_document", "feedback"):
+            if name in body.model_fields_set and getattr(body, name) is None:
+                options[name] = None
         started = time.perf_counter()
         try:
             chunks = base.search(body.query, **options)
