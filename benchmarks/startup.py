@@ -26,6 +26,7 @@ installed dependencies serve both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -134,15 +135,23 @@ def load() -> str:
 
 
 def measure(
-    checkouts: Sequence[Checkout], args: Sequence[str], runs: int
+    checkouts: Sequence[Checkout], args: Sequence[str], runs: int, data: dict[str, Path]
 ) -> dict[str, list[tuple[float, float]]]:
-    """``runs`` (wall, CPU) times of ``tribrid ARGS`` per checkout, alternating checkouts."""
+    """``runs`` (wall, CPU) times of ``tribrid ARGS`` per checkout, alternating checkouts.
+
+    ``{data}`` in ``args`` is each checkout's own data dir (``data``): a ledger one
+    version migrated may be too new for the other.
+    """
     times: dict[str, list[tuple[float, float]]] = {c.name: [] for c in checkouts}
+
+    def own(c: Checkout) -> list[str]:
+        return [a.replace("{data}", str(data[c.name])) for a in args]
+
     for c in checkouts:  # one untimed run each: the OS file cache, .pyc files
-        run_once(c, args)
+        run_once(c, own(c))
     for _ in range(runs):
         for c in checkouts:
-            times[c.name].append(run_once(c, args))
+            times[c.name].append(run_once(c, own(c)))
     return times
 
 
@@ -158,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkouts = [Checkout("this checkout", args.checkout.resolve())]
     if args.baseline is not None:
         checkouts.append(Checkout("baseline", args.baseline.resolve()))
-    data = str(args.data_dir)
-    ensure_demo_index(checkouts[0], args.data_dir)
+    data = "{data}"
+    dirs = {c.name: args.data_dir / f"index-{i}" for i, c in enumerate(checkouts)}
+    for c in checkouts:
+        ensure_demo_index(c, dirs[c.name])
     commands: list[tuple[str, list[str]]] = [
         ("tribrid --help", ["--help"]),
         ("tribrid status", ["status", "--data-dir", data]),
@@ -177,10 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = load()
     results: list[tuple[str, dict[str, list[tuple[float, float]]]]] = []
     for label, command in commands:
-        results.append((label, measure(checkouts, command, args.runs)))
+        results.append((label, measure(checkouts, command, args.runs, dirs)))
         print(f"{label}: done", file=sys.stderr)
-    with serving(checkouts[0], args.data_dir):
-        results.append((remote[0], measure(checkouts, remote[1], args.runs)))
+    with contextlib.ExitStack() as servers:
+        for c in checkouts:
+            servers.enter_context(serving(c, dirs[c.name]))
+        results.append((remote[0], measure(checkouts, remote[1], args.runs, dirs)))
     load_after = load()
 
     lines = [
@@ -196,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         "Command: `python benchmarks/startup.py "
         + " ".join(
-            [f"--runs {args.runs}", f"--data-dir {data}"]
+            [f"--runs {args.runs}", f"--data-dir {args.data_dir}"]
             + ([f"--baseline {args.baseline}"] if args.baseline else [])
             + ([f"--out {args.out}"] if args.out else [])
         )
