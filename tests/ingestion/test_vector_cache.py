@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,23 +194,42 @@ def test_the_cache_stays_within_its_bound_and_keeps_what_was_used_last(tmp_path:
     cache.close()
 
 
-def _writer(path: str, worker: int) -> None:
-    cache = VectorCache(path, namespace="n")
-    for n in range(50):
-        # Half the keys are shared by both workers: the same text encoded twice at once.
-        cache.put_many({f"shared{n}": _vectors(n), f"own{worker}-{n}": _vectors(n)})
-    cache.close()
+# A writer process: imports only tribrid (the spawned interpreter may not see `tests`).
+_WRITER = """
+import sys
+import numpy as np
+from tribrid.encoders.base import SparseVector
+from tribrid.ingestion.vector_cache import CachedVectors, VectorCache
+
+path, worker = sys.argv[1], int(sys.argv[2])
+
+
+def vectors(seed):
+    rng = np.random.default_rng(seed)
+    return CachedVectors(
+        dense=rng.random(8, dtype=np.float32).tolist(),
+        splade=SparseVector((1, 5, 9), (0.5, 1.25, 3.0)),
+        bm25=SparseVector((seed,), (1.0,)),
+    )
+
+
+cache = VectorCache(path, namespace="n")
+for n in range(50):
+    # Half the keys are shared by both workers: the same text encoded twice at once.
+    cache.put_many({f"shared{n}": vectors(n), f"own{worker}-{n}": vectors(n)})
+cache.close()
+"""
 
 
 def test_processes_can_share_one_cache(tmp_path: Path) -> None:
     path = str(tmp_path / "cache.sqlite")
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_writer, args=(path, w)) for w in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, path, str(w)], stderr=subprocess.PIPE)
+        for w in range(2)
+    ]
     for process in workers:
-        process.start()
-    for process in workers:
-        process.join(60)
-        assert process.exitcode == 0
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode(errors="replace")[-2000:]
     cache = VectorCache(path, namespace="n")
     assert len(cache) == 150
     assert cache.get_many(["shared7"]) == {"shared7": _vectors(7)}
