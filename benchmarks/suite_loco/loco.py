@@ -2,6 +2,9 @@ import sys, pickle, os, numpy as np, re
 
 R = "/tmp/quality-cache/exp/results"
 names = [n for n in sys.argv[1].split(",")]
+# --fallback-none: a fold without a spread reference of its own (a collection indexed
+# last) uses the reference-free variant instead of dropping the family.
+FALLBACK = "--fallback-none" in sys.argv[2:]
 res = {n: pickle.load(open(f"{R}/{n}.pkl", "rb")) for n in names}
 
 
@@ -47,7 +50,12 @@ print("LOCO (held-out collection: choice made on the others; spread reference fr
 held_scores = []
 for H in names:
     train = [n for n in names if n != H]
-    cands = plain + [f + (f" ref-{H}" if f + f" ref-{H}" in common else " ref-none") for f in fams]
+    if FALLBACK:
+        cands = plain + [
+            f + (f" ref-{H}" if f + f" ref-{H}" in common else " ref-none") for f in fams
+        ]
+    else:
+        cands = plain + [f + f" ref-{H}" for f in fams if f + f" ref-{H}" in common]
     pick = max(cands, key=lambda k: obj(k, train))
     held_scores.append(mean(H, pick))
     print(
