@@ -264,20 +264,22 @@ class SqlBookkeeping(DatabaseRole):
         since = now - timedelta(seconds=quiet_s)
         pending = DocumentRow.status == DocumentStatus.PENDING.value
         with self._db.read(f"find the background runs of source {source_id}") as session:
-            queued = select(DocumentRow.run_id).where(pending, DocumentRow.run_id.is_not(None))
+            listed = select(RunRow.id).where(
+                RunRow.source_id == source_id,
+                RunRow.status == RunStatus.RUNNING.value,
+                RunRow.listed_at.is_not(None),
+            )
+            ours = DocumentRow.run_id.in_(listed)
+            queued = select(DocumentRow.run_id).where(ours, pending)
             held = select(DocumentRow.run_id).where(
-                pending, DocumentRow.run_id.is_not(None), DocumentRow.lease_expires_at >= now
+                ours, pending, DocumentRow.lease_expires_at >= now
             )
-            recent = select(DocumentRow.run_id).where(
-                DocumentRow.run_id.is_not(None), DocumentRow.updated_at >= since
-            )
+            recent = select(DocumentRow.run_id).where(ours, DocumentRow.updated_at >= since)
             rows = session.execute(
                 select(RunRow, SourceRow.key)
                 .join(SourceRow)
                 .where(
-                    RunRow.source_id == source_id,
-                    RunRow.status == RunStatus.RUNNING.value,
-                    RunRow.listed_at.is_not(None),
+                    RunRow.id.in_(listed),
                     RunRow.id.in_(queued),
                     or_(RunRow.id.in_(held), RunRow.id.in_(recent), RunRow.listed_at >= since),
                 )

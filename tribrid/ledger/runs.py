@@ -139,22 +139,23 @@ class SqlRunQueue(DatabaseRole):
         now = utcnow()
         before = now - timedelta(seconds=quiet_s)
         with self._db.write("claim documents whose task messages were lost") as session:
+            # Only the documents of running runs are looked at (the run_id index), not
+            # the whole table: every worker's reaper asks this every few seconds.
+            listed = select(RunRow.id).where(
+                RunRow.status == RunStatus.RUNNING.value,
+                RunRow.listed_at.is_not(None),
+                RunRow.listed_at < before,
+            )
             recent = select(DocumentRow.run_id).where(
-                DocumentRow.run_id.is_not(None), DocumentRow.updated_at >= before
+                DocumentRow.run_id.in_(listed), DocumentRow.updated_at >= before
             )
             held = select(DocumentRow.run_id).where(
-                DocumentRow.run_id.is_not(None),
+                DocumentRow.run_id.in_(listed),
                 DocumentRow.status == DocumentStatus.PENDING.value,
                 DocumentRow.lease_owner.is_not(None),
                 DocumentRow.lease_expires_at >= now,
             )
-            quiet_runs = select(RunRow.id).where(
-                RunRow.status == RunStatus.RUNNING.value,
-                RunRow.listed_at.is_not(None),
-                RunRow.listed_at < before,
-                RunRow.id.not_in(recent),
-                RunRow.id.not_in(held),
-            )
+            quiet_runs = listed.where(RunRow.id.not_in(recent), RunRow.id.not_in(held))
             ids = list(
                 session.scalars(
                     select(DocumentRow.id).where(
