@@ -35,7 +35,7 @@ from tribrid.connectors.base import file_sha256
 from tribrid.encoders import EncoderSet
 from tribrid.factory import collection_schema
 from tribrid.ingestion.base import ParseOutcome
-from tribrid.ingestion.parse import ParseJob, ParseOptions
+from tribrid.ingestion.parse import DocumentParser, ParseJob, ParseOptions
 from tribrid.ingestion.parse_pool import ParsePool
 from tribrid.ingestion.pipeline import SyncReport
 from tribrid.ledger import SqlLedger
@@ -61,11 +61,11 @@ def pool() -> Iterator[ParsePool]:
         yield parse_pool
 
 
-def _index(root: Path, data: Path, encoders: EncoderSet, parser: object) -> FolderIndex:
+def _index(root: Path, data: Path, encoders: EncoderSet, parser: DocumentParser) -> FolderIndex:
     schema = collection_schema(Settings(), encoders)
     ledger = SqlLedger(f"sqlite:///{data / 'ledger.db'}")
     store = open_store("qdrant", schema, url=":memory:")
-    return FolderIndex(root, ledger, store, encoders, parser=parser)  # type: ignore[arg-type]
+    return FolderIndex(root, ledger, store, encoders, parser=parser)
 
 
 def _sync_within_deadline(index: FolderIndex) -> SyncReport:
@@ -91,22 +91,6 @@ def _failures(report: SyncReport) -> dict[str, tuple[str, str]]:
     return {f.key: (f.kind, f.message) for f in report.failures}
 
 
-class _Shared:
-    """The module's parse pool as the pipeline's parser, left open after each sync."""
-
-    def __init__(self, parse_pool: ParsePool) -> None:
-        self._pool = parse_pool
-
-    def imap(self, jobs: Iterable[ParseJob]) -> Iterator[tuple[ParseJob, ParseOutcome]]:
-        return self._pool.imap(jobs)
-
-    def __enter__(self) -> _Shared:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 @pytest.mark.slow
 def test_odd_names_and_special_files_are_indexed_or_refused_by_name(
     tmp_path: Path, encoders: EncoderSet, pool: ParsePool
@@ -130,7 +114,7 @@ def test_odd_names_and_special_files_are_indexed_or_refused_by_name(
         with (root / "sparse.txt").open("wb") as handle:
             handle.truncate(2 * GIB)  # 2 GB that take no disk space
 
-        index = _index(root, tmp_path, encoders, _Shared(pool))
+        index = _index(root, tmp_path, encoders, pool)
         report = _sync_within_deadline(index)
         failures = _failures(report)
         indexed = {k for k, s in index.states().items() if s.status == "indexed"}
@@ -239,7 +223,7 @@ def test_documents_whose_parts_inflate_to_gigabytes_are_refused_unopened(
             inflated = sum(i.file_size for i in package.infolist())
         assert inflated >= GIB and (root / name).stat().st_size < 4 << 20
 
-    index = _index(root, tmp_path, encoders, _Shared(pool))
+    index = _index(root, tmp_path, encoders, pool)
     started = time.monotonic()
     report = _sync_within_deadline(index)
     took = time.monotonic() - started
@@ -308,7 +292,7 @@ def test_a_pdf_nested_deeply_fails_with_a_reason(
     root.mkdir()
     _deep_pdf(root / "deep.pdf", 200_000)
     (root / "fine.txt").write_text(PROSE)
-    index = _index(root, tmp_path, encoders, _Shared(pool))
+    index = _index(root, tmp_path, encoders, pool)
     report = _sync_within_deadline(index)
     failures = _failures(report)
     assert set(failures) == {"deep.pdf"}
