@@ -105,6 +105,7 @@ from tribrid.ingestion.sources import resolve_source_key
 from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import batch_from_json, remove_orphans
 from tribrid.ledger import QueueLedger, SqlLedger
+from tribrid.ledger.database import no_fork
 from tribrid.settings import Settings
 from tribrid.store.base import VectorStore
 
@@ -423,11 +424,12 @@ def serve_metrics(settings: Settings) -> None:
     metrics.enable_multiprocess(folder)
 
     def snapshots() -> list[metrics.RunSnapshot]:
-        ledger = factory.build_ledger(settings)
-        try:
-            return jobs.run_snapshots(ledger)
-        finally:
-            ledger.close()
+        with no_fork():  # a scrape may come while the pool forks a child
+            ledger = factory.build_ledger(settings)
+            try:
+                return jobs.run_snapshots(ledger)
+            finally:
+                ledger.close()
 
     registry = metrics.multiprocess_registry(folder, metrics.RunCollector(snapshots))
     try:
@@ -483,8 +485,8 @@ def _load_once_per_process(**kwargs: Any) -> None:
 class _Reaper:
     """A thread of the worker's main process that runs :func:`jobs.reap` every so often.
 
-    Each pass opens the ledger and closes it again, so no connection is held open
-    while the pool forks new children.
+    Each pass opens the ledger and closes it again inside :func:`no_fork`, so no
+    connection is open while the pool forks a new child.
     """
 
     def __init__(self) -> None:
@@ -515,16 +517,17 @@ class _Reaper:
 
         while not self._stop.is_set():
             try:
-                ledger = factory.build_ledger(settings)
-                try:
-                    jobs.reap(
-                        ledger,
-                        enqueue=enqueue,
-                        batch_documents=settings.celery.batch_documents,
-                        stranded_after_s=settings.celery.stranded_after_s,
-                    )
-                finally:
-                    ledger.close()
+                with no_fork():  # the pool may fork a child meanwhile
+                    ledger = factory.build_ledger(settings)
+                    try:
+                        jobs.reap(
+                            ledger,
+                            enqueue=enqueue,
+                            batch_documents=settings.celery.batch_documents,
+                            stranded_after_s=settings.celery.stranded_after_s,
+                        )
+                    finally:
+                        ledger.close()
             except Exception:  # the ledger or the broker is away: try again next time
                 log.warning("the reaper could not run this time", exc_info=True)
             self._stop.wait(interval)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +56,31 @@ _PG_MIGRATION_LOCK = 0x7472_6962  # "trib"
 # lock at BEGIN instead of failing to upgrade a read lock later.
 _WRITER = "tribrid_writer"
 _ENV_HINT = "or set TRIBRID_DATABASE__URL to another ledger"
+
+# SQLite keeps each process's lock bookkeeping in memory. A child forked while a connection
+# of its parent is open inherits that bookkeeping but not the locks it describes, and then
+# reads and writes without them: "database is locked" at once, or a ledger that other
+# processes see as "file is not a database". Threads that use a ledger in a process whose
+# other threads fork (a Celery worker's main process) do so inside no_fork().
+_NO_FORK = threading.Lock()
+os.register_at_fork(
+    before=_NO_FORK.acquire,
+    after_in_parent=_NO_FORK.release,
+    after_in_child=_NO_FORK.release,
+)
+
+
+@contextmanager
+def no_fork() -> Iterator[None]:
+    """Hold off ``os.fork`` in this process until the block ends.
+
+    Open and close a ledger inside the block from a thread of a process that forks
+    (the Celery worker's main process, whose pool forks new children at any time), so
+    that no child inherits an open SQLite connection. A fork waits for the block; the
+    block must not fork itself.
+    """
+    with _NO_FORK:
+        yield
 
 
 def head_revision() -> str:
