@@ -231,7 +231,7 @@ def ingest(
             path, settings, retry_failed=retry_failed, as_json=as_json, source=source
         )
         return
-    from tribrid.errors import SchemaMismatchError
+    from tribrid.errors import ChunkingChangedError, SchemaMismatchError
 
     def run(rebuild: bool) -> SyncReport:
         if not _logging.plain:  # log lines say what happens to each document: no live display
@@ -256,8 +256,9 @@ def ingest(
 
     try:
         report = run(recreate)
-    except SchemaMismatchError as e:
-        # Another model than the index was built with: offer the rebuild at a terminal.
+    except (SchemaMismatchError, ChunkingChangedError) as e:
+        # Another model or chunking than the index was built with: offer the rebuild at a
+        # terminal.
         if recreate or not sys.stdin.isatty():
             raise
         err_console.print(f"[yellow]{e}[/yellow]", highlight=False, soft_wrap=True)

@@ -62,6 +62,11 @@ class ConfigError(TribridError, ValueError):
     """A setting or argument has a value tribrid cannot use."""
 
 
+class ChunkingChangedError(ConfigError):
+    """A source was cut with other chunking settings than a sync would use: it needs a
+    rebuild (``--recreate``), not a sync that mixes the two."""
+
+
 class ConnectorError(TribridError):
     """A source could not be listed or a document could not be read."""
 

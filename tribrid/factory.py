@@ -427,6 +427,7 @@ def sync_pipeline(
         plain_text=parse_options(settings)
         if parsers is None and settings.parsing.plain_text
         else None,
+        chunking=settings.chunking.model_dump(),
     )
 
 

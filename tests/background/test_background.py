@@ -527,6 +527,24 @@ def test_a_listing_delivered_twice_at_once_sends_no_document_round_again(env: En
     env.assert_exactly_once()
 
 
+def test_a_listing_refuses_a_source_cut_with_other_chunking(env: Env) -> None:
+    """The workers' chunking settings are checked like a foreground sync's: a source cut
+    another way fails the run with the setting and the fix, and nothing is queued."""
+    run_id = env.queue(chunking={"max_characters": 1200, "overlap": 100})
+    env.process_all()
+    assert env.ledger.run_progress(run_id).finished
+    (env.root / "doc00.txt").write_text("Changed, to be cut with other settings.")
+    refused = env.queue(chunking={"max_characters": 600, "overlap": 100})
+    assert env.queued == []
+    run = env.ledger.run_progress(refused).run
+    assert run.status == "failed"
+    assert "max_characters 1200 -> 600" in (run.error or "")
+    assert "--recreate" in (run.error or "")
+    assert env.statuses()["doc00.txt"] == "indexed"  # the change waits for the rebuild
+    again = env.queue(chunking={"max_characters": 1200, "overlap": 100})
+    assert len(env.queued) == 1 and env.ledger.run_progress(again).queued == 1
+
+
 def _foreground(env: Env) -> SyncPipeline:
     return SyncPipeline(
         ledger=env.ledger,

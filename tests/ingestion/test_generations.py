@@ -27,6 +27,7 @@ from tests.fakes import fake_encoders
 from tribrid.app import SearchMode, search_store
 from tribrid.connectors import BeirCorpusConnector
 from tribrid.encoders import EncodedBatch, EncoderSet
+from tribrid.errors import ChunkingChangedError
 from tribrid.factory import collection_schema
 from tribrid.ingestion.parse import ParseOptions, TextChunker
 from tribrid.ingestion.pipeline import SyncPipeline
@@ -61,11 +62,16 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def pipeline(
-    ledger: SqlLedger, store: VectorStore, encoders: EncoderSet, chars: int, *, fresh: bool = False
+    ledger: SqlLedger,
+    store: VectorStore,
+    encoders: EncoderSet,
+    chars: int,
+    *,
+    fresh: bool = False,
+    checked: bool = True,
 ) -> SyncPipeline:
-    options = ParseOptions(
-        max_characters=chars, new_after_n_chars=chars * 3 // 4, overlap=0, languages=()
-    )
+    chunking = {"max_characters": chars, "new_after_n_chars": chars * 3 // 4, "overlap": 0}
+    options = ParseOptions(**chunking, languages=())
     return SyncPipeline(
         ledger=ledger,
         store=store,
@@ -73,6 +79,7 @@ def pipeline(
         parser_factory=lambda: TextChunker(options),
         batch_chunks=64,
         fresh=fresh,
+        chunking=chunking if checked else None,
     )
 
 
@@ -181,6 +188,10 @@ def test_rebuild_with_another_chunk_size_never_leaves_searches_empty(
         old_ids = set(ledger.all_point_ids())
         assert backend.store.ids() == old_ids
         before = _generation_of(backend.store)
+        # A plain sync with another chunk size would mix two chunkings: refused, untouched.
+        with pytest.raises(ChunkingChangedError, match=r"max_characters 1200 -> 300.*--recreate"):
+            pipeline(ledger, backend.store, encoders, 300).sync(connector)
+        assert backend.store.ids() == old_ids
 
         searcher = Searcher(backend.store, encoders)
         searcher.start()
@@ -282,6 +293,38 @@ def test_a_new_qdrant_collection_is_generation_one_behind_an_alias(
         assert store.generation == 1
         aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
         assert aliases == {schema.name: generation_name(schema.name, 1)}
+
+
+def test_a_source_keeps_the_chunking_of_its_syncs(
+    corpus: Path, tmp_path: Path, encoders: EncoderSet
+) -> None:
+    """A ledger from before the record adopts the next sync's chunking; from then on a
+    sync with other chunking is refused, naming the setting, and writes nothing."""
+    schema = collection_schema(Settings(), encoders)
+    ledger = SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        with open_store("edge", schema, path=tmp_path / "store") as store:
+            connector = BeirCorpusConnector(corpus)
+            # as a sync before the record was kept
+            pipeline(ledger, store, encoders, 1200, checked=False).sync(connector)
+            source_id = ledger.ensure_source(connector.source_key, kind="beir", location="x")
+            assert ledger.source_chunking(source_id) is None
+
+            adopted = pipeline(ledger, store, encoders, 1000).sync(connector)
+            assert adopted.counts.unchanged == RECORDS  # nothing cut again
+            assert json.loads(ledger.source_chunking(source_id) or "")["max_characters"] == 1000
+
+            ids, runs = store.ids(), len(ledger.runs())
+            with pytest.raises(ChunkingChangedError) as refused:
+                pipeline(ledger, store, encoders, 1200).sync(connector)
+            message = str(refused.value)
+            assert connector.source_key in message
+            assert "max_characters 1000 -> 1200 (TRIBRID_CHUNKING__MAX_CHARACTERS)" in message
+            assert "new_after_n_chars 750 -> 900" in message and "overlap" not in message
+            assert store.ids() == ids and len(ledger.runs()) == runs  # no run, no write
+            assert pipeline(ledger, store, encoders, 1000).sync(connector).counts.unchanged
+    finally:
+        ledger.close()
 
 
 def test_the_live_file_names_the_generation(tmp_path: Path) -> None:

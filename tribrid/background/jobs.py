@@ -34,11 +34,12 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
@@ -65,7 +66,13 @@ from tribrid.errors import (
 )
 from tribrid.ingestion.base import DocumentFailure, FailureKind, ParsedDocument, unreadable
 from tribrid.ingestion.parse import ParseJob, ParseOptions, parse_and_chunk
-from tribrid.ingestion.plan import ListingDiff, PlanAction, settle_unchanged
+from tribrid.ingestion.plan import (
+    ListingDiff,
+    PlanAction,
+    chunking_change,
+    record_chunking,
+    settle_unchanged,
+)
 from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import encode_batch, record_failure, remove_vanished
 from tribrid.ledger.base import (
@@ -153,6 +160,7 @@ def queue_sync(
     max_file_bytes: int | None = None,
     retry_failed: bool = False,
     archives: ArchiveLimits | None = ArchiveLimits(),  # noqa: B008 - frozen, shared
+    chunking: Mapping[str, Any] | None = None,
 ) -> RunCounts:
     """List a source, queue what needs (re-)indexing, remove what vanished.
 
@@ -165,6 +173,10 @@ def queue_sync(
     Members of archives are queued as documents of their own (see
     :class:`~tribrid.ingestion.plan.ListingDiff`); ``archives`` are the limits of
     reading them (``None``: archives are plain files).
+
+    ``chunking`` are the settings the workers cut with: a source cut with other ones
+    fails the run with the reason and the fix (see
+    :func:`~tribrid.ingestion.plan.chunking_change`); ``None`` checks nothing.
 
     Idempotent per run: a run that was listed already is not listed again.
 
@@ -195,6 +207,12 @@ def queue_sync(
                 "nothing was queued. Queue it again when that sync ends",
             )
             return RunCounts()
+        if chunking is not None:
+            reason = chunking_change(ledger, source_id, source_key, chunking)
+            if reason:
+                ledger.fail_run(run_id, reason)
+                return RunCounts()
+            record_chunking(ledger, source_id, chunking)
         return _list_and_queue(
             connector,
             ledger,

@@ -95,12 +95,14 @@ from tribrid.background.sinks import (
 from tribrid.connectors import source_location
 from tribrid.encoders import EncoderSet
 from tribrid.errors import (
+    ChunkingChangedError,
     ConfigError,
     LedgerError,
     SchemaMismatchError,
     StoreError,
     redact,
 )
+from tribrid.ingestion.plan import chunking_change
 from tribrid.ingestion.sources import resolve_source_key
 from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import batch_from_json, remove_orphans
@@ -229,13 +231,19 @@ def enqueue_sync(
 
     Raises:
         ConnectorError: The folder does not exist.
-        ConfigError: The broker cannot be reached; the run is recorded failed.
+        ConfigError: The broker cannot be reached (the run is recorded failed), or the
+            source was cut with other chunking settings (no run is started).
     """
     from tribrid.connectors import LocalFolderConnector
 
     connector = LocalFolderConnector(root)  # the folder must exist
     key = source_key or resolve_source_key(ledger, connector, source)
-    run_id = ledger.start_run(ledger.ensure_source(key, kind="local", location=connector.location))
+    source_id = ledger.ensure_source(key, kind="local", location=connector.location)
+    # Refused here too, not only by the worker that lists it: the caller hears at once.
+    reason = chunking_change(ledger, source_id, key, _runtime.get_settings().chunking.model_dump())
+    if reason:
+        raise ChunkingChangedError(reason)
+    run_id = ledger.start_run(source_id)
     kwargs: dict[str, Any] = {
         "root": str(connector.root),
         "run_id": run_id,
@@ -647,6 +655,7 @@ def sync_source(
             max_file_bytes=factory.max_file_bytes(settings),
             retry_failed=retry_failed,
             archives=factory.archive_limits(settings),
+            chunking=settings.chunking.model_dump(),
         )
     except Exception as e:
         if not jobs.is_transient(e) or self.request.retries >= (self.max_retries or 0):

@@ -18,17 +18,24 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from tribrid import logs
 from tribrid.connectors.archives import ArchiveLimits, ArchiveMember
 from tribrid.connectors.base import Connector, SourceDocument, TextDocument, source_location
 from tribrid.encoders import EncoderSet
-from tribrid.errors import SourceBusyError
+from tribrid.errors import ChunkingChangedError, SourceBusyError
 from tribrid.ingestion.base import DocumentFailure, ParsedDocument, ParseOutcome
 from tribrid.ingestion.parse import DocumentParser, ParseJob, ParseOptions, ParserFactory
 from tribrid.ingestion.plain_text import is_candidate, parse_plain_text
-from tribrid.ingestion.plan import ListingDiff, PlanAction, Planned, settle_unchanged
+from tribrid.ingestion.plan import (
+    ListingDiff,
+    PlanAction,
+    Planned,
+    chunking_change,
+    record_chunking,
+    settle_unchanged,
+)
 from tribrid.ingestion.vector_cache import VectorCache
 from tribrid.ingestion.write import (
     DocumentWriter,
@@ -139,10 +146,14 @@ class SyncPipeline:
             their own; ``None`` treats archives as plain files.
         fresh: The store is a generation being built (see :mod:`tribrid.ingestion.rebuild`):
             only points already in it are reused, every other document is indexed again.
+            It may also be cut with other ``chunking`` than the source was.
         vector_cache: Vectors of chunk texts encoded before (in any document or run),
             reused instead of encoding the same text again.
         plain_text: Chunking options for ``.txt`` files chunked in this process
             (:mod:`~tribrid.ingestion.plain_text`); ``None`` sends every file to the parser.
+        chunking: The chunking settings the parser cuts with. A source cut with other
+            ones is refused (see :func:`~tribrid.ingestion.plan.chunking_change`) unless
+            ``fresh``; ``None`` checks nothing.
     """
 
     def __init__(
@@ -159,6 +170,7 @@ class SyncPipeline:
         fresh: bool = False,
         vector_cache: VectorCache | None = None,
         plain_text: ParseOptions | None = None,
+        chunking: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_chunks <= 0:
             raise ValueError(f"batch_chunks must be > 0, got {batch_chunks}")
@@ -178,6 +190,7 @@ class SyncPipeline:
         self._retry_failed = retry_failed
         self._archives = archives
         self._fresh = fresh
+        self._chunking = chunking
 
     def sync(self, connector: Connector, *, progress: ProgressListener | None = None) -> SyncReport:
         """Run one sync of ``connector``'s source and return what it did."""
@@ -190,6 +203,12 @@ class SyncPipeline:
         )
         with self._ledger.hold_source(source_id) as held:
             _refuse_if_busy(self._ledger, source_id, connector.source_key, held)
+            if self._chunking is not None and not self._fresh:
+                reason = chunking_change(
+                    self._ledger, source_id, connector.source_key, self._chunking
+                )
+                if reason:
+                    raise ChunkingChangedError(reason)
             run_id = self._ledger.start_run(source_id)
             state = _RunState()
             try:
@@ -202,6 +221,7 @@ class SyncPipeline:
                 )
                 raise
             self._ledger.finish_run(run_id, state.counts, status=RunStatus.COMPLETED)
+            record_chunking(self._ledger, source_id, self._chunking)
         return SyncReport(
             run_id=run_id,
             source_key=connector.source_key,

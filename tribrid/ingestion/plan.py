@@ -17,9 +17,11 @@ member hashed) and only members whose bytes changed are parsed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from tribrid.connectors.archives import (
     ArchiveLimits,
@@ -321,12 +323,68 @@ def settle_unchanged(ledger: Ledger, planned: Planned) -> RunCounts:
     return RunCounts(unchanged=1)
 
 
+def chunking_record(chunking: Mapping[str, Any]) -> str:
+    """The ledger's record of the chunking settings a source's documents are cut with."""
+    return json.dumps(dict(sorted(chunking.items())), separators=(",", ":"))
+
+
+def chunking_change(
+    ledger: Ledger, source_id: int, source_key: str, chunking: Mapping[str, Any]
+) -> str | None:
+    """Why syncing the source with ``chunking`` would mix two chunkings in one index.
+
+    A source's chunks are cut by the settings of its syncs. Unchanged documents are not
+    cut again, so a sync with other settings would leave old and new chunks side by
+    side; such a change needs a rebuild (``--recreate``: a new generation, cut the new
+    way, replaces the live one when complete). A source without a record (its first
+    sync, or a ledger from before the record) or without chunks adopts ``chunking``.
+
+    Returns:
+        The reason, naming the source, each changed setting and the fix; None when the
+        sync may go ahead.
+    """
+    stored = ledger.source_chunking(source_id)
+    if stored is None or stored == chunking_record(chunking):
+        return None
+    if not ledger.count_chunks(source_id):
+        return None
+    try:
+        before = json.loads(stored)
+    except ValueError:
+        before = {}
+    before = before if isinstance(before, dict) else {}
+    changed = [
+        f"{name} {before.get(name)!r} -> {value!r} (TRIBRID_CHUNKING__{name.upper()})"
+        for name, value in sorted(chunking.items())
+        if before.get(name) != value
+    ] or ["a setting this tribrid no longer has"]
+    return (
+        f"source {source_key} was chunked with other settings than now: "
+        f"{', '.join(changed)}. A sync would leave its unchanged documents cut the old way "
+        "beside new ones cut the new way. Rebuild the index with the new settings "
+        "(`tribrid ingest FOLDER --recreate`: searches keep answering from the current "
+        "index until the new one is complete), or set the chunking back"
+    )
+
+
+def record_chunking(ledger: Ledger, source_id: int, chunking: Mapping[str, Any] | None) -> None:
+    """Record ``chunking`` as the source's, when it is not already."""
+    if chunking is None:
+        return
+    record = chunking_record(chunking)
+    if ledger.source_chunking(source_id) != record:
+        ledger.record_chunking(source_id, record)
+
+
 __all__ = [
     "RETRYABLE_FAILURES",
     "DocumentPlan",
     "ListingDiff",
     "PlanAction",
     "Planned",
+    "chunking_change",
+    "chunking_record",
     "plan_document",
+    "record_chunking",
     "settle_unchanged",
 ]

@@ -509,6 +509,14 @@ class Ledger(Protocol):
         """Forget a source, its documents, chunks and runs; return its point ids."""
         ...
 
+    def source_chunking(self, source_id: int) -> str | None:
+        """The chunking record of the source's last complete sync; None before one."""
+        ...
+
+    def record_chunking(self, source_id: int, chunking: str) -> None:
+        """Record the chunking (an opaque string) the source's documents are cut with."""
+        ...
+
 
 @runtime_checkable
 class RunQueue(Protocol):

@@ -747,6 +747,21 @@ class SqlBookkeeping(DatabaseRole):
             session.delete(source)
             return point_ids
 
+    def source_chunking(self, source_id: int) -> str | None:
+        """The chunking record of the source's last complete sync; None before one."""
+        with self._db.read(f"read the chunking of source {source_id}") as session:
+            return session.execute(
+                select(SourceRow.chunking).where(SourceRow.id == source_id)
+            ).scalar_one_or_none()
+
+    def record_chunking(self, source_id: int, chunking: str) -> None:
+        """Record the chunking the source's documents are cut with."""
+        with self._db.write(f"record the chunking of source {source_id}") as session:
+            source = session.get(SourceRow, source_id)
+            if source is None:
+                raise LedgerError(f"ledger {self._db.url} has no source with id {source_id}")
+            source.chunking = chunking
+
 
 __all__ = ["SqlBookkeeping"]
 

@@ -105,6 +105,8 @@ class SourceRow(Base):
     # Revision 0003: the name a user gave the source (``--source NAME``), if any. The
     # key never changes (point ids derive from it); the name and the location may.
     name: Mapped[str | None] = mapped_column(Text)
+    # Revision 0004: the chunking settings (JSON) of the source's last complete sync.
+    chunking: Mapped[str | None] = mapped_column(Text)
 
 
 class DocumentRow(Base):
