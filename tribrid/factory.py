@@ -58,7 +58,9 @@ def build_encoders(settings: Settings) -> EncoderSet:
     }
     return EncoderSet(
         dense=SentenceTransformerEncoder(
-            models.dense, backend=models.dense_backend or models.backend, **common
+            models.dense,
+            backend=models.dense_backend or models.backend,
+            **{**common, "batch_size": models.dense_batch_size},
         ),
         splade=SpladeEncoder(
             models.splade,

@@ -1,0 +1,168 @@
+"""The dense encoder's batch size on CPU: encoding time and peak memory, then end to end.
+
+Each measurement runs in a fresh process (peak resident memory is per process), and the
+batch sizes alternate round by round so that they share the machine's load. Two parts:
+
+1. the dense encoder alone (MiniLM, the default ONNX int8 backend) on 512 long SciFact
+   passages (titles and abstracts of over 1,000 characters, cut at 1,200: the size of a
+   default chunk), models loaded and warmed first;
+2. ``tribrid.ingest`` of the first ``--docs`` SciFact documents (one ``.txt`` each) into
+   a cold data dir, with only ``models.dense_batch_size`` changed.
+
+Usage: ``python benchmarks/dense_batch.py [--rounds 2] [--docs 500] [--out FILE]``; set
+``TRIBRID_MODELS__CACHE_DIR`` to a warmed export cache so no pass pays the export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+ENCODER_SIZES = (4, 8, 16, 32)
+INGEST_SIZES = (4, 8, 32)
+
+_ENCODE = """
+import json, resource, sys, time
+from tribrid.factory import build_encoders
+from tribrid.settings import Settings
+size, corpus, scratch = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+texts = []
+with open(corpus) as f:
+    for line in f:
+        r = json.loads(line)
+        text = r["title"] + "\\n\\n" + r["text"]
+        if len(text) > 1000:
+            texts.append(text[:1200])
+        if len(texts) >= 512:
+            break
+dense = build_encoders(Settings(data_dir=scratch, models={"dense_batch_size": size})).dense
+dense.encode_documents(texts[:8])  # loads the model
+started = time.perf_counter()
+for start in range(0, len(texts), 256):
+    dense.encode_documents(texts[start : start + 256])
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+"""
+
+_INGEST = """
+import json, sys, tempfile, time
+sys.path.insert(0, sys.argv[4])
+from _memory import TreeMemory
+import tribrid
+from tribrid.settings import Settings
+size, folder, scratch = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data_dir = tempfile.mkdtemp(prefix="data-", dir=scratch)
+with TreeMemory() as memory:
+    started = time.perf_counter()
+    report = tribrid.ingest(
+        folder, settings=Settings(data_dir=data_dir, models={"dense_batch_size": size})
+    )
+    seconds = time.perf_counter() - started
+assert report.counts.failed == 0, report.failures[:3]
+chunks = report.counts.chunks_embedded + report.counts.chunks_reused
+print(json.dumps({"seconds": seconds, "chunks": chunks, "peak_mb": memory.peak_mb}))
+"""
+
+
+def _run(code: str, *args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _folder(work: Path, docs: int) -> Path:
+    folder = work / "scifact"
+    folder.mkdir()
+    with CORPUS.open() as source:
+        for n, line in enumerate(source):
+            if n >= docs:
+                break
+            record = json.loads(line)
+            text = f"{record['title']}\n\n{record['text']}\n"
+            (folder / f"{record['_id']}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "dense-batch.md")
+    args = parser.parse_args()
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load_before = os.getloadavg()
+    encode: dict[int, list[dict[str, float]]] = {s: [] for s in ENCODER_SIZES}
+    ingest: dict[int, list[dict[str, float]]] = {s: [] for s in INGEST_SIZES}
+    with tempfile.TemporaryDirectory(prefix="tribrid-dense-batch-") as scratch:
+        folder = _folder(Path(scratch), args.docs)
+        for round_ in range(args.rounds):
+            for size in ENCODER_SIZES:
+                encode[size].append(_run(_ENCODE, str(size), str(CORPUS), scratch))
+                print(f"round {round_ + 1} encode {size}: {encode[size][-1]}", flush=True)
+            for size in INGEST_SIZES:
+                ingest[size].append(_run(_INGEST, str(size), str(folder), scratch, str(HERE)))
+                print(f"round {round_ + 1} ingest {size}: {ingest[size][-1]}", flush=True)
+    load_after = os.getloadavg()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+    def med(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(row[key] for row in rows)
+
+    base_encode = med(encode[32], "seconds")
+    base_ingest = med(ingest[32], "seconds")
+    lines = [
+        "# The dense encoder's batch size on CPU",
+        "",
+        f"Command: `TRIBRID_MODELS__CACHE_DIR=<a warmed export cache> .venv/bin/python "
+        f"benchmarks/dense_batch.py --rounds {args.rounds} --docs {args.docs}`",
+        "",
+        f"Commit {commit}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after. "
+        f"Medians of {args.rounds} rounds; the sizes alternate within each round, every "
+        "measurement in a fresh process.",
+        "",
+        "## MiniLM (ONNX int8) alone, 512 passages of 1,000-1,200 characters",
+        "",
+        "| dense batch | seconds | ÷ batch 32 | peak RSS of the process (MiB) |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for size in ENCODER_SIZES:
+        seconds = med(encode[size], "seconds")
+        lines.append(
+            f"| {size} | {seconds:.1f} | {seconds / base_encode:.2f} | "
+            f"{med(encode[size], 'peak_mb'):.0f} |"
+        )
+    lines += [
+        "",
+        f"## `tribrid.ingest` of {args.docs} SciFact documents, cold data dir",
+        "",
+        "| dense batch | seconds | chunks/s | ÷ batch 32 (time) | peak RSS, process tree (MiB) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size in INGEST_SIZES:
+        seconds = med(ingest[size], "seconds")
+        chunks = ingest[size][0]["chunks"]
+        lines.append(
+            f"| {size} | {seconds:.1f} | {chunks / seconds:.1f} | {seconds / base_ingest:.2f} | "
+            f"{med(ingest[size], 'peak_mb'):.0f} |"
+        )
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
