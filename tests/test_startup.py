@@ -189,6 +189,18 @@ def test_version_prints_the_package_version_and_imports_nothing_heavy() -> None:
     assert loaded & (MODELS_AND_PARSING | SERVICES | RETRIEVERS) == set()
 
 
+def test_python_dash_m_runs_the_command() -> None:
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tribrid.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == f"tribrid {version('tribrid')}\n"
+
+
 def test_shell_completion_script() -> None:
     # What `tribrid --show-completion` prints from bash (it asks the parent process which
     # shell it is; the variable names the shell whatever the parent).

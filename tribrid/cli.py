@@ -1002,3 +1002,7 @@ def _settings_problem(error: ValidationError) -> str:
         env = "TRIBRID_" + "__".join(p.upper() for p in path)
         problems.append(f"setting {'.'.join(path)} ({env}): {item['msg']}")
     return "; ".join(problems)
+
+
+if __name__ == "__main__":  # python -m tribrid.cli
+    main()
