@@ -90,7 +90,10 @@ def test_a_killed_worker_is_replaced_and_every_document_lands_once(
 ) -> None:
     cluster = redis_cluster
     folder = tmp_path / "docs"
-    write_folder(folder, 50)
+    # Enough notes that the run cannot end between the check and the kill: a batch of
+    # eight one-chunk notes takes well under a second.
+    notes = 160
+    write_folder(folder, notes)
     cluster.start("writer", writer=True)
     cluster.start("a")
     run_id = cluster.ingest(folder)
@@ -100,8 +103,8 @@ def test_a_killed_worker_is_replaced_and_every_document_lands_once(
     cluster.start("b")
     cluster.wait(lambda: cluster.progress(run_id).finished, 150, "the run to complete")
     progress = cluster.progress(run_id)
-    assert (progress.indexed, progress.failed, progress.remaining) == (50, 1, 0)
-    assert progress.run.counts.seen == 51
+    assert (progress.indexed, progress.failed, progress.remaining) == (notes, 1, 0)
+    assert progress.run.counts.seen == notes + 1
     shown = subprocess.run(
         [str(BIN / "tribrid"), "status", "--run", str(run_id), "--follow", "--json"],
         env=cluster.env,
@@ -112,12 +115,12 @@ def test_a_killed_worker_is_replaced_and_every_document_lands_once(
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["status"] == "completed" and report["eta_s"] == 0.0
-    assert (report["indexed"], report["failed"], report["queued"]) == (50, 1, 0)
+    assert (report["indexed"], report["failed"], report["queued"]) == (notes, 1, 0)
     cluster.stop_all()
     cluster.assert_exactly_once()
     with SqlLedger(cluster.settings.database_url) as ledger:
         status = ledger.status()
-    assert status.counts["indexed"] == 50 and status.chunks == 50  # one chunk per note
+    assert status.counts["indexed"] == notes and status.chunks == notes  # a chunk per note
     assert [(f.key, f.error_kind) for f in status.failures] == [("broken.pdf", "corrupt")]
 
 
@@ -206,8 +209,10 @@ def test_a_file_that_kills_its_worker_is_quarantined_on_the_filesystem_broker(
         "mooring",
         "beacon",
     ]
+    # Every paragraph its own text (numbered words): nothing comes from the vector cache,
+    # so the file stays in its worker long enough to be seen and killed there.
     (folder / "zz-deadly.md").write_text(
-        "\n\n".join(" ".join(words[(i + j) % 10] for j in range(25)) for i in range(3000))
+        "\n\n".join(" ".join(f"{words[(i + j) % 10]}{i}" for j in range(25)) for i in range(3000))
     )
     try:
         cluster.start("writer", writer=True)
