@@ -273,3 +273,30 @@ def test_settings_pick_backends_and_keep_the_schema(tmp_path: Path) -> None:
     assert collection_schema(settings, encoders) == collection_schema(
         torch_settings, build_encoders(torch_settings)
     )
+
+
+@pytest.mark.slow
+def test_the_dense_and_splade_batch_sizes_are_set_apart(
+    tmp_path: Path, model_cache_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``models.dense_batch_size`` reaches MiniLM's forward passes; SPLADE keeps
+    ``models.batch_size``."""
+    from tribrid.encoders import _tokens
+
+    asked: list[int] = []
+    batches = _tokens.TokenBatcher.batches
+
+    def recording(self: _tokens.TokenBatcher, texts: list[str], batch_size: int):  # type: ignore[no-untyped-def]
+        asked.append(batch_size)
+        return batches(self, texts, batch_size)
+
+    monkeypatch.setattr(_tokens.TokenBatcher, "batches", recording)
+    models = {"dense_batch_size": 3, "batch_size": 7, "cache_dir": model_cache_dir}
+    settings = Settings(data_dir=tmp_path, models=models)
+    encoders = build_encoders(settings)
+    texts = [f"passage number {i} about lighthouses" for i in range(10)]
+    encoders.dense.encode_documents(texts)
+    assert asked == [3]
+    encoders.splade.encode_documents(texts)
+    assert asked == [3, 7]
+    assert Settings().models.dense_batch_size == 4 and Settings().models.batch_size == 32
