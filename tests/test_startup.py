@@ -112,12 +112,21 @@ def test_every_command_help_imports_nothing_heavy() -> None:
         assert loaded & (MODELS_AND_PARSING | SERVICES | RETRIEVERS) == set(), command
 
 
-def test_status_imports_the_ledger_only(tmp_path: Path) -> None:
+def test_status_reads_an_up_to_date_ledger_without_sqlalchemy(tmp_path: Path) -> None:
+    """The default SQLite ledger is read with the standard library (ledger/summary.py)."""
     data = tmp_path / "data"
     factory.build_ledger(Settings(data_dir=data)).close()  # an up-to-date ledger
     loaded = imported_by(["status", "--data-dir", str(data), "--json"])
-    assert "sqlalchemy" in loaded
-    assert loaded & (MODELS_AND_PARSING | (SERVICES - {"sqlalchemy"}) | RETRIEVERS) == set()
+    assert loaded & (MODELS_AND_PARSING | SERVICES | RETRIEVERS) == set()
+
+
+def test_status_of_a_new_data_dir_opens_the_sql_ledger(tmp_path: Path) -> None:
+    """No ledger yet: the SQL ledger creates (migrates) it, and only it is imported."""
+    loaded = imported_by(["status", "--data-dir", str(tmp_path / "new"), "--json"])
+    assert {"sqlalchemy", "alembic"} <= loaded
+    assert (
+        loaded & (MODELS_AND_PARSING | (SERVICES - {"sqlalchemy", "alembic"}) | RETRIEVERS) == set()
+    )
 
 
 def test_search_through_the_server_loads_no_model_store_or_ledger(tmp_path: Path) -> None:

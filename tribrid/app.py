@@ -512,6 +512,13 @@ def status(
     from tribrid import factory
 
     cfg = _settings(settings, overrides)
+    if cfg.database.url is None:
+        # The default SQLite ledger, read without SQLAlchemy when it needs no migration.
+        from tribrid.ledger.summary import read_sqlite_status
+
+        report = read_sqlite_status(cfg.data_dir / "ledger.db", source)
+        if report is not None:
+            return report
     ledger = factory.build_ledger(cfg)
     try:
         found = ledger.find_source(source) if source is not None else None

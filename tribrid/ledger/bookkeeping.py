@@ -31,23 +31,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from tribrid.connectors.archives import MEMBER_SEPARATOR, split_member_key
 from tribrid.errors import ConfigError, LedgerError
 from tribrid.ledger.base import (
-    ArchiveStatus,
     ChunkRecord,
     DocumentState,
     DocumentStatus,
-    FailureRecord,
-    MemberStatus,
     RunCounts,
     RunRecord,
     RunStatus,
@@ -56,6 +52,7 @@ from tribrid.ledger.base import (
 )
 from tribrid.ledger.database import Database, DatabaseRole, batches
 from tribrid.ledger.models import ChunkRow, DocumentRow, RunRow, SourceRow, utcnow
+from tribrid.ledger.summary import summarise
 
 if TYPE_CHECKING:
     from tribrid.ledger.database import AnyRow
@@ -564,58 +561,12 @@ class SqlBookkeeping(DatabaseRole):
             max_failures: Cap on the failures listed, newest first (``None``: all).
                 ``counts["failed"]`` always has the total.
         """
-        counts = {status.value: 0 for status in DocumentStatus}
         with self._db.read("summarise the ledger") as session:
-            sources = session.execute(
-                select(SourceRow.id, SourceRow.key).order_by(SourceRow.key)
-            ).all()
-            if source_key is not None:
-                sources = [row for row in sources if row.key == source_key]
-                if not sources:
-                    return StatusReport(counts=counts, chunks=0)
-            source_id = sources[0].id if source_key is not None else None
 
-            by_status = select(DocumentRow.status, func.count()).group_by(DocumentRow.status)
-            failures = (
-                select(DocumentRow, SourceRow.key)
-                .join(SourceRow)
-                .where(DocumentRow.status == DocumentStatus.FAILED.value)
-                .order_by(DocumentRow.updated_at.desc(), DocumentRow.id.desc())
-                .limit(max_failures)
-            )
-            last_run = (
-                select(RunRow, SourceRow.key)
-                .join(SourceRow)
-                .order_by(RunRow.started_at.desc(), RunRow.id.desc())
-                .limit(1)
-            )
-            if source_id is not None:
-                by_status = by_status.where(DocumentRow.source_id == source_id)
-                failures = failures.where(DocumentRow.source_id == source_id)
-                last_run = last_run.where(RunRow.source_id == source_id)
+            def execute(sql: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+                return session.execute(text(sql), dict(params)).all()
 
-            for status, count in session.execute(by_status):
-                counts[status] = count
-            failure_records = [
-                FailureRecord(
-                    source_key=key,
-                    key=document.key,
-                    path=document.path,
-                    error_kind=document.error_kind,
-                    error_message=document.error_message,
-                    updated_at=document.updated_at,
-                )
-                for document, key in session.execute(failures)
-            ]
-            run = session.execute(last_run).one_or_none()
-            return StatusReport(
-                counts=counts,
-                chunks=_count_chunks(session, source_id),
-                failures=failure_records,
-                last_run=None if run is None else to_run(*run),
-                sources=[row.key for row in sources],
-                archives=_archives(session, source_id),
-            )
+            return summarise(execute, source_key, max_failures=max_failures)
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The most recent runs of every source, newest first."""
@@ -764,59 +715,3 @@ class SqlBookkeeping(DatabaseRole):
 
 
 __all__ = ["SqlBookkeeping"]
-
-
-#: Members listed under their archives by ``status`` (the counts are always complete).
-MAX_LISTED_MEMBERS = 50
-
-
-def _archives(session: Session, source_id: int | None) -> list[ArchiveStatus]:
-    """Archives and their members (documents keyed ``archive!/member``), live ones only."""
-    rows = select(DocumentRow.key, DocumentRow.status, DocumentRow.error_kind, SourceRow.key).join(
-        SourceRow
-    )
-    rows = rows.where(
-        DocumentRow.status != DocumentStatus.DELETED.value, DocumentRow.key.contains("!/")
-    ).order_by(SourceRow.key, DocumentRow.key)
-    if source_id is not None:
-        rows = rows.where(DocumentRow.source_id == source_id)
-    grouped: dict[tuple[str, str], list[MemberStatus]] = {}
-    for key, status, error_kind, source_key in session.execute(rows):
-        archive, chain = split_member_key(key)
-        if chain:
-            member = MEMBER_SEPARATOR.join(chain)
-            grouped.setdefault((source_key, archive), []).append(
-                MemberStatus(member, status, error_kind)
-            )
-    own: dict[tuple[str, str], tuple[str, str | None]] = {}
-    if grouped:
-        archive_rows = (
-            select(DocumentRow.key, DocumentRow.status, DocumentRow.error_kind, SourceRow.key)
-            .join(SourceRow)
-            .where(DocumentRow.key.in_(sorted({key for _, key in grouped})))
-        )
-        for key, status, error_kind, source_key in session.execute(archive_rows):
-            if status != DocumentStatus.DELETED.value:
-                own[(source_key, key)] = (status, error_kind)
-    reports = []
-    for (source_key, archive), members in grouped.items():
-        status, error_kind = own.get((source_key, archive), ("", None))
-        if status != DocumentStatus.FAILED.value:
-            statuses = {m.status for m in members}
-            if DocumentStatus.INDEXED.value in statuses:
-                status = DocumentStatus.INDEXED.value
-            elif statuses == {DocumentStatus.FAILED.value}:
-                status = DocumentStatus.FAILED.value
-            else:
-                status = DocumentStatus.PENDING.value
-        reports.append(
-            ArchiveStatus(
-                source_key=source_key,
-                key=archive,
-                status=status,
-                members=members[:MAX_LISTED_MEMBERS],
-                member_count=len(members),
-                error_kind=error_kind,
-            )
-        )
-    return reports

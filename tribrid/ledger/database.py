@@ -35,8 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from tribrid.errors import LedgerError
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+from tribrid.ledger.summary import MIGRATIONS_DIR, head_revision
 
 _T = TypeVar("_T")
 
@@ -81,24 +80,6 @@ def no_fork() -> Iterator[None]:
     """
     with _NO_FORK:
         yield
-
-
-def head_revision() -> str:
-    """The revision of the newest migration, read from the file names.
-
-    Each migration is ``versions/vNNNN_<what>.py`` with revision ``"NNNN"`` in a single
-    line of history (tests/ledger/test_ledger_migrations.py checks both), so the head is
-    the largest number. Reading it this way lets an up-to-date ledger open without
-    importing Alembic or loading the migration scripts.
-    """
-    numbers = [
-        path.name[1:5] for path in (MIGRATIONS_DIR / "versions").glob("v[0-9][0-9][0-9][0-9]_*.py")
-    ]
-    if not numbers:
-        raise LedgerError(
-            f"no ledger migrations in {MIGRATIONS_DIR / 'versions'}; reinstall tribrid"
-        )
-    return max(numbers)
 
 
 def alembic_config(url: str | None = None) -> Config:
