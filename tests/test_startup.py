@@ -185,6 +185,8 @@ def test_a_lexical_search_in_process_loads_no_model(tmp_path: Path) -> None:
     assert "qdrant_edge" in loaded
     assert loaded & MODELS_AND_PARSING == set()
     assert loaded & {"celery", "fastapi", "uvicorn", "sqlalchemy", "alembic"} == set()
+    # The search without its LangChain class (retrievers/engine.py).
+    assert loaded & {"langchain_core", "langsmith"} == set()
 
 
 def test_version_prints_the_package_version_and_imports_nothing_heavy() -> None:

@@ -244,9 +244,10 @@ def search_store(
     query; see ``store_fusion`` of :class:`~tribrid.retrievers.TribridRetriever`), so
     ``tribrid search`` and ``as_retriever(store_fusion=True)`` give the same hits.
     """
-    from tribrid.retrievers.hybrid import TribridRetriever
+    # The search without its LangChain class: a CLI search never imports LangChain.
+    from tribrid.retrievers.engine import HybridSearch
 
-    retriever = TribridRetriever(
+    retriever = HybridSearch(
         store=store, encoders=encoders, **_search_options(mode, k, filter, oversampling)
     )
     return [SearchResult.of(c.id, c.score, c.payload) for c in retriever.search(query)]

@@ -469,3 +469,47 @@ def test_binary_tier_leaves_the_float_vectors_cold_on_disk(tmp_path: Path) -> No
         ]
         kinds[on_disk] = {d["storage_type"] for d in optimised if d["index"]["type"] == "hnsw"}
     assert kinds == {True: {"Mmap"}, False: {"InRamMmap"}}
+
+
+class _CountedFlushes:
+    """Stands in for an open shard (a Rust object, not patchable) and counts flushes."""
+
+    def __init__(self, shard: qe.EdgeShard) -> None:
+        self.shard = shard
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.shard.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.shard, name)
+
+
+def _count_flushes(store: EdgeStore) -> _CountedFlushes:
+    core = store._core
+    assert core is not None and core.shard is not None
+    counted = _CountedFlushes(core.shard)
+    core.shard = counted  # type: ignore[assignment]
+    return counted
+
+
+def test_closing_flushes_only_after_a_write(folder: Path) -> None:
+    """A search (tribrid search, a retriever) pays for no flush when it closes the store;
+    a write is still made durable by closing."""
+    with EdgeStore(folder, SCHEMA) as store:
+        store.upsert(corpus())
+        store.flush()
+    target = corpus()[3]
+    with EdgeStore(folder, SCHEMA) as store:
+        searched = _count_flushes(store)
+        hits = store.query(StoreQuery(channels=(ChannelQuery(Channel.DENSE, target.dense),)))
+        assert hits[0].id == pid(3)
+        store.retrieve([pid(3)])
+    assert searched.flushes == 0
+    with EdgeStore(folder, SCHEMA) as store:
+        written = _count_flushes(store)
+        store.delete([pid(3)])  # no flush: close must make it durable
+    assert written.flushes == 1
+    with EdgeStore(folder, SCHEMA) as store:
+        assert store.count() == CORPUS_SIZE - 1

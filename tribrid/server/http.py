@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tribrid.errors import SchemaMismatchError, StoreError, TribridError
-from tribrid.retrievers.hybrid import RetrievedChunk, TribridRetriever
+from tribrid.retrievers.engine import HybridSearch, RetrievedChunk
 from tribrid.server.state import ServerState
 from tribrid.store.filters import validate_filter
 from tribrid.store.remote import schema_json
@@ -56,7 +56,7 @@ class _Strict(BaseModel):
 
 
 class SearchRequest(_Strict):
-    """A search: the query and any retriever option (see ``TribridRetriever``)."""
+    """A search: the query and any retriever option (see ``HybridSearch``)."""
 
     query: str = Field(min_length=1, max_length=20_000)
     k: int | None = Field(default=None, gt=0, le=1000)
@@ -181,7 +181,7 @@ def create_app(state: ServerState) -> FastAPI:
         version=__version__,
         description="Hybrid search and store operations of one tribrid data dir.",
     )
-    base = TribridRetriever(
+    base = HybridSearch(
         store=state.store,
         encoders=state.encoders,
         oversampling=settings.quantization.oversampling,

@@ -186,8 +186,13 @@ class _OpenShard:
     object but must neither use nor close the parent's shard.
     """
 
-    def __init__(self, shard: qe.EdgeShard, lock: _FolderLock, schema: CollectionSchema) -> None:
+    def __init__(
+        self, shard: qe.EdgeShard, lock: _FolderLock, schema: CollectionSchema, *, written: bool
+    ) -> None:
         self.shard: qe.EdgeShard | None = shard
+        # Whether anything was written since the shard was loaded: closing flushes only
+        # then, so a search (``tribrid search``, a retriever) never pays for a flush.
+        self.written = written
         self.lock = lock
         self.schema = schema
         self.key: Path | None = None
@@ -208,7 +213,7 @@ class _OpenShard:
             if worker is not None:
                 worker.shutdown(wait=wait)  # let a running search finish before closing
             try:
-                if flush:
+                if flush and self.written:
                     shard.flush()
             finally:
                 shard.close()
@@ -345,11 +350,11 @@ class EdgeStore:
         try:
             if recreate:
                 self._wipe()
-            shard, effective = self._open_or_create(schema)
+            shard, effective, written = self._open_or_create(schema)
         except BaseException:
             lock.release()
             raise
-        self._attach(_OpenShard(shard, lock, effective))
+        self._attach(_OpenShard(shard, lock, effective, written=written))
 
     @classmethod
     def open(
@@ -430,9 +435,12 @@ class EdgeStore:
             elif entry.exists():
                 entry.unlink()
 
-    def _open_or_create(self, schema: CollectionSchema) -> tuple[qe.EdgeShard, CollectionSchema]:
+    def _open_or_create(
+        self, schema: CollectionSchema
+    ) -> tuple[qe.EdgeShard, CollectionSchema, bool]:
+        """The shard, its effective schema, and whether opening it wrote anything."""
         if not (self._path / "edge_config.json").exists():
-            return self._create(schema), schema
+            return self._create(schema), schema, True
         effective = self._validate(schema)
         try:
             shard = qe.EdgeShard.load(str(self._path))
@@ -440,11 +448,11 @@ class EdgeStore:
             raise self._open_error(e) from e
         try:
             self._probe(shard, schema.dense_size)
-            self._ensure_indexes(shard)
+            indexed = self._ensure_indexes(shard)
         except BaseException:
             shard.close()
             raise
-        return shard, effective
+        return shard, effective, indexed
 
     def _create(self, schema: CollectionSchema) -> qe.EdgeShard:
         # The record goes first: a crash before the shard exists leaves a folder that
@@ -547,14 +555,18 @@ class EdgeStore:
                     self._where, [f"rejects a query on its {name!r} vector ({e})"], _FIX
                 ) from e
 
-    def _ensure_indexes(self, shard: qe.EdgeShard) -> None:
+    def _ensure_indexes(self, shard: qe.EdgeShard) -> bool:
+        """Index every filterable payload key; whether any index had to be created."""
         try:
             existing = set(shard.info().payload_schema)
-            for key, kind in PAYLOAD_INDEXES.items():
-                if key not in existing:
-                    shard.update(qe.UpdateOperation.create_field_index(key, _EDGE_INDEX[kind]))
+            missing = [key for key in PAYLOAD_INDEXES if key not in existing]
+            for key in missing:
+                shard.update(
+                    qe.UpdateOperation.create_field_index(key, _EDGE_INDEX[PAYLOAD_INDEXES[key]])
+                )
         except Exception as e:
             raise StoreError(f"cannot index payload keys of {self._where}: {e}") from e
+        return bool(missing)
 
     def _open_error(self, e: Exception) -> StoreError:
         if "WouldBlock" in str(e):
@@ -585,7 +597,7 @@ class EdgeStore:
             edge_points.append(qe.Point(id=pid, vector=vectors, payload=dict(p.payload)))
         self._check_free_space(len(points))
         with self._calling(f"upsert {len(points)} points"):
-            self._open_shard().update(qe.UpdateOperation.upsert_points(edge_points))
+            self._writable_shard().update(qe.UpdateOperation.upsert_points(edge_points))
 
     def _check_free_space(self, count: int) -> None:
         """Refuse a write when the store's disk is nearly full, saying so.
@@ -615,7 +627,7 @@ class EdgeStore:
         """
         pid = canonical_id(point_id)
         with self._calling(f"set the payload of point {pid}"):
-            self._open_shard().update(qe.UpdateOperation.set_payload([pid], dict(payload)))
+            self._writable_shard().update(qe.UpdateOperation.set_payload([pid], dict(payload)))
 
     def delete(self, point_ids: Sequence[str]) -> None:
         """Delete points by id; ids that do not exist are ignored."""
@@ -623,7 +635,7 @@ class EdgeStore:
             return
         ids: list[qe.PointId] = [canonical_id(i) for i in point_ids]
         with self._calling(f"delete {len(ids)} points"):
-            self._open_shard().update(qe.UpdateOperation.delete_points(ids))
+            self._writable_shard().update(qe.UpdateOperation.delete_points(ids))
 
     def delete_by_filter(self, filter: StoreFilter) -> None:
         """Delete every point whose payload matches ``filter``.
@@ -633,7 +645,7 @@ class EdgeStore:
         """
         qfilter = required_filter(edge_filter(filter))
         with self._calling("delete points by filter"):
-            self._open_shard().update(qe.UpdateOperation.delete_points_by_filter(qfilter))
+            self._writable_shard().update(qe.UpdateOperation.delete_points_by_filter(qfilter))
 
     def query(self, query: StoreQuery) -> list[Hit]:
         """Search one channel, or several fused with RRF or DBSF.
@@ -867,6 +879,12 @@ class EdgeStore:
                 f"{self._where} was opened in process {core.pid}, before this process "
                 "forked from it; open the store again in this process"
             )
+        return shard
+
+    def _writable_shard(self) -> qe.EdgeShard:
+        """The shard, marked as written (so that closing it flushes)."""
+        shard = self._open_shard()
+        cast(_OpenShard, self._core).written = True
         return shard
 
     def _live_core(self) -> _OpenShard:
