@@ -17,6 +17,7 @@ from tribrid.ingestion.base import FailureKind
 from tribrid.ledger import (
     ChunkRecord,
     DocumentState,
+    IndexedDocument,
     Ledger,
     QueueLedger,
     RunCounts,
@@ -199,6 +200,94 @@ class TestSqlLedger:
         with pytest.raises(ValueError, match="twice"):
             index(ledger, source_id, "a.txt", [chunk, ChunkRecord(chunk.point_id, 1, "x")])
         assert ledger.get_document(source_id, "a.txt") is None
+
+    def test_record_indexed_many_records_each_as_record_indexed_would(
+        self, ledger: SqlLedger
+    ) -> None:
+        """One batch call, and the same calls one by one on another source, leave the
+        same documents, chunks and stale ids."""
+        results = []
+        for name, batched in (("batched", True), ("one-by-one", False)):
+            sid = ledger.ensure_source(name, kind="local", location=f"/srv/{name}")
+            old_a = chunks_for(name, "a.txt", "intro", "body", "old end")
+            index(ledger, sid, "a.txt", old_a)
+            index(ledger, sid, "b.txt", chunks_for(name, "b.txt", "b"))
+            ledger.mark_deleted(state(ledger, sid, "b.txt").id)
+            docs = [
+                IndexedDocument(
+                    "a.txt",
+                    path="/a",
+                    size=3,
+                    mtime_ns=3,
+                    content_hash="a2",
+                    chunks=chunks_for(name, "a.txt", "new top", "intro", "body"),
+                ),
+                IndexedDocument(
+                    "c.txt", path="/c", size=1, mtime_ns=1, content_hash="c", chunks=[]
+                ),
+                IndexedDocument(
+                    "b.txt",  # deleted, now back
+                    path="/b",
+                    size=2,
+                    mtime_ns=2,
+                    content_hash="b2",
+                    chunks=chunks_for(name, "b.txt", "b", "b more"),
+                ),
+            ]
+            if batched:
+                stale = ledger.record_indexed_many(sid, docs, generation=2)
+            else:
+                stale = [
+                    ledger.record_indexed(
+                        sid,
+                        d.key,
+                        path=d.path,
+                        size=d.size,
+                        mtime_ns=d.mtime_ns,
+                        content_hash=d.content_hash,
+                        chunks=d.chunks,
+                        generation=2,
+                    )
+                    for d in docs
+                ]
+            assert stale[0] == [old_a[2].point_id]
+            states = {d.key: state(ledger, sid, d.key) for d in docs}
+            assert {s.status for s in states.values()} == {DocumentStatus.INDEXED}
+            chunks = {
+                k: [(c.chunk_index, c.content_hash) for c in ledger.chunks_of(s.id)]
+                for k, s in states.items()
+            }
+            shape = {k: (s.size, s.content_hash, s.chunk_count) for k, s in states.items()}
+            results.append((stale[1:], chunks, shape))
+        assert results[0] == results[1]
+        assert ledger.record_indexed_many(source_id_of(ledger, "batched"), []) == []
+
+    def test_record_indexed_many_is_one_transaction(
+        self, ledger: SqlLedger, source_id: int
+    ) -> None:
+        a_chunks = chunks_for(SOURCE, "a.txt", "a")
+        index(ledger, source_id, "a.txt", a_chunks)
+        fresh = IndexedDocument(
+            "new.txt",
+            path="/n",
+            size=1,
+            mtime_ns=1,
+            content_hash="n",
+            chunks=chunks_for(SOURCE, "new.txt", "n"),
+        )
+        thief = IndexedDocument(
+            "b.txt",
+            path="/b",
+            size=1,
+            mtime_ns=1,
+            content_hash="b",
+            chunks=[ChunkRecord(a_chunks[0].point_id, 0, "h")],  # a.txt's point
+        )
+        with pytest.raises(LedgerError, match=r"record 2 documents as indexed"):
+            ledger.record_indexed_many(source_id, [fresh, thief])
+        assert ledger.get_document(source_id, "new.txt") is None
+        with pytest.raises(ValueError, match=r"\['new.txt'\] are listed twice"):
+            ledger.record_indexed_many(source_id, [fresh, fresh])
 
     def test_record_indexed_is_one_transaction(self, ledger: SqlLedger, source_id: int) -> None:
         a_chunks = chunks_for(SOURCE, "a.txt", "a")
@@ -516,3 +605,9 @@ class TestSqlLedger:
         assert errors == []
         assert ledger.status().counts == {"pending": 0, "indexed": 24, "failed": 16, "deleted": 0}
         assert ledger.count_chunks() == 24
+
+
+def source_id_of(ledger: SqlLedger, key: str) -> int:
+    found = ledger.find_source(key)
+    assert found is not None
+    return found.id

@@ -32,7 +32,7 @@ from tribrid.connectors.base import SourceDocument
 from tribrid.encoders import EncoderSet
 from tribrid.ingestion.base import Chunk, ParsedDocument, document_ended
 from tribrid.ingestion.vector_cache import CachedVectors, VectorCache
-from tribrid.ledger.base import ChunkRecord, DocumentState, Ledger, RunCounts
+from tribrid.ledger.base import ChunkRecord, DocumentState, IndexedDocument, Ledger, RunCounts
 from tribrid.store.base import Point, VectorStore
 from tribrid.store.generations import store_generation
 from tribrid.store.points import SOURCE_KEY
@@ -271,22 +271,27 @@ def commit_batch(
         store.set_payload(point_id, payload)
     for start in range(0, len(batch.points), upsert_batch):
         timed_upsert(store, batch.points[start : start + upsert_batch])
-    stale_total = 0
+    stale_of = ledger.record_indexed_many(
+        batch.source_id,
+        [
+            IndexedDocument(
+                record.key,
+                path=record.key,
+                size=record.size,
+                mtime_ns=record.mtime_ns,
+                content_hash=record.content_hash,
+                chunks=record.chunks,
+            )
+            for record in batch.documents
+        ],
+        generation=generation,
+    )
+    stale = [point_id for ids in stale_of for point_id in ids]
+    if stale:
+        store.delete(stale)
     for record in batch.documents:
-        stale = ledger.record_indexed(
-            batch.source_id,
-            record.key,
-            path=record.key,
-            size=record.size,
-            mtime_ns=record.mtime_ns,
-            content_hash=record.content_hash,
-            chunks=record.chunks,
-            generation=generation,
-        )
-        if stale:
-            store.delete(stale)
-            stale_total += len(stale)
         document_ended(record.key, "indexed", chunks=len(record.chunks))
+    stale_total = len(stale)
     metrics.chunks_written(batch.encoded)
     return RunCounts(
         indexed=len(batch.documents),

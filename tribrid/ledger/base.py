@@ -88,6 +88,27 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True)
+class IndexedDocument:
+    """A document whose points are in the store, to record as indexed.
+
+    Attributes:
+        key: Key of the document within its source.
+        path: Where it was read.
+        size: Size in bytes when read.
+        mtime_ns: Modification time when read.
+        content_hash: SHA-256 of its content.
+        chunks: Exactly the chunks (points) it has now.
+    """
+
+    key: str
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    chunks: Sequence[ChunkRecord]
+
+
+@dataclass(frozen=True)
 class RunCounts:
     """What a sync run did, document by document and chunk by chunk.
 
@@ -450,6 +471,17 @@ class Ledger(Protocol):
 
         ``generation`` is the index generation the points were written to (None: the
         one the document's row already names)."""
+        ...
+
+    def record_indexed_many(
+        self,
+        source_id: int,
+        documents: Sequence[IndexedDocument],
+        *,
+        generation: int | None = None,
+    ) -> list[list[str]]:
+        """:meth:`record_indexed` for several documents in one transaction; the stale
+        point ids of each, in the order of ``documents``."""
         ...
 
     def record_failed(

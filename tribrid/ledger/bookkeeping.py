@@ -44,6 +44,7 @@ from tribrid.ledger.base import (
     ChunkRecord,
     DocumentState,
     DocumentStatus,
+    IndexedDocument,
     RunCounts,
     RunRecord,
     RunStatus,
@@ -138,6 +139,41 @@ def lock_document(
         .where(DocumentRow.source_id == source_id, DocumentRow.key == key)
         .with_for_update()
     ).scalar_one()
+
+
+def lock_documents(
+    db: Database, session: Session, source_id: int, documents: Sequence[IndexedDocument]
+) -> list[DocumentRow]:
+    """:func:`lock_document` for several documents: their rows, in their order."""
+    now = utcnow()
+    session.execute(
+        db.insert_ignore(DocumentRow, None, ["source_id", "key"]),
+        [
+            {
+                "source_id": source_id,
+                "key": doc.key,
+                "path": doc.path,
+                "size": doc.size,
+                "mtime_ns": doc.mtime_ns,
+                "status": DocumentStatus.PENDING.value,
+                "chunk_count": 0,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for doc in documents
+        ],
+    )
+    by_key: dict[str, DocumentRow] = {}
+    for keys in batches([doc.key for doc in documents]):
+        for row in session.execute(
+            select(DocumentRow)
+            .where(DocumentRow.source_id == source_id, DocumentRow.key.in_(keys))
+            .order_by(DocumentRow.id)
+            .with_for_update()
+        ).scalars():
+            by_key[row.key] = row
+    return [by_key[doc.key] for doc in documents]
 
 
 def document_by_id(db: Database, session: Session, document_id: int) -> DocumentRow:
@@ -399,64 +435,111 @@ class SqlBookkeeping(DatabaseRole):
             ValueError: Two chunks share a point id.
             LedgerError: The write failed (nothing was recorded).
         """
-        new: dict[str, ChunkRecord] = {}
-        for chunk in chunks:
-            if chunk.point_id in new:
-                raise ValueError(f"document {key!r} lists point {chunk.point_id} twice")
-            new[chunk.point_id] = chunk
-        with self._db.write(f"record {key!r} as indexed") as session:
-            document = lock_document(
-                self._db, session, source_id, key, path=path, size=size, mtime_ns=mtime_ns
-            )
-            old = {
-                point_id: (chunk_index, chunk_hash)
-                for point_id, chunk_index, chunk_hash in session.execute(
-                    select(ChunkRow.point_id, ChunkRow.chunk_index, ChunkRow.content_hash)
-                    .where(ChunkRow.document_id == document.id)
-                    .order_by(ChunkRow.chunk_index, ChunkRow.point_id)
-                )
-            }
-            stale = [point_id for point_id in old if point_id not in new]
-            for batch in batches(stale):
-                session.execute(delete(ChunkRow).where(ChunkRow.point_id.in_(batch)))
-            added = [
-                {
-                    "point_id": c.point_id,
-                    "document_id": document.id,
-                    "chunk_index": c.chunk_index,
-                    "content_hash": c.content_hash,
-                }
-                for c in new.values()
-                if c.point_id not in old
-            ]
+        document = IndexedDocument(
+            key, path=path, size=size, mtime_ns=mtime_ns, content_hash=content_hash, chunks=chunks
+        )
+        return self.record_indexed_many(source_id, [document], generation=generation)[0]
+
+    def record_indexed_many(
+        self,
+        source_id: int,
+        documents: Sequence[IndexedDocument],
+        *,
+        generation: int | None = None,
+    ) -> list[list[str]]:
+        """:meth:`record_indexed` for several documents, in one transaction.
+
+        A few statements for the whole batch (rows created, locked, their old chunks
+        read, chunk rows deleted, inserted and updated in bulk) rather than a
+        transaction of several statements per document: recording was a large part of
+        what a sync did beside encoding.
+
+        Returns:
+            The stale point ids of each document, in the order of ``documents``.
+
+        Raises:
+            ValueError: A document lists a point id twice, or a key appears twice.
+            LedgerError: The write failed (nothing was recorded).
+        """
+        if not documents:
+            return []
+        wanted: list[dict[str, ChunkRecord]] = []
+        for doc in documents:
+            new: dict[str, ChunkRecord] = {}
+            for chunk in doc.chunks:
+                if chunk.point_id in new:
+                    raise ValueError(f"document {doc.key!r} lists point {chunk.point_id} twice")
+                new[chunk.point_id] = chunk
+            wanted.append(new)
+        keys = [doc.key for doc in documents]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise ValueError(f"documents {twice} are listed twice in one batch")
+        what = (
+            f"record {keys[0]!r} as indexed"
+            if len(keys) == 1
+            else (f"record {len(keys)} documents as indexed ({keys[0]!r} ...)")
+        )
+        with self._db.write(what) as session:
+            rows = lock_documents(self._db, session, source_id, documents)
+            old: dict[int, dict[str, tuple[int, str]]] = {row.id: {} for row in rows}
+            for ids in batches(list(old)):
+                for point_id, document_id, chunk_index, chunk_hash in session.execute(
+                    select(
+                        ChunkRow.point_id,
+                        ChunkRow.document_id,
+                        ChunkRow.chunk_index,
+                        ChunkRow.content_hash,
+                    )
+                    .where(ChunkRow.document_id.in_(ids))
+                    .order_by(ChunkRow.document_id, ChunkRow.chunk_index, ChunkRow.point_id)
+                ):
+                    old[document_id][point_id] = (chunk_index, chunk_hash)
+            stale_of: list[list[str]] = []
+            added: list[dict[str, Any]] = []
+            moved: list[dict[str, Any]] = []
+            now = utcnow()
+            for doc, row, new in zip(documents, rows, wanted, strict=True):
+                before = old[row.id]
+                stale_of.append([point_id for point_id in before if point_id not in new])
+                for c in new.values():
+                    if c.point_id not in before:
+                        added.append(
+                            {
+                                "point_id": c.point_id,
+                                "document_id": row.id,
+                                "chunk_index": c.chunk_index,
+                                "content_hash": c.content_hash,
+                            }
+                        )
+                    elif before[c.point_id] != (c.chunk_index, c.content_hash):
+                        moved.append(
+                            {
+                                "point_id": c.point_id,
+                                "chunk_index": c.chunk_index,
+                                "content_hash": c.content_hash,
+                            }
+                        )
+                row.path = doc.path
+                row.size = doc.size
+                row.mtime_ns = doc.mtime_ns
+                row.content_hash = doc.content_hash
+                row.status = DocumentStatus.INDEXED.value
+                row.error_kind = None
+                row.error_message = None
+                row.chunk_count = len(new)
+                if generation is not None:
+                    row.generation = generation
+                row.attempts = 0
+                row.updated_at = now
+                row.indexed_at = now
+            for stale in batches([p for ids in stale_of for p in ids]):
+                session.execute(delete(ChunkRow).where(ChunkRow.point_id.in_(stale)))
             if added:
                 session.execute(insert(ChunkRow), added)
-            moved = [
-                {
-                    "point_id": c.point_id,
-                    "chunk_index": c.chunk_index,
-                    "content_hash": c.content_hash,
-                }
-                for c in new.values()
-                if c.point_id in old and old[c.point_id] != (c.chunk_index, c.content_hash)
-            ]
             if moved:
                 session.execute(update(ChunkRow), moved)
-            now = utcnow()
-            document.path = path
-            document.size = size
-            document.mtime_ns = mtime_ns
-            document.content_hash = content_hash
-            document.status = DocumentStatus.INDEXED.value
-            document.error_kind = None
-            document.error_message = None
-            document.chunk_count = len(new)
-            if generation is not None:
-                document.generation = generation
-            document.attempts = 0
-            document.updated_at = now
-            document.indexed_at = now
-            return stale
+            return stale_of
 
     def record_failed(
         self,

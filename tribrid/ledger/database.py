@@ -393,21 +393,25 @@ class Database:
                 result.close()
 
     def insert_ignore(
-        self, entity: type[Any], values: dict[str, Any], keys: list[str]
+        self, entity: type[Any], values: dict[str, Any] | None, keys: list[str]
     ) -> Executable:
-        """INSERT that does nothing when a row with the same ``keys`` exists."""
+        """INSERT that does nothing when a row with the same ``keys`` exists.
+
+        ``values=None`` leaves them to ``session.execute(statement, rows)``, so that
+        one statement inserts a list of rows.
+        """
         # The dialect's insert is imported here: opening a ledger imports one dialect only.
         if self._is_sqlite:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            return (
-                sqlite_insert(entity).values(**values).on_conflict_do_nothing(index_elements=keys)
-            )
+            lite = sqlite_insert(entity)
+            lite = lite if values is None else lite.values(**values)
+            return lite.on_conflict_do_nothing(index_elements=keys)
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        return (
-            postgresql_insert(entity).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
+        pg = postgresql_insert(entity)
+        pg = pg if values is None else pg.values(**values)
+        return pg.on_conflict_do_nothing(index_elements=keys)
 
     # -- public API -----------------------------------------------------------------
 
