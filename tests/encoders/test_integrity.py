@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -70,4 +71,42 @@ def test_an_export_without_digests_is_refused(tmp_path: Path) -> None:
     del manifest["files"]
     (folder / _onnx.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(EncoderError, match="records no file digests"):
+        _onnx.verify_export(folder)
+
+
+def test_a_verified_export_is_not_hashed_again_until_a_file_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each load checks the files' stat against the last verification; a write to a file
+    (even one that restores its size and mtime) changes its ctime and forces a hash."""
+    folder = _export(tmp_path)
+    hashed: list[str] = []
+    real_sha = _onnx.file_sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real_sha(path)
+
+    monkeypatch.setattr(_onnx, "file_sha256", counting)
+    _onnx.verify_export(folder)
+    assert sorted(hashed) == ["model.onnx", "tokenizer.json"]
+    hashed.clear()
+    _onnx.verify_export(folder)
+    assert hashed == []
+
+    model = folder / "model.onnx"
+    before = model.stat()
+    model.write_bytes(b"\x08\x07onnx-bytez")  # same size
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))  # same mtime
+    with pytest.raises(EncoderError, match=r"model\.onnx has SHA-256 .* it changed"):
+        _onnx.verify_export(folder)
+    assert "model.onnx" in hashed
+
+    # A record made against another manifest is not trusted either.
+    model.write_bytes(b"\x08\x07onnx-bytes")
+    _onnx.verify_export(folder)
+    manifest = json.loads((folder / _onnx.MANIFEST).read_text())
+    manifest["files"]["model.onnx"] = "0" * 64
+    (folder / _onnx.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(EncoderError, match="it changed"):
         _onnx.verify_export(folder)

@@ -142,7 +142,7 @@ def ensure_export(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path
             manifest["files"] = {
                 item.name: file_sha256(item)
                 for item in sorted(temp.iterdir())
-                if item.is_file() and item.name != MANIFEST
+                if item.is_file() and item.name not in (MANIFEST, VERIFIED)
             }
             (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             if target.exists():  # a half folder from a process killed mid-rename
@@ -167,18 +167,60 @@ def verify_export(folder: Path, *, source: dict[str, str] | None = None) -> None
     fix = f"delete {folder} and the next use exports the model again"
     if not isinstance(files, dict) or not files:
         raise EncoderError(f"the ONNX export {folder} records no file digests; {fix}")
-    for name, expected in files.items():
-        path = folder / name
-        actual = file_sha256(path) if path.is_file() else "missing"
-        if actual != expected:
-            raise EncoderError(
-                f"the ONNX export file {path} has SHA-256 {actual[:16]}, not the "
-                f"{str(expected)[:16]} recorded when it was made: it changed; {fix}"
-            )
+    stamps = _stamps(folder, files)
+    if stamps is None or _verified_stamps(folder, files) != stamps:
+        for name, expected in files.items():
+            path = folder / name
+            actual = file_sha256(path) if path.is_file() else "missing"
+            if actual != expected:
+                raise EncoderError(
+                    f"the ONNX export file {path} has SHA-256 {actual[:16]}, not the "
+                    f"{str(expected)[:16]} recorded when it was made: it changed; {fix}"
+                )
+        if stamps is not None:
+            _record_verified(folder, files, stamps)
     if source and manifest.get("source_sha256") != source:
         raise EncoderError(
             f"the ONNX export {folder} was not made from the pinned files of this model; {fix}"
         )
+
+
+# Beside a manifest: the files' stat when their digests last matched it. A file whose
+# size, inode, mtime and ctime are unchanged is not hashed again on every load (a search
+# process loads the models each time); any write to a file changes its ctime, which no
+# user call can set back.
+VERIFIED = "verified.json"
+
+
+def _stamps(folder: Path, files: dict[str, Any]) -> dict[str, list[int]] | None:
+    stamps = {}
+    for name in files:
+        try:
+            st = (folder / name).stat()
+        except OSError:
+            return None
+        stamps[name] = [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    return stamps
+
+
+def _verified_stamps(folder: Path, files: dict[str, Any]) -> dict[str, list[int]] | None:
+    try:
+        record = json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("files") != files:
+        return None  # verified against another manifest
+    stamps = record.get("stamps")
+    return stamps if isinstance(stamps, dict) else None
+
+
+def _record_verified(folder: Path, files: dict[str, Any], stamps: dict[str, list[int]]) -> None:
+    """Remember the stat of files that matched their digests (best effort: a read-only
+    cache folder is hashed on every load, as before)."""
+    with contextlib.suppress(OSError):
+        temp = folder / f".{VERIFIED}.{os.getpid()}.tmp"
+        temp.write_text(json.dumps({"files": files, "stamps": stamps}))
+        os.replace(temp, folder / VERIFIED)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

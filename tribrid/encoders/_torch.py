@@ -169,7 +169,7 @@ class SentenceTransformersModel:
             for item in source.iterdir():
                 if item.suffix == ".onnx":
                     _onnx.quantize(item, folder / item.name)
-                elif item.name != _onnx.MANIFEST:
+                elif item.name not in (_onnx.MANIFEST, _onnx.VERIFIED):
                     shutil.copy2(item, folder / item.name)
             manifest = _onnx.read_manifest(source)
             manifest["backend"] = backend.value
