@@ -104,6 +104,14 @@ def test_help_imports_nothing_heavy() -> None:
     loaded = imported_by(["--help"])
     assert "typer" in loaded  # the probe sees imports at all
     assert loaded & (MODELS_AND_PARSING | SERVICES | RETRIEVERS) == set()
+    assert "pydantic_settings" not in loaded  # help reads no setting
+
+
+def test_help_works_whatever_the_settings() -> None:
+    """Help reads no setting, so a broken one does not hide it."""
+    out, loaded = run_cli(["search", "--help"], TRIBRID_MODELS__BATCH_SIZE="many")
+    assert "--mode" in out
+    assert "pydantic_settings" not in loaded
 
 
 def test_every_command_help_imports_nothing_heavy() -> None:

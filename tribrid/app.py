@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from tribrid.errors import ConfigError, require_extras
 from tribrid.ledger.base import DocumentStatus, RunCounts, SourceRecord, StatusReport
-from tribrid.settings import Settings
 from tribrid.store.base import Channel, MetadataFilter, VectorStore
 
 # The composition root and everything it builds (models, stores, the ledger, parsing)
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from tribrid.retrievers.config import RetrieverConfig
     from tribrid.retrievers.hybrid import TribridRetriever
     from tribrid.retrievers.remote import RemoteRetriever
+    from tribrid.settings import Settings
 
 
 class SearchMode(StrEnum):
@@ -89,7 +89,11 @@ class SearchResult:
 def _settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
     if settings is not None and overrides:
         return settings.model_copy(update=overrides)
-    return settings or Settings(**overrides)
+    if settings is not None:
+        return settings
+    from tribrid.settings import Settings  # pydantic-settings: paid by the commands that read it
+
+    return Settings(**overrides)
 
 
 def ingest(

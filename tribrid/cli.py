@@ -25,10 +25,10 @@ from tribrid.errors import TribridError, redact, require_extras
 from tribrid.evaluation import cli as evaluation_cli
 from tribrid.ledger import ArchiveStatus, RunProgress
 from tribrid.logs import JsonFormatter, LogFormat, setup_logging
-from tribrid.settings import Settings
 
 if TYPE_CHECKING:
     from tribrid.ingestion.pipeline import SyncReport
+    from tribrid.settings import Settings
 
 cli = typer.Typer(
     name="tribrid",
@@ -125,6 +125,8 @@ def _global_options(
 
 
 def _settings(data_dir: Path | None) -> Settings:
+    from tribrid.settings import Settings  # pydantic-settings: not for `--help`
+
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
@@ -933,17 +935,25 @@ def main() -> None:
     """Entry point: run the CLI, turning tribrid errors into one-line messages."""
     import sys
 
-    secrets = _secrets()
+    argv = sys.argv[1:]
+    # Help reads no setting and prints none: it is spared the settings' start-up cost.
+    secrets = [] if _only_help(argv) else _secrets()
     _logging.secrets = secrets
     setup_logging(secrets=secrets)  # until the global options say otherwise
     try:
-        cli(args=hoist_log_options(sys.argv[1:]))
+        cli(args=hoist_log_options(argv))
     except TribridError as e:
         _error(redact(str(e), secrets))
         raise SystemExit(1) from None
     except ValidationError as e:
         _error(_settings_problem(e))
         raise SystemExit(2) from None
+
+
+def _only_help(argv: list[str]) -> bool:
+    """Whether the command line asks for help or the version only (before any ``--``)."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return not options or bool({"--help", "-h", "--version"} & set(options))
 
 
 _LOG_FLAGS = re.compile(r"^-(v+|q+)$|^--(verbose|quiet)$|^--log-format=")
@@ -988,6 +998,8 @@ def _error(message: str) -> None:
 
 def _secrets() -> list[str]:
     """The secrets of the environment's settings, to mask in what the command prints."""
+    from tribrid.settings import Settings
+
     try:
         return Settings().secrets()
     except ValidationError:

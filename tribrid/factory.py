@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from tribrid.encoders import EncoderSet
 from tribrid.errors import ConfigError, StoreError
-from tribrid.settings import Settings
 from tribrid.store import needs_single_writer, open_store
 from tribrid.store.base import CollectionSchema, VectorStore
 from tribrid.store.remote import RemoteStore, ServerInfo, descriptor, discover
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from tribrid.ingestion.rebuild import RebuildReport
     from tribrid.ingestion.vector_cache import VectorCache
     from tribrid.ledger import Ledger, SqlLedger
+    from tribrid.settings import Settings
     from tribrid.store.generations import StagedGeneration
 
 

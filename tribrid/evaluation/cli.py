@@ -23,10 +23,10 @@ from rich.table import Table
 from tribrid.errors import require_extras
 from tribrid.evaluation.metrics import DEFAULT_METRICS
 from tribrid.evaluation.modes import ALL_MODES, EvalMode
-from tribrid.settings import Settings
 
 if TYPE_CHECKING:
     from tribrid.evaluation.harness import EvalReport
+    from tribrid.settings import Settings
 
 # The harness, its report and the retriever config are imported inside the commands:
 # registering `eval` and `tune` on the CLI must cost nothing (see tests/test_startup.py).
@@ -60,6 +60,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the JSON report.
 def _settings(dataset: Path, data_dir: Path | None) -> Settings:
     # The corpus is indexed into the data dir: by default a folder of its own, so an
     # evaluation never mixes a dataset into the user's index.
+    from tribrid.settings import Settings
+
     return Settings(data_dir=data_dir or Path(".tribrid-eval") / dataset.resolve().name)
 
 
