@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tribrid.retrievers.embeddings import EmbeddingsDenseEncoder, EncoderEmbeddings
+    from tribrid.retrievers.engine import HybridSearch, RetrievedChunk
     from tribrid.retrievers.fusion import FusionMethod, Normalization, convex, dbsf, fuse, rrf
-    from tribrid.retrievers.hybrid import HybridRetriever, RetrievedChunk, TribridRetriever
+    from tribrid.retrievers.hybrid import HybridRetriever, TribridRetriever
     from tribrid.retrievers.rerank import TribridReranker
     from tribrid.retrievers.self_query import METADATA_FIELDS, TribridTranslator
     from tribrid.retrievers.vectorstore import TribridVectorStore
@@ -29,7 +30,8 @@ _LAZY = {
     "fuse": "fusion",
     "rrf": "fusion",
     "HybridRetriever": "hybrid",
-    "RetrievedChunk": "hybrid",
+    "HybridSearch": "engine",  # the search without LangChain
+    "RetrievedChunk": "engine",
     "TribridRetriever": "hybrid",
     "TribridReranker": "rerank",
     "CrossEncoderReranker": "rerank",  # the reranker's former name warns (see rerank)
@@ -44,6 +46,7 @@ __all__ = [
     "EncoderEmbeddings",
     "FusionMethod",
     "HybridRetriever",
+    "HybridSearch",
     "Normalization",
     "RetrievedChunk",
     "TribridReranker",
