@@ -2,6 +2,7 @@
 
     python bm25loco.py adi,medline,time,cacm,lisa,scifact,limit-small [--avg 150,60] [--md]
     python bm25loco.py ... --roots 1200=/tmp/q17/cache,600=/tmp/q17/cache-c600   # chunk sizes too
+    python bm25loco.py ... --roots ... --today-only   # chunk sizes alone, today's BM25
     python bm25loco.py ... --grid splade     # the same over spladegrid.py's SPLADE pruning
 
 For each held-out collection, the setting with the best objective on the others (mean gain
@@ -72,6 +73,8 @@ best_today = {
 tags = sorted(
     {k[5:] for k in set.intersection(*[set(r) for r in res.values()]) if k.startswith("dbsf ")}
 )
+if "--today-only" in sys.argv:  # only the roots (chunk sizes) vary, with today's BM25
+    tags = [t for t in tags if t.endswith(TODAY[len(first) :])]
 if avgs and GRID == "bm25":
     tags = [t for t in tags if t.split("avg=")[1] in avgs]
 
