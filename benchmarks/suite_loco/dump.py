@@ -1,6 +1,8 @@
-"""Dump one indexed collection (chunk vectors, query vectors, qrels) to an npz for numpy experiments."""
+"""Dump one indexed collection (chunk vectors and texts, query vectors and texts, qrels) to a
+pickle for numpy experiments. The cache folder is $LOCO_CACHE (default /tmp/quality-cache):
+indexes in <cache>/<name>, the dump in <cache>/exp."""
 
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
@@ -12,7 +14,9 @@ from tribrid.evaluation.harness import judged_queries
 
 name = sys.argv[1]
 ds = Path("/work/shared/data") / name
-settings = Settings(data_dir=Path("/tmp/quality-cache") / name)
+CACHE = Path(os.environ.get("LOCO_CACHE", "/tmp/quality-cache"))
+(CACHE / "exp").mkdir(parents=True, exist_ok=True)
+settings = Settings(data_dir=CACHE / name)
 enc = build_encoders(settings)
 ledger = build_ledger(settings)
 pd = point_documents(ledger, BeirCorpusConnector(ds).source_key)
@@ -27,7 +31,8 @@ for p in store.points(with_payload=True):
     dense.append(p.dense)
     spl.append(p.splade)
     bm.append(p.bm25)
-    texts.append(str(p.payload.get("text", ""))[:80])
+    # the whole text: BM25 vectors are recomputed from it per setting (bm25grid.py)
+    texts.append(str(p.payload.get("text", "")))
 store.close()
 
 
@@ -55,6 +60,7 @@ res = {
     "ids": np.array(ids),
     "docs": np.array([pd[i] for i in ids]),
     "dense": np.asarray(dense, np.float32),
+    "texts": texts,
 }
 # queries
 for split, (q, qr) in out.items():
@@ -71,11 +77,12 @@ for split, (q, qr) in out.items():
         tms.append((t1 - t0, t2 - t1, t3 - t2))
     n = len(svocab)
     res[f"{split}_qids"] = np.array(qids)
+    res[f"{split}_qtexts"] = [q[qi] for qi in qids]
     res[f"{split}_qdense"] = np.asarray(qd, np.float32)
     res[f"{split}_qs"] = csr(qs, svocab)
     res[f"{split}_qb"] = csr(qb, bvocab)
     res[f"{split}_ms"] = np.array(tms) * 1000
-    (Path("/tmp/quality-cache/exp") / f"{name}-{split}-qrels.json").write_text(json.dumps(qr))
+    (CACHE / "exp" / f"{name}-{split}-qrels.json").write_text(json.dumps(qr))
 ns, nb = len(svocab), len(bvocab)
 res["ds"] = sp.csr_matrix((sr[2], (sr[0], sr[1])), shape=(len(ids), ns))
 res["db"] = sp.csr_matrix((br[2], (br[0], br[1])), shape=(len(ids), nb))
@@ -87,6 +94,6 @@ for split in out:
         )
 import pickle
 
-with open(f"/tmp/quality-cache/exp/{name}.pkl", "wb") as f:
+with open(CACHE / "exp" / f"{name}.pkl", "wb") as f:
     pickle.dump(res, f)
 print(name, len(ids), "chunks", len(set(res["docs"])), "docs", {s: len(out[s][0]) for s in out})

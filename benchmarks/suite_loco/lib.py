@@ -1,7 +1,8 @@
-import json, pickle, numpy as np, scipy.sparse as sp, pytrec_eval
+import json, os, pickle, numpy as np, scipy.sparse as sp, pytrec_eval
 from functools import lru_cache
 
-E = "/tmp/quality-cache/exp"
+# the dumps of dump.py: $LOCO_CACHE/exp (default /tmp/quality-cache/exp)
+E = os.path.join(os.environ.get("LOCO_CACHE", "/tmp/quality-cache"), "exp")
 COLS = ["adi", "medline", "time", "cacm", "lisa", "scifact", "limit-small"]
 
 
