@@ -99,19 +99,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--docs", type=int, default=500)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "dense-batch.md")
+    parser.add_argument("--encoder-sizes", type=int, nargs="+", default=list(ENCODER_SIZES))
+    parser.add_argument("--ingest-sizes", type=int, nargs="+", default=list(INGEST_SIZES))
     args = parser.parse_args()
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     load_before = os.getloadavg()
-    encode: dict[int, list[dict[str, float]]] = {s: [] for s in ENCODER_SIZES}
-    ingest: dict[int, list[dict[str, float]]] = {s: [] for s in INGEST_SIZES}
+    encode: dict[int, list[dict[str, float]]] = {s: [] for s in args.encoder_sizes}
+    ingest: dict[int, list[dict[str, float]]] = {s: [] for s in args.ingest_sizes}
     with tempfile.TemporaryDirectory(prefix="tribrid-dense-batch-") as scratch:
         folder = _folder(Path(scratch), args.docs)
         for round_ in range(args.rounds):
-            for size in ENCODER_SIZES:
+            for size in args.encoder_sizes:
                 encode[size].append(_run(_ENCODE, str(size), str(CORPUS), scratch))
                 print(f"round {round_ + 1} encode {size}: {encode[size][-1]}", flush=True)
-            for size in INGEST_SIZES:
+            for size in args.ingest_sizes:
                 ingest[size].append(_run(_INGEST, str(size), str(folder), scratch, str(HERE)))
                 print(f"round {round_ + 1} ingest {size}: {ingest[size][-1]}", flush=True)
     load_after = os.getloadavg()
@@ -122,13 +124,18 @@ def main() -> None:
     def med(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(row[key] for row in rows)
 
-    base_encode = med(encode[32], "seconds")
-    base_ingest = med(ingest[32], "seconds")
+    # Ratios against batch 32 (the old default) when it ran, else the largest size.
+    ref_e = 32 if 32 in encode else max(encode)
+    ref_i = 32 if 32 in ingest else max(ingest)
+    base_encode = med(encode[ref_e], "seconds")
+    base_ingest = med(ingest[ref_i], "seconds")
     lines = [
         "# The dense encoder's batch size on CPU",
         "",
         f"Command: `TRIBRID_MODELS__CACHE_DIR=<a warmed export cache> .venv/bin/python "
-        f"benchmarks/dense_batch.py --rounds {args.rounds} --docs {args.docs}`",
+        f"benchmarks/dense_batch.py --rounds {args.rounds} --docs {args.docs} "
+        f"--encoder-sizes {' '.join(map(str, args.encoder_sizes))} "
+        f"--ingest-sizes {' '.join(map(str, args.ingest_sizes))}`",
         "",
         f"Commit {commit}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after. "
@@ -137,10 +144,10 @@ def main() -> None:
         "",
         "## MiniLM (ONNX int8) alone, 512 passages of 1,000-1,200 characters",
         "",
-        "| dense batch | seconds | ÷ batch 32 | peak RSS of the process (MiB) |",
+        f"| dense batch | seconds | ÷ batch {ref_e} | peak RSS of the process (MiB) |",
         "| ---: | ---: | ---: | ---: |",
     ]
-    for size in ENCODER_SIZES:
+    for size in args.encoder_sizes:
         seconds = med(encode[size], "seconds")
         lines.append(
             f"| {size} | {seconds:.1f} | {seconds / base_encode:.2f} | "
@@ -150,10 +157,10 @@ def main() -> None:
         "",
         f"## `tribrid.ingest` of {args.docs} SciFact documents, cold data dir",
         "",
-        "| dense batch | seconds | chunks/s | ÷ batch 32 (time) | peak RSS, process tree (MiB) |",
+        f"| dense batch | seconds | chunks/s | ÷ batch {ref_i} (time) | peak RSS, process tree (MiB) |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
-    for size in INGEST_SIZES:
+    for size in args.ingest_sizes:
         seconds = med(ingest[size], "seconds")
         chunks = ingest[size][0]["chunks"]
         lines.append(

@@ -45,10 +45,12 @@ class ModelSettings(BaseModel):
     splade_top_k: int | None = Field(default=None, ge=1)
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1, le=4096)
-    # Passages per dense forward pass. MiniLM on ONNX Runtime ingests faster on a CPU in
-    # small batches and peaks far lower in memory than at 32
-    # (benchmarks/results/dense-batch.md); SPLADE keeps ``batch_size``, which suits it.
-    dense_batch_size: int = Field(default=4, ge=1, le=4096)
+    # Passages per dense forward pass. MiniLM on ONNX Runtime ingests fastest on a CPU one
+    # passage at a time and peaks far lower in memory than in batches
+    # (benchmarks/results/dense-batch.md); one at a time also makes a passage's int8
+    # vector independent of the passages beside it (the activations' scale is per pass),
+    # as a query's is. SPLADE keeps ``batch_size``, which suits it.
+    dense_batch_size: int = Field(default=1, ge=1, le=4096)
     max_seq_length: int | None = Field(default=256, ge=8)
     torch_threads: int | None = Field(default=None, ge=1)  # also caps ONNX Runtime's threads
     # Identical chunk text is encoded once: vectors are kept by text digest and model set in

@@ -299,4 +299,20 @@ def test_the_dense_and_splade_batch_sizes_are_set_apart(
     assert asked == [3]
     encoders.splade.encode_documents(texts)
     assert asked == [3, 7]
-    assert Settings().models.dense_batch_size == 4 and Settings().models.batch_size == 32
+    assert Settings().models.dense_batch_size == 1 and Settings().models.batch_size == 32
+
+
+def test_a_passages_dense_vector_does_not_depend_on_its_neighbours(
+    tmp_path: Path, model_cache_dir: str
+) -> None:
+    """At the default dense batch (one passage per pass) the int8 activations are scaled
+    for that passage alone: the same text gets the same vector whatever is encoded with
+    it (what the vector cache assumes), and the vector its query gets."""
+    settings = Settings(data_dir=tmp_path, models={"cache_dir": model_cache_dir})
+    dense = build_encoders(settings).dense
+    text = "Lighthouse keepers logged the tides every night."
+    alone = dense.encode_documents([text])[0]
+    others = ["A long passage about something else entirely. " * 20, "Tides.", "x " * 200]
+    among = dense.encode_documents([others[0], text, *others[1:]])[1]
+    assert list(among) == list(alone)
+    assert list(dense.encode_query(text)) == list(alone)
