@@ -26,6 +26,7 @@ installed dependencies serve both.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -171,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dirs = {c.name: args.data_dir / f"index-{i}" for i, c in enumerate(checkouts)}
     for c in checkouts:
         ensure_demo_index(c, dirs[c.name])
+        # Byte-compiled, as a wheel installs it: with PYTHONDONTWRITEBYTECODE set (as on
+        # this machine) a source checkout would otherwise be compiled at every start.
+        compileall.compile_dir(c.path / "tribrid", quiet=1)
     commands: list[tuple[str, list[str]]] = [
         ("tribrid --help", ["--help"]),
         ("tribrid status", ["status", "--data-dir", data]),
