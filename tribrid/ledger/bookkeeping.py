@@ -176,6 +176,26 @@ def lock_documents(
     return [by_key[doc.key] for doc in documents]
 
 
+def chunks_by_document(session: Session, ids: Sequence[int]) -> dict[int, list[ChunkRecord]]:
+    """The chunks of each document id (ordered by ``chunk_index``; [] for none), read in
+    the caller's transaction, one query per IN-batch of ids."""
+    found: dict[int, list[ChunkRecord]] = {document_id: [] for document_id in ids}
+    for batch in batches(ids):
+        rows = session.execute(
+            select(
+                ChunkRow.document_id,
+                ChunkRow.point_id,
+                ChunkRow.chunk_index,
+                ChunkRow.content_hash,
+            )
+            .where(ChunkRow.document_id.in_(batch))
+            .order_by(ChunkRow.document_id, ChunkRow.chunk_index, ChunkRow.point_id)
+        )
+        for document_id, point_id, chunk_index, chunk_hash in rows:
+            found[document_id].append(ChunkRecord(point_id, chunk_index, chunk_hash))
+    return found
+
+
 def document_by_id(db: Database, session: Session, document_id: int) -> DocumentRow:
     """The row of a document, locked for this transaction.
 
@@ -388,23 +408,8 @@ class SqlBookkeeping(DatabaseRole):
             Every requested id mapped to its chunks ordered by ``chunk_index`` (an empty
             list for a document without chunks, or an unknown id).
         """
-        ids = list(dict.fromkeys(document_ids))
-        found: dict[int, list[ChunkRecord]] = {document_id: [] for document_id in ids}
         with self._db.read("read chunks") as session:
-            for batch in batches(ids):
-                rows = session.execute(
-                    select(
-                        ChunkRow.document_id,
-                        ChunkRow.point_id,
-                        ChunkRow.chunk_index,
-                        ChunkRow.content_hash,
-                    )
-                    .where(ChunkRow.document_id.in_(batch))
-                    .order_by(ChunkRow.document_id, ChunkRow.chunk_index, ChunkRow.point_id)
-                )
-                for document_id, point_id, chunk_index, chunk_hash in rows:
-                    found[document_id].append(ChunkRecord(point_id, chunk_index, chunk_hash))
-        return found
+            return chunks_by_document(session, list(dict.fromkeys(document_ids)))
 
     def record_indexed(
         self,
@@ -482,19 +487,12 @@ class SqlBookkeeping(DatabaseRole):
         )
         with self._db.write(what) as session:
             rows = lock_documents(self._db, session, source_id, documents)
-            old: dict[int, dict[str, tuple[int, str]]] = {row.id: {} for row in rows}
-            for ids in batches(list(old)):
-                for point_id, document_id, chunk_index, chunk_hash in session.execute(
-                    select(
-                        ChunkRow.point_id,
-                        ChunkRow.document_id,
-                        ChunkRow.chunk_index,
-                        ChunkRow.content_hash,
-                    )
-                    .where(ChunkRow.document_id.in_(ids))
-                    .order_by(ChunkRow.document_id, ChunkRow.chunk_index, ChunkRow.point_id)
-                ):
-                    old[document_id][point_id] = (chunk_index, chunk_hash)
+            old = {
+                document_id: {c.point_id: (c.chunk_index, c.content_hash) for c in chunks}
+                for document_id, chunks in chunks_by_document(
+                    session, [row.id for row in rows]
+                ).items()
+            }
             stale_of: list[list[str]] = []
             added: list[dict[str, Any]] = []
             moved: list[dict[str, Any]] = []
