@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, or_, select, text, update
@@ -104,6 +104,24 @@ def to_run(run: RunRow, source_key: str) -> RunRecord:
     )
 
 
+def _pending_row(
+    source_id: int, key: str, *, path: str, size: int, mtime_ns: int, now: datetime
+) -> dict[str, Any]:
+    """The columns of a new document row, pending until it is recorded otherwise."""
+    return {
+        "source_id": source_id,
+        "key": key,
+        "path": path,
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "status": DocumentStatus.PENDING.value,
+        "chunk_count": 0,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def lock_document(
     db: Database,
     session: Session,
@@ -115,25 +133,8 @@ def lock_document(
     mtime_ns: int,
 ) -> DocumentRow:
     """Get the row of a document, created as pending if new, locked for this transaction."""
-    now = utcnow()
-    session.execute(
-        db.insert_ignore(
-            DocumentRow,
-            {
-                "source_id": source_id,
-                "key": key,
-                "path": path,
-                "size": size,
-                "mtime_ns": mtime_ns,
-                "status": DocumentStatus.PENDING.value,
-                "chunk_count": 0,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-            ["source_id", "key"],
-        )
-    )
+    row = _pending_row(source_id, key, path=path, size=size, mtime_ns=mtime_ns, now=utcnow())
+    session.execute(db.insert_ignore(DocumentRow, row, ["source_id", "key"]))
     return session.execute(
         select(DocumentRow)
         .where(DocumentRow.source_id == source_id, DocumentRow.key == key)
@@ -149,18 +150,9 @@ def lock_documents(
     session.execute(
         db.insert_ignore(DocumentRow, None, ["source_id", "key"]),
         [
-            {
-                "source_id": source_id,
-                "key": doc.key,
-                "path": doc.path,
-                "size": doc.size,
-                "mtime_ns": doc.mtime_ns,
-                "status": DocumentStatus.PENDING.value,
-                "chunk_count": 0,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+            _pending_row(
+                source_id, doc.key, path=doc.path, size=doc.size, mtime_ns=doc.mtime_ns, now=now
+            )
             for doc in documents
         ],
     )

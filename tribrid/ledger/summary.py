@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tribrid.errors import LedgerError
 from tribrid.ledger.base import (
     ArchiveStatus,
     DocumentStatus,
@@ -60,8 +61,6 @@ def head_revision() -> str:
     the largest number. Reading it this way lets an up-to-date ledger open without
     importing Alembic or loading the migration scripts.
     """
-    from tribrid.errors import LedgerError
-
     numbers = [
         path.name[1:5] for path in (MIGRATIONS_DIR / "versions").glob("v[0-9][0-9][0-9][0-9]_*.py")
     ]
