@@ -305,7 +305,11 @@ def export_torch(
 
 
 def session(path: Path, threads: int | None) -> Any:
-    """An ONNX Runtime session for ``path``, created once per process and thread count."""
+    """An ONNX Runtime session for ``path``, created once per process and thread count.
+
+    The graph ONNX Runtime optimizes at load is kept beside the export (see
+    :func:`_optimized_graph`), so later processes skip the optimization.
+    """
     ort = import_onnxruntime()
     if threads is None and "torch" in sys.modules:
         # Worker bootstraps cap torch's threads per process (cores / concurrency); follow
@@ -314,24 +318,144 @@ def session(path: Path, threads: int | None) -> Any:
     key = (str(path), threads)
     with _lock:
         if key not in _sessions:
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.inter_op_num_threads = 1
-            if threads is not None:
-                options.intra_op_num_threads = threads
-            options.log_severity_level = 3
-            # ONNX Runtime's CPU arena keeps the largest buffers any batch shape needed and
-            # never gives them back; with inputs of every length that is most of a long
-            # run's memory. Plain allocations keep the process flat (benchmarks/results/
-            # example-docs.md).
-            options.enable_cpu_mem_arena = CPU_MEM_ARENA
-            options.enable_mem_pattern = CPU_MEM_ARENA
             try:
-                _sessions[key] = ort.InferenceSession(
-                    str(path), options, providers=["CPUExecutionProvider"]
-                )
+                _sessions[key] = _load_session(ort, path, threads)
             except Exception as e:  # onnxruntime raises its own exception types
                 raise EncoderError(
                     f"cannot load the ONNX export {path}: {e}; delete its folder to export again"
                 ) from e
         return _sessions[key]
+
+
+def _session_options(ort: Any, threads: int | None) -> Any:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    # ONNX Runtime's CPU arena keeps the largest buffers any batch shape needed and
+    # never gives them back; with inputs of every length that is most of a long
+    # run's memory. Plain allocations keep the process flat (benchmarks/results/
+    # example-docs.md).
+    options.enable_cpu_mem_arena = CPU_MEM_ARENA
+    options.enable_mem_pattern = CPU_MEM_ARENA
+    return options
+
+
+def _load_session(ort: Any, path: Path, threads: int | None) -> Any:
+    providers = ["CPUExecutionProvider"]
+    optimized = _optimized_graph(ort, path)
+    if optimized is not None and _is_current(optimized):
+        options = _session_options(ort, threads)
+        # Already optimized at ORT_ENABLE_ALL by this ONNX Runtime on this CPU: the same
+        # graph, the same outputs, without the optimizer's time at every start.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(optimized), options, providers=providers)
+        except Exception:  # unreadable or damaged: made again below
+            _discard(optimized)
+    options = _session_options(ort, threads)
+    if optimized is None:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    with _writable_lock(optimized.parent) as writable:
+        if writable and _is_current(optimized):  # another process wrote it meanwhile
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            return ort.InferenceSession(str(optimized), options, providers=providers)
+        temp = optimized.with_name(f".{optimized.name}.{os.getpid()}.tmp")
+        if writable:
+            options.optimized_model_filepath = str(temp)
+        result = ort.InferenceSession(str(path), options, providers=providers)
+        if writable:
+            _publish_optimized(temp, optimized)
+        return result
+
+
+# The optimized graphs of an export's networks, in ``<export>/optimized/``. ONNX Runtime's
+# ORT_ENABLE_ALL graph may hold kernels chosen for this CPU and version of ONNX Runtime,
+# so the file's name carries a digest of both and of the network it came from; a record
+# beside it keeps the file's stat when it was written, and a file whose stat changed since
+# is made again rather than trusted. A read-only cache folder loads as before.
+OPTIMIZED = "optimized"
+
+
+def _optimized_graph(ort: Any, path: Path) -> Path | None:
+    """Where the optimized graph of ``path`` is kept, or ``None`` if it is not an export's."""
+    try:
+        digest = read_manifest(path.parent)["files"][path.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    tag = hashlib.sha256(
+        "\0".join([str(digest), str(ort.__version__), _cpu_signature()]).encode()
+    ).hexdigest()[:16]
+    return path.parent / OPTIMIZED / f"{path.stem}-{tag}.onnx"
+
+
+def _cpu_signature() -> str:
+    """The machine and its instruction-set flags (what ONNX Runtime picks kernels by)."""
+    import platform
+
+    flags = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith(("flags", "Features")):
+                flags = " ".join(sorted(line.partition(":")[2].split()))
+                break
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _is_current(optimized: Path) -> bool:
+    try:
+        recorded = json.loads(optimized.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    stamp = _stamp(optimized)
+    return stamp is not None and recorded == {"stamp": stamp}
+
+
+def _publish_optimized(temp: Path, optimized: Path) -> None:
+    """Move a freshly written optimized graph into place and record its stat (best
+    effort), removing the graphs of other versions of ONNX Runtime or other CPUs."""
+    if not temp.is_file():
+        return
+    try:
+        os.replace(temp, optimized)
+        stamp = _stamp(optimized)
+        record = optimized.with_name(f".{optimized.stem}.{os.getpid()}.json.tmp")
+        record.write_text(json.dumps({"stamp": stamp}))
+        os.replace(record, optimized.with_suffix(".json"))
+    except OSError:
+        _discard(temp)
+        return
+    prefix = optimized.stem.rpartition("-")[0] + "-"
+    for other in optimized.parent.iterdir():
+        if other.name.startswith(prefix) and other.stem != optimized.stem:
+            _discard(other)
+
+
+def _discard(path: Path) -> None:
+    for item in (path, path.with_suffix(".json")):
+        with contextlib.suppress(OSError):
+            item.unlink()
+
+
+@contextlib.contextmanager
+def _writable_lock(folder: Path) -> Iterator[bool]:
+    """Hold ``folder``'s lock if the folder can be made and written; say whether."""
+    try:
+        folder.mkdir(exist_ok=True)
+        lock = contextlib.ExitStack()
+        lock.enter_context(_file_lock(folder / ".lock"))
+    except OSError:
+        yield False
+        return
+    with lock:
+        yield True

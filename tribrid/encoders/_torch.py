@@ -166,12 +166,15 @@ class SentenceTransformersModel:
         source = self.export_folder(EncoderBackend.ONNX)
 
         def build(folder: Path) -> dict[str, Any]:
-            for item in source.iterdir():
+            manifest = _onnx.read_manifest(source)
+            # The files the fp32 export was made of, not what its folder gained since
+            # (its verification record, optimized graphs).
+            for name in manifest["files"]:
+                item = source / name
                 if item.suffix == ".onnx":
                     _onnx.quantize(item, folder / item.name)
-                elif item.name not in (_onnx.MANIFEST, _onnx.VERIFIED):
+                else:
                     shutil.copy2(item, folder / item.name)
-            manifest = _onnx.read_manifest(source)
             manifest["backend"] = backend.value
             return manifest
 
