@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tribrid.encoders import EncoderSet, SparseVector
@@ -75,6 +74,8 @@ def rocchio(
     query: Sequence[float], vectors: Sequence[Sequence[float]], *, beta: float
 ) -> list[float]:
     """``normalise(q + β · mean(vectors))``; the query itself when there is no vector."""
+    import numpy as np  # here: the retriever settings import this module, a client no numpy
+
     q = np.asarray(query, dtype=np.float64)
     if not len(vectors):
         return q.tolist()
