@@ -7,7 +7,9 @@ An export is made offline from the model torch already loads (the local folder),
 - ``projection.onnx``: SPLADE only, the vocabulary projection of one document's tokens,
   max-pooled (see :mod:`tribrid.encoders.splade`);
 - ``tokenizer.json``: the model's fast tokenizer, so running needs no ``transformers``;
-- ``manifest.json``: what the runtime needs to know, written last.
+- ``manifest.json``: what the runtime needs to know, written last;
+- ``optimized/``: added on first load, the graphs ONNX Runtime optimized for this CPU
+  (see :func:`session`), which later processes load without optimizing again.
 
 Exports are published atomically: written to a private temp folder next to the target
 and renamed into place, under a file lock so that concurrent processes (Celery workers)
@@ -365,9 +367,13 @@ def _load_session(ort: Any, path: Path, threads: int | None) -> Any:
         temp = optimized.with_name(f".{optimized.name}.{os.getpid()}.tmp")
         if writable:
             options.optimized_model_filepath = str(temp)
-        result = ort.InferenceSession(str(path), options, providers=providers)
-        if writable:
-            _publish_optimized(temp, optimized)
+        try:
+            result = ort.InferenceSession(str(path), options, providers=providers)
+            if writable:
+                _publish_optimized(temp, optimized)
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # left only if the load failed after writing it
         return result
 
 
