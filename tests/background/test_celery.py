@@ -414,11 +414,17 @@ def test_a_worker_killed_as_a_whole_is_healed_by_the_next_worker_not_the_broker(
     """The OOM killer takes a whole worker (main process and child) mid-run. Redis would
     hand its message back only after the visibility timeout (an hour here, as by
     default); the next worker's reaper queues its documents again at once."""
+    # Tasks of four documents: the run advances a few documents at a time, so it is still
+    # going when the test kills the worker (with tasks of 32, a fast worker could finish
+    # all 50 notes between two looks at the ledger, and there was nothing left to heal).
     with redis_cluster(
-        tmp_path, TRIBRID_CELERY__VISIBILITY_TIMEOUT_S="3600", TRIBRID_CELERY__REAP_INTERVAL_S="5"
+        tmp_path,
+        TRIBRID_CELERY__VISIBILITY_TIMEOUT_S="3600",
+        TRIBRID_CELERY__REAP_INTERVAL_S="5",
+        TRIBRID_CELERY__BATCH_DOCUMENTS="4",
     ) as cluster:
         folder = tmp_path / "docs"
-        write_folder(folder, 50)
+        write_folder(folder, 80)
         cluster.start("writer", writer=True)
         cluster.start("a")
         run_id = cluster.ingest(folder)
@@ -446,7 +452,7 @@ def test_a_worker_killed_as_a_whole_is_healed_by_the_next_worker_not_the_broker(
         cluster.wait(lambda: cluster.progress(run_id).finished, 120, "the run to complete")
         assert time.monotonic() - started < 120
         progress = cluster.progress(run_id)
-        assert (progress.indexed, progress.failed, progress.remaining) == (50, 1, 0)
+        assert (progress.indexed, progress.failed, progress.remaining) == (80, 1, 0)
         assert "which is gone; queued again" in (tmp_path / "b.log").read_text(errors="replace")
         cluster.stop_all()
         cluster.assert_exactly_once()
