@@ -55,6 +55,7 @@ def test_redact_masks_url_passwords_and_known_secrets() -> None:
     assert sorted(settings.secrets()) == sorted(f"{PLANTED}{x}" for x in "abcd")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "broker",
     [f"redis://:{PLANTED}@127.0.0.1:6390/0", f"amqp://tribrid:{PLANTED}@127.0.0.1:5999//"],
@@ -138,6 +139,7 @@ def test_json_logs_never_carry_a_password(tmp_path: Path) -> None:
 
 
 @pytest.mark.celery
+@pytest.mark.slow
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_worker_never_logs_the_broker_password(tmp_path: Path, log_format: str) -> None:
     env = {

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from tribrid.ledger.database import Database, no_fork
@@ -43,6 +44,7 @@ def _child(url: str) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_children_forked_while_a_thread_uses_the_ledger_work(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     stop = threading.Event()
