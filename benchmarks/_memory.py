@@ -14,6 +14,11 @@ _KINDS = (
 )
 
 
+#: A child of a parse worker that has not yet exec'd its program: it still shows the
+#: worker's command line and resident pages, which it shares (they are not extra memory).
+FORK_KIND = "parse worker fork before exec"
+
+
 def process_kind(cmdline: list[str], name: str) -> str:
     """The kind of a child process, for the composition at the peak."""
     joined = " ".join(cmdline)
@@ -26,8 +31,10 @@ def process_kind(cmdline: list[str], name: str) -> str:
 class TreeMemory:
     """Samples the resident memory of this process and all its children (parse workers).
 
-    Use as a context manager; ``peak_mb`` is the largest sum seen, in MiB. Sampling every
-    ``interval_s`` can miss a peak shorter than that. ``peak_parts`` is what the tree
+    Use as a context manager; ``peak_mb`` is the largest sum seen, in MiB, not counting a
+    worker's child caught between fork and exec (its pages are the worker's; the largest
+    sum with them is ``peak_with_forks_mb``). Sampling every ``interval_s`` can miss a
+    peak shorter than that. ``peak_parts`` is what the tree
     consisted of at that peak (MiB per kind of process: ``ingesting process``, ``parse
     worker``, ``Tesseract``, ``LibreOffice`` …), and ``max_by_kind`` the largest single
     process of each kind over the whole run.
@@ -39,6 +46,7 @@ class TreeMemory:
         self._process = psutil.Process()
         self._interval_s = interval_s
         self.peak_mb = 0.0
+        self.peak_with_forks_mb = 0.0
         self.peak_main_mb = 0.0
         self.peak_parts: dict[str, float] = {}
         self.max_by_kind: dict[str, float] = {}
@@ -57,9 +65,11 @@ class TreeMemory:
         kind = self._kinds.get(process.pid)
         if kind is None:
             kind = process_kind(process.cmdline(), process.name())
-            # A worker execs its helpers (a fork first shows the worker's own command line).
-            if kind != "parse worker" or process.ppid() == self._process.pid:
-                self._kinds[process.pid] = kind
+            # A worker forks and execs its helpers (Tesseract …); until the exec the child
+            # shows the worker's command line and shares its pages.
+            if kind == "parse worker" and process.ppid() != self._process.pid:
+                return FORK_KIND
+            self._kinds[process.pid] = kind
         return kind
 
     def _run(self) -> None:
@@ -76,7 +86,9 @@ class TreeMemory:
                     kind = self._kind(process)
                     parts[kind] = parts.get(kind, 0.0) + rss
                     self.max_by_kind[kind] = max(self.max_by_kind.get(kind, 0.0), rss)
-            total = sum(parts.values())
+            with_forks = sum(parts.values())
+            self.peak_with_forks_mb = max(self.peak_with_forks_mb, with_forks)
+            total = with_forks - parts.get(FORK_KIND, 0.0)
             if self.samples is not None:
                 self.samples.append((time.monotonic() - start, parts))
             self.peak_main_mb = max(self.peak_main_mb, parts.get("ingesting process", 0.0))
