@@ -36,6 +36,9 @@ def main() -> None:
         "--corpus", type=Path, default=HERE.parent.parent / "shared" / "data" / "example-docs"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "example-docs.md")
+    parser.add_argument(
+        "--trace", type=Path, help="also write every memory sample of the first run here (CSV)"
+    )
     args = parser.parse_args()
 
     commit = subprocess.run(
@@ -46,7 +49,7 @@ def main() -> None:
         root = work / "docs"
         shutil.copytree(args.corpus, root, symlinks=True)
         settings = Settings(data_dir=work / "data")
-        with TreeMemory() as memory:
+        with TreeMemory(keep_samples=args.trace is not None) as memory:
             t0 = time.perf_counter()
             first = tribrid.ingest(root, settings=settings)
             t1 = time.perf_counter()
@@ -77,8 +80,13 @@ def main() -> None:
         # (TRIBRID_PARSING__MEMORY_LIMIT_MB): the tree is the ingesting process and them.
         f"Peak resident memory of the first run, sampled every 0.1 s: whole process tree "
         f"{memory.peak_mb:.0f} MiB; the ingesting process alone {memory.peak_main_mb:.0f} MiB "
-        f"(its own high-water mark: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB). "
+        f"(its own high-water mark: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB); "
+        f"{memory.peak_with_forks_mb:.0f} MiB counting a worker's child caught between fork and "
+        "exec (which shares the worker's pages). "
         f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f}.",
+        "",
+        f"At the tree's peak: {memory.composition()}. Largest single process of each kind "
+        f"over the first run: {memory.composition(memory.max_by_kind)}.",
         "",
         f"Chunks of the first run: {first.counts.chunks_embedded} encoded, "
         f"{first.counts.chunks_reused} reused (identical text already encoded).",
@@ -96,6 +104,13 @@ def main() -> None:
         ),
         "",
     ]
+    if args.trace is not None and memory.samples is not None:
+        kinds = sorted({kind for _, parts in memory.samples for kind in parts})
+        rows = [",".join(["seconds", "total", *kinds])]
+        for seconds, parts in memory.samples:
+            values = [parts.get(kind, 0.0) for kind in kinds]
+            rows.append(",".join(f"{v:.1f}" for v in [seconds, sum(values), *values]))
+        args.trace.write_text("\n".join(rows) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

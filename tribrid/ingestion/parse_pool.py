@@ -591,6 +591,9 @@ def _serve(fd: int, memory_limit_mb: int | None, recycle_after: int | None) -> N
     # Refuse torch before anything can import it: spaCy's thinc imports it when present,
     # and it would cost hundreds of MB per worker for nothing.
     sys.modules["torch"] = None  # type: ignore[assignment]
+    # The same for pyarrow: pandas (which unstructured imports) loads it when installed,
+    # though nothing a worker runs uses it (it reads tables into numpy-backed frames).
+    sys.modules["pyarrow"] = None  # type: ignore[assignment]
     import faulthandler
     import resource
 

