@@ -6,6 +6,7 @@ cache so each test owns its folder) and real ONNX Runtime sessions.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -24,9 +25,21 @@ def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_onnx, "_sessions", {})
 
 
-def _copy_export(source: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "export"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(_onnx.OPTIMIZED))
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard links: the exports are only read here, and tens of MB each."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+
+
+def _copy_export(source: Path, target: Path) -> Path:
+    shutil.copytree(
+        source,
+        target,
+        ignore=shutil.ignore_patterns(_onnx.OPTIMIZED),
+        copy_function=_link_or_copy,
+    )
     return target
 
 
@@ -35,7 +48,7 @@ def dense_export(model_cache_dir: str, tmp_path: Path) -> Path:
     encoder = SentenceTransformerEncoder(
         backend=EncoderBackend.ONNX_INT8, cache_dir=model_cache_dir
     )
-    return _copy_export(encoder.export_folder(), tmp_path)
+    return _copy_export(encoder.export_folder(), tmp_path / "export")
 
 
 def _run(session: object, tokens: list[int]) -> np.ndarray:
@@ -133,8 +146,7 @@ def test_an_int8_export_is_made_from_the_fp32_exports_own_files(
     fp32 = SpladeEncoder(backend=EncoderBackend.ONNX, cache_dir=model_cache_dir)
     cache = tmp_path / "cache"
     folder = fp32.export_folder()
-    target = cache / folder.parent.name / folder.name
-    shutil.copytree(folder, target, ignore=shutil.ignore_patterns(_onnx.OPTIMIZED))
+    target = _copy_export(folder, cache / folder.parent.name / folder.name)
     _onnx.session(target / "model.onnx", 1)
     assert (target / _onnx.OPTIMIZED).is_dir()
 
