@@ -19,6 +19,7 @@ export once and the others wait and reuse it. A folder that has a manifest is co
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -197,12 +198,20 @@ VERIFIED = "verified.json"
 def _stamps(folder: Path, files: dict[str, Any]) -> dict[str, list[int]] | None:
     stamps = {}
     for name in files:
-        try:
-            st = (folder / name).stat()
-        except OSError:
+        stamp = _stamp(folder / name)
+        if stamp is None:
             return None
-        stamps[name] = [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+        stamps[name] = stamp
     return stamps
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """A file's size, inode, mtime and ctime, or ``None`` if it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _verified_stamps(folder: Path, files: dict[str, Any]) -> dict[str, list[int]] | None:
@@ -348,22 +357,15 @@ def _session_options(ort: Any, threads: int | None) -> Any:
 def _load_session(ort: Any, path: Path, threads: int | None) -> Any:
     providers = ["CPUExecutionProvider"]
     optimized = _optimized_graph(ort, path)
-    if optimized is not None and _is_current(optimized):
-        options = _session_options(ort, threads)
-        # Already optimized at ORT_ENABLE_ALL by this ONNX Runtime on this CPU: the same
-        # graph, the same outputs, without the optimizer's time at every start.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            return ort.InferenceSession(str(optimized), options, providers=providers)
-        except Exception:  # unreadable or damaged: made again below
-            _discard(optimized)
-    options = _session_options(ort, threads)
     if optimized is None:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(path), _session_options(ort, threads), providers=providers)
+    if (ready := _open_optimized(ort, optimized, threads)) is not None:
+        return ready
     with _writable_lock(optimized.parent) as writable:
-        if writable and _is_current(optimized):  # another process wrote it meanwhile
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            return ort.InferenceSession(str(optimized), options, providers=providers)
+        # Another process may have written it while this one waited for the lock.
+        if writable and (ready := _open_optimized(ort, optimized, threads)) is not None:
+            return ready
+        options = _session_options(ort, threads)
         temp = optimized.with_name(f".{optimized.name}.{os.getpid()}.tmp")
         if writable:
             options.optimized_model_filepath = str(temp)
@@ -375,6 +377,22 @@ def _load_session(ort: Any, path: Path, threads: int | None) -> Any:
             with contextlib.suppress(OSError):
                 temp.unlink()  # left only if the load failed after writing it
         return result
+
+
+def _open_optimized(ort: Any, optimized: Path, threads: int | None) -> Any:
+    """A session of the kept optimized graph, or ``None`` if there is none to trust (a
+    graph that fails to load is removed, to be made again)."""
+    if not _is_current(optimized):
+        return None
+    options = _session_options(ort, threads)
+    # Already optimized at ORT_ENABLE_ALL by this ONNX Runtime on this CPU: the same
+    # graph, the same outputs, without the optimizer's time at every start.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(str(optimized), options, providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime raises its own exception types
+        _discard(optimized)
+        return None
 
 
 # The optimized graphs of an export's networks, in ``<export>/optimized/``. ONNX Runtime's
@@ -397,6 +415,7 @@ def _optimized_graph(ort: Any, path: Path) -> Path | None:
     return path.parent / OPTIMIZED / f"{path.stem}-{tag}.onnx"
 
 
+@functools.cache
 def _cpu_signature() -> str:
     """The machine and its instruction-set flags (what ONNX Runtime picks kernels by)."""
     import platform
@@ -408,14 +427,6 @@ def _cpu_signature() -> str:
                 flags = " ".join(sorted(line.partition(":")[2].split()))
                 break
     return f"{platform.machine()} {platform.processor()} {flags}"
-
-
-def _stamp(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _is_current(optimized: Path) -> bool:

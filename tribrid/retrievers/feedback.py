@@ -74,7 +74,9 @@ def rocchio(
     query: Sequence[float], vectors: Sequence[Sequence[float]], *, beta: float
 ) -> list[float]:
     """``normalise(q + β · mean(vectors))``; the query itself when there is no vector."""
-    import numpy as np  # here: the retriever settings import this module, a client no numpy
+    # Imported here: the retriever settings import this module, and the client of
+    # `tribrid serve` needs no numpy.
+    import numpy as np
 
     q = np.asarray(query, dtype=np.float64)
     if not len(vectors):
