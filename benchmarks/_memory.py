@@ -14,9 +14,10 @@ _KINDS = (
 )
 
 
-#: A child of a parse worker that has not yet exec'd its program: it still shows the
-#: worker's command line and resident pages, which it shares (they are not extra memory).
-FORK_KIND = "parse worker fork before exec"
+#: A child that has not yet exec'd its program (a parse worker's helper, or a worker
+#: being started): it still shows its parent's command line and resident pages, which it
+#: shares (they are not extra memory).
+FORK_KIND = "child between fork and exec"
 
 
 def process_kind(cmdline: list[str], name: str) -> str:
@@ -44,6 +45,7 @@ class TreeMemory:
         import psutil
 
         self._process = psutil.Process()
+        self._cmdline = self._process.cmdline()
         self._interval_s = interval_s
         self.peak_mb = 0.0
         self.peak_with_forks_mb = 0.0
@@ -64,9 +66,13 @@ class TreeMemory:
             return "ingesting process"
         kind = self._kinds.get(process.pid)
         if kind is None:
-            kind = process_kind(process.cmdline(), process.name())
-            # A worker forks and execs its helpers (Tesseract …); until the exec the child
-            # shows the worker's command line and shares its pages.
+            cmdline = process.cmdline()
+            # This process and its workers fork and exec their helpers (a worker, Tesseract
+            # …); until the exec the child shows its parent's command line and shares its
+            # pages. Such a pid is looked at again on the next sample.
+            if cmdline == self._cmdline:
+                return FORK_KIND
+            kind = process_kind(cmdline, process.name())
             if kind == "parse worker" and process.ppid() != self._process.pid:
                 return FORK_KIND
             self._kinds[process.pid] = kind

@@ -81,8 +81,8 @@ def main() -> None:
         f"Peak resident memory of the first run, sampled every 0.1 s: whole process tree "
         f"{memory.peak_mb:.0f} MiB; the ingesting process alone {memory.peak_main_mb:.0f} MiB "
         f"(its own high-water mark: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB); "
-        f"{memory.peak_with_forks_mb:.0f} MiB counting a worker's child caught between fork and "
-        "exec (which shares the worker's pages). "
+        f"{memory.peak_with_forks_mb:.0f} MiB counting a child caught between fork and "
+        "exec (which shares its parent's pages). "
         f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f}.",
         "",
         f"At the tree's peak: {memory.composition()}. Largest single process of each kind "

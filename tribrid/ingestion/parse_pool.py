@@ -10,7 +10,9 @@ Parsing runs in long-lived worker processes, so that
 Each worker is a fresh interpreter (``python -c …``, the *spawn* model: the parent, which
 has torch loaded, is never forked). It is started directly rather than through
 ``multiprocessing``, so it does not re-import the parent's ``__main__`` (the CLI, and with
-it torch); it refuses to import torch at all. Workers import ``unstructured`` once and
+it torch); it refuses to import torch and pyarrow at all, and loads stand-ins for
+unstructured's layout-model modules (:mod:`tribrid.ingestion.standins`). Workers import
+``unstructured`` once and
 then parse file after file; they talk to the parent over a socket pair with
 length-prefixed pickles.
 
@@ -594,6 +596,11 @@ def _serve(fd: int, memory_limit_mb: int | None, recycle_after: int | None) -> N
     # The same for pyarrow: pandas (which unstructured imports) loads it when installed,
     # though nothing a worker runs uses it (it reads tables into numpy-backed frames).
     sys.modules["pyarrow"] = None  # type: ignore[assignment]
+    # And unstructured's layout-model registry and plotter, which load ONNX Runtime, ONNX
+    # and matplotlib for models tribrid never runs.
+    from tribrid.ingestion.standins import refuse_layout_models
+
+    refuse_layout_models()
     import faulthandler
     import resource
 
