@@ -286,9 +286,9 @@ def test_the_dense_and_splade_batch_sizes_are_set_apart(
     asked: list[int] = []
     batches = _tokens.TokenBatcher.batches
 
-    def recording(self: _tokens.TokenBatcher, texts: list[str], batch_size: int):  # type: ignore[no-untyped-def]
+    def recording(self: _tokens.TokenBatcher, texts: list[str], batch_size: int, *cap: int):  # type: ignore[no-untyped-def]
         asked.append(batch_size)
-        return batches(self, texts, batch_size)
+        return batches(self, texts, batch_size, *cap)
 
     monkeypatch.setattr(_tokens.TokenBatcher, "batches", recording)
     models = {"dense_batch_size": 3, "batch_size": 7, "cache_dir": model_cache_dir}

@@ -50,13 +50,25 @@ class TokenBatcher:
         self._names = tuple(input_names)
         self._pad_id = pad_id
 
-    def batches(self, texts: Sequence[str], batch_size: int) -> Iterator[Batch]:
-        """Yield batches of at most ``batch_size`` texts, longest first."""
+    def batches(
+        self, texts: Sequence[str], batch_size: int, max_tokens: int | None = None
+    ) -> Iterator[Batch]:
+        """Yield batches of at most ``batch_size`` texts, longest first.
+
+        With ``max_tokens``, a batch also holds at most that many tokens once padded
+        (rows × its longest row), so long texts go in smaller batches: a pass's memory
+        grows with its padded size. A text longer than ``max_tokens`` goes alone.
+        """
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.intp, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        start = 0
+        while start < len(order):
+            size = batch_size
+            if max_tokens is not None:  # the first row is the longest: it sets the padding
+                size = max(1, min(batch_size, max_tokens // max(1, int(lengths[order[start]]))))
+            rows = order[start : start + size]
+            start += size
             longest = int(lengths[rows].max())
             ids = np.full((len(rows), longest), self._pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), longest), dtype=np.int64)

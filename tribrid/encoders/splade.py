@@ -24,7 +24,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,12 @@ from tribrid.errors import ConfigError, EncoderError
 
 FloatVector = npt.NDArray[np.float32]
 _ACTIVATIONS = {"relu": 1, "log1p_relu": 2}  # how many times log1p is applied after relu
+
+
+#: Most padded tokens one trunk pass takes (rows × longest row): 16 texts of 256 tokens.
+#: Passes of 32 such texts peaked far higher than passes of 16, at the same speed
+#: (benchmarks/results/example-docs.md, run G); shorter texts still go 32 at a time.
+TOKENS_PER_PASS: Final = 4096
 
 
 def _rows_to_sparse(tensor: Any, rows: int) -> list[SparseVector]:
@@ -328,7 +334,7 @@ class SpladeEncoder(SentenceTransformersModel):
     def _encode(self, texts: Sequence[str], top_k: int | None) -> list[SparseVector]:
         runner = self._model
         out: list[SparseVector | None] = [None] * len(texts)
-        for batch in runner.batcher.batches(texts, self._batch_size):
+        for batch in runner.batcher.batches(texts, self._batch_size, TOKENS_PER_PASS):
             hidden = runner.trunk(batch.inputs)
             for r, row in enumerate(batch.rows):
                 pooled = runner.project(np.ascontiguousarray(hidden[r, : batch.lengths[r]]))
