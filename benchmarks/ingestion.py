@@ -8,7 +8,7 @@ in one run, measures:
    the SQLite ledger; the models load inside the measured time, as they do for a user);
 2. **ceiling**: the very chunks that run produced, pushed through the same three
    encoders (MiniLM, splade-tiny, BM25) in a tight loop, in slices of the size the
-   pipeline encodes at once (256 texts; the models batch 32 inside), models pre-loaded;
+   pipeline encodes at once (256 texts; the models batch inside as in the pipeline), models pre-loaded;
 3. **langchain-qdrant**: ``QdrantVectorStore.add_documents`` of the same chunks in HYBRID
    mode (the same MiniLM as its dense ``Embeddings`` and the same splade-tiny as its
    ``SparseEmbeddings``; it has room for one sparse vector, so no BM25), local-mode
