@@ -430,8 +430,17 @@ def test_a_worker_killed_as_a_whole_is_healed_by_the_next_worker_not_the_broker(
         run_id = cluster.ingest(folder)
         cluster.wait(lambda: cluster.progress(run_id).in_progress > 0, 150, "a batch in hand")
         cluster.wait(lambda: cluster.progress(run_id).indexed >= 8, 150, "the first documents")
+        # Between two tasks the worker holds no document, and a kill then leaves nothing to
+        # heal: freeze it, look, and kill it only while it holds some.
+        deadline = time.monotonic() + 150
+        while True:
+            cluster.freeze("a")
+            held = cluster.progress(run_id)
+            if held.lease_owners or held.finished or time.monotonic() > deadline:
+                break
+            cluster.thaw("a")
+            time.sleep(0.05)
         cluster.kill("a")  # whole process group: no chance to give anything back
-        held = cluster.progress(run_id)
         assert not held.finished and held.lease_owners, held
 
         def stalled() -> str:

@@ -111,6 +111,13 @@ class Cluster:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP a worker and its pool children: it stays exactly where it is."""
+        os.killpg(self.procs[name].pid, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.killpg(self.procs[name].pid, signal.SIGCONT)
+
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name)
         if proc.poll() is None:
