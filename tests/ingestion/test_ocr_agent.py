@@ -103,6 +103,10 @@ def test_a_grey_page_is_read_once_as_grey_with_the_stock_agents_result(
     assert "harbour" in " ".join(text or "" for text, _, _ in got)
     assert [mode for mode, _ in stock_runs] == ["RGB", "RGB"]  # hOCR, then text
     assert tesseract_runs == [("L", "hocr txt")]
+    # The page was let go once written; unstructured's loop reads only its size after.
+    assert page.size == (1100, 210)
+    with pytest.raises(ValueError, match="closed image"):
+        page.load()
 
 
 def test_a_colour_page_is_sent_as_colour(tesseract_runs: list[tuple[str, str]]) -> None:
@@ -188,3 +192,11 @@ def test_a_missing_language_pack_fails_as_with_the_stock_agent(
         PageOCR("qqq").get_layout_elements_from_image(_page(["Harbour"]))
     assert "qqq" in str(caught.value)
     assert list(tmp_path.iterdir()) == []  # the page and Tesseract's output are removed
+
+
+def test_a_page_of_another_mode_is_left_open() -> None:
+    stock, ours = _agents()
+    page = _page(["Tide tables for the third quarter"]).convert("L")
+
+    assert _layout(ours, page) == _layout(stock, page)  # the stock agent reads it after
+    page.load()

@@ -10,9 +10,10 @@ reads 24-bit pages as 32-bit, held it again.
 once, as 8-bit grey when its three channels are equal (a scanned grey page rendered as RGB,
 the common case; Tesseract turns colour into grey with weights that sum to one, so equal
 channels give it the same grey either way), and one Tesseract run writes both the hOCR
-and the text. Anything else about the page (other modes, colour) reaches Tesseract as the
-stock agent would have sent it, and the zoomed second pass the stock agent makes for text
-that is too small or too large is kept as it is.
+and the text. An RGB page is closed as soon as its file is written, so the worker does
+not hold it while Tesseract runs; the zoomed second pass the stock agent makes for text
+that is too small or too large reads it back from that file. Anything else about the page
+(other modes, colour) reaches Tesseract as the stock agent would have sent it.
 
 ``tests/ingestion/test_ocr_agent.py`` checks the elements against the stock agent's.
 """
@@ -57,28 +58,40 @@ class PageOCR(OCRAgentTesseract):
             build_layout_elements_from_ocr_regions,
         )
 
-        hocr, text = self._run(image, want_text=True)
-        ocr_df = self._words(hocr)
-        zoom: float = 1
-        text_height = ocr_df[TESSERACT_TEXT_HEIGHT].quantile(
-            env_config.TESSERACT_TEXT_HEIGHT_QUANTILE
-        )
-        if (
-            text_height < env_config.TESSERACT_MIN_TEXT_HEIGHT
-            or text_height > env_config.TESSERACT_MAX_TEXT_HEIGHT
-        ):
-            # Same rule as the stock agent: OCR the words again on a scaled page.
-            max_zoom = max(
-                0,
-                np.round(np.sqrt(TESSERACT_MAX_SIZE / np.prod(image.size) / IMAGE_COLOR_DEPTH), 1),
-            )
-            zoom = min(
-                np.round(env_config.TESSERACT_OPTIMUM_TEXT_HEIGHT / text_height, 1), max_zoom
-            )
-            zoomed = zoom_image(image, zoom)
-            hocr, _ = self._run(zoomed, want_text=False)
-            del zoomed
+        size = image.size
+        with tempfile.TemporaryDirectory(prefix="tribrid-ocr-") as directory:
+            page = os.path.join(directory, "page.png")
+            _write(tesseract_input(image), page)
+            if image.mode == "RGB":
+                # The file is the page now. unstructured's OCR loop reads only the size of
+                # the image it handed over and then closes it, so its pixels (60 MiB for
+                # a 350 dpi scan) are let go before Tesseract starts rather than after.
+                image.close()
+            hocr, text = self._run(page, directory, want_text=True)
             ocr_df = self._words(hocr)
+            zoom: float = 1
+            text_height = ocr_df[TESSERACT_TEXT_HEIGHT].quantile(
+                env_config.TESSERACT_TEXT_HEIGHT_QUANTILE
+            )
+            if (
+                text_height < env_config.TESSERACT_MIN_TEXT_HEIGHT
+                or text_height > env_config.TESSERACT_MAX_TEXT_HEIGHT
+            ):
+                # Same rule as the stock agent: OCR the words again on a scaled page.
+                max_zoom = max(
+                    0,
+                    np.round(np.sqrt(TESSERACT_MAX_SIZE / np.prod(size) / IMAGE_COLOR_DEPTH), 1),
+                )
+                zoom = min(
+                    np.round(env_config.TESSERACT_OPTIMUM_TEXT_HEIGHT / text_height, 1), max_zoom
+                )
+                source = _reopen(page) if image.mode == "RGB" else image
+                zoomed = zoom_image(source, zoom)
+                del source
+                _write(tesseract_input(zoomed), page)
+                del zoomed
+                hocr, _ = self._run(page, directory, want_text=False)
+                ocr_df = self._words(hocr)
         return build_layout_elements_from_ocr_regions(
             ocr_regions=self.parse_data(ocr_df, zoom=zoom),
             ocr_text=text,
@@ -91,25 +104,30 @@ class PageOCR(OCRAgentTesseract):
             env_config.TESSERACT_CHARACTER_CONFIDENCE_THRESHOLD,
         ).dropna()
 
-    def _run(self, image: Image.Image, *, want_text: bool) -> tuple[bytes, str]:
-        """OCR ``image`` once; return its hOCR and, when asked, its text."""
+    def _run(self, page: str, directory: str, *, want_text: bool) -> tuple[bytes, str]:
+        """OCR the image file ``page`` once; return its hOCR and, when asked, its text."""
         extensions = "hocr txt" if want_text else "hocr"
-        with tempfile.TemporaryDirectory(prefix="tribrid-ocr-") as directory:
-            page = tesseract_input(image)
-            source = os.path.join(directory, "page.png")
-            page.save(source, format="PNG")
-            del page
-            base = os.path.join(directory, "out")
-            _pytesseract.run_tesseract(
-                source, base, extensions, self.language, _HOCR_CONFIG, nice=0, timeout=0
-            )
-            with open(f"{base}.hocr", "rb") as file:
-                hocr = file.read()
-            text = ""
-            if want_text:
-                with open(f"{base}.txt", "rb") as file:
-                    text = file.read().decode("utf-8")
+        base = os.path.join(directory, "out")
+        _pytesseract.run_tesseract(
+            page, base, extensions, self.language, _HOCR_CONFIG, nice=0, timeout=0
+        )
+        with open(f"{base}.hocr", "rb") as file:
+            hocr = file.read()
+        text = ""
+        if want_text:
+            with open(f"{base}.txt", "rb") as file:
+                text = file.read().decode("utf-8")
         return hocr, text
+
+
+def _write(page: Image.Image, path: str) -> None:
+    page.save(path, format="PNG")
+
+
+def _reopen(path: str) -> Image.Image:
+    """The RGB page again, from the file written of it (grey when its channels were equal)."""
+    with Image.open(path) as written:
+        return written.convert("RGB")
 
 
 def tesseract_input(image: Image.Image) -> Image.Image:
