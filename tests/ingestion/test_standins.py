@@ -31,6 +31,7 @@ def _run(code: str) -> str:
     return completed.stdout
 
 
+@pytest.mark.slow
 def test_unstructured_imports_without_onnxruntime_or_matplotlib() -> None:
     out = _run(
         """
