@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from unstructured_inference.inference.layoutelement import LayoutElements
 
-#: What ``unstructured``'s ``OCR_AGENT`` names to use this agent.
-AGENT: Final = f"{__name__}.PageOCR"
-
 # The stock agent asks for character boxes so that low-confidence characters can be
 # dropped from each word.
 _HOCR_CONFIG: Final = "-c tessedit_create_hocr=1 -c hocr_char_boxes=1"
@@ -151,4 +148,4 @@ def tesseract_input(image: Image.Image) -> Image.Image:
     return image
 
 
-__all__ = ["AGENT", "PageOCR", "tesseract_input"]
+__all__ = ["PageOCR", "tesseract_input"]

@@ -12,9 +12,8 @@ has torch loaded, is never forked). It is started directly rather than through
 ``multiprocessing``, so it does not re-import the parent's ``__main__`` (the CLI, and with
 it torch); it refuses to import torch and pyarrow at all, and loads stand-ins for
 unstructured's layout-model modules (:mod:`tribrid.ingestion.standins`). Workers import
-``unstructured`` once and
-then parse file after file; they talk to the parent over a socket pair with
-length-prefixed pickles.
+``unstructured`` once and then parse file after file; they talk to the parent over a
+socket pair with length-prefixed pickles.
 
 :func:`~tribrid.ingestion.parse.parse_and_chunk` is the same work done in the calling
 process, without the time limit: the building block for a Celery task.

@@ -16,13 +16,13 @@ import sys
 import types
 from typing import Any, Final, NoReturn
 
-#: The modules replaced, and the names each must still offer.
-REPLACED: Final = {
-    "unstructured_inference.models.base": ("get_model",),
-    "unstructured_inference.visualize": ("draw_bbox",),
+#: The modules replaced, the functions each must still offer (they refuse to run), and its
+#: constants other modules read (the registry's default model name, which
+#: `unstructured.partition.pdf` reads for hi_res).
+REPLACED: Final[dict[str, tuple[tuple[str, ...], dict[str, object]]]] = {
+    "unstructured_inference.models.base": (("get_model",), {"DEFAULT_MODEL": "yolox"}),
+    "unstructured_inference.visualize": (("draw_bbox",), {}),
 }
-# The registry's default model name, which `unstructured.partition.pdf` reads for hi_res.
-_DEFAULT_MODEL: Final = "yolox"
 
 
 class LayoutModelsUnavailable(RuntimeError):
@@ -34,14 +34,14 @@ def refuse_layout_models() -> None:
 
     Call before anything imports ``unstructured``. Idempotent.
     """
-    for name, functions in REPLACED.items():
+    for name, (functions, constants) in REPLACED.items():
         if name in sys.modules:
             continue
         module = types.ModuleType(name, f"tribrid stand-in for {name}: layout models refused")
         for function in functions:
             setattr(module, function, _refusal(name, function))
-        if name.endswith(".base"):
-            module.DEFAULT_MODEL = _DEFAULT_MODEL  # type: ignore[attr-defined]
+        for constant, value in constants.items():
+            setattr(module, constant, value)
         module.__tribrid_standin__ = True  # type: ignore[attr-defined]
         sys.modules[name] = module
 
