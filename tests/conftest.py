@@ -9,7 +9,9 @@ Where test code lives:
   live in ``tests/support/<room>.py`` and are imported as ``tests.support.<room>``; a
   helper used by one module stays in that module.
 - The model fakes are ``tests/fakes.py`` (the only ones; real models mean ``slow``).
-- Marks: ``slow`` (real models or corpora, seconds of waiting), ``postgres``, ``celery``.
+- Marks: ``slow`` (a second or more: real models or corpora, subprocesses, waiting; and the
+  PostgreSQL twin of a background or pipeline test), ``postgres``, ``celery``. The quick
+  subset ``-m "not slow"`` stays under 2 minutes on an idle machine.
 
 Everything runs offline. PostgreSQL is expected at ``TRIBRID_TEST_POSTGRES`` (a libpq URL
 of a superuser on the ``postgres`` database; default

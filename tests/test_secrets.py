@@ -73,6 +73,7 @@ def test_a_broker_password_is_never_printed(broker: str, tmp_path: Path) -> None
     assert PLANTED not in printed  # …without the password
 
 
+@pytest.mark.slow
 def test_a_database_password_is_never_printed(tmp_path: Path) -> None:
     env = {
         "TRIBRID_DATA_DIR": str(tmp_path / "data"),

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.fakes import fake_encoders
 from tests.support.retrievers import corpus_points
 from tests.support.server import running_server
@@ -114,6 +116,7 @@ def test_help_works_whatever_the_settings() -> None:
     assert "pydantic_settings" not in loaded
 
 
+@pytest.mark.slow
 def test_every_command_help_imports_nothing_heavy() -> None:
     for command in ("ingest", "search", "status", "worker", "watch", "serve", "eval", "tune"):
         loaded = imported_by([command, "--help"])
@@ -151,6 +154,7 @@ def test_search_through_the_server_loads_no_model_store_or_ledger(tmp_path: Path
     assert loaded & (MODELS_AND_PARSING | SERVICES | (RETRIEVERS - {"httpx"})) == set()
 
 
+@pytest.mark.slow
 def test_the_remote_retriever_loads_no_model_store_or_ledger(tmp_path: Path) -> None:
     """``tribrid.as_retriever()`` on a served data dir: LangChain, and nothing heavier."""
     with running_server(tmp_path / "data") as (_, settings):

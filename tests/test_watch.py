@@ -256,6 +256,7 @@ def test_a_burst_of_real_file_events_becomes_one_sync(
     _wait(lambda: len(syncer.calls) == 3, 5, "a sync for the rename")
 
 
+@pytest.mark.slow
 def test_a_busy_store_is_retried_and_stop_closes_the_syncer(
     tmp_path: Path, run_watcher: Callable[[FolderWatcher], threading.Thread]
 ) -> None:
@@ -296,6 +297,7 @@ def test_polling_sees_changes_too(
     _wait(lambda: len(syncer.calls) == 2, 5, "a sync for the new file")
 
 
+@pytest.mark.slow
 def test_a_sync_waits_for_the_previous_run_without_spinning(
     tmp_path: Path, run_watcher: Callable[[FolderWatcher], threading.Thread]
 ) -> None:

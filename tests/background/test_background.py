@@ -154,7 +154,11 @@ def write_docs(root: Path, count: int) -> None:
         )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+# The PostgreSQL twin of each test is `slow`: the quick subset runs every background
+# behaviour once, on SQLite; tests/ledger/ runs the ledger itself on both in it.
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     root = tmp_path / "docs"
     write_docs(root, 10)

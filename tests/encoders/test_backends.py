@@ -211,6 +211,7 @@ def _race(target: str, log: str, start_at: float) -> None:
     _onnx.ensure_export(Path(target), build)
 
 
+@pytest.mark.slow
 def test_racing_processes_export_once_and_atomically(tmp_path: Path) -> None:
     target, log = tmp_path / "m" / "onnx-v1", tmp_path / "log"
     context = multiprocessing.get_context("fork")
@@ -242,6 +243,7 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path: Path) -> None:
     assert [p for p in target.parent.iterdir() if p.is_dir()] == []
 
 
+@pytest.mark.slow
 def test_missing_onnx_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # onnx is installed here; None in sys.modules makes its import fail as if it were not.
     monkeypatch.setitem(sys.modules, "onnx", None)
@@ -302,6 +304,7 @@ def test_the_dense_and_splade_batch_sizes_are_set_apart(
     assert Settings().models.dense_batch_size == 1 and Settings().models.batch_size == 32
 
 
+@pytest.mark.slow
 def test_a_passages_dense_vector_does_not_depend_on_its_neighbours(
     tmp_path: Path, model_cache_dir: str
 ) -> None:

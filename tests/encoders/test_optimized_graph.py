@@ -137,6 +137,7 @@ def test_an_export_folder_that_cannot_be_written_loads_as_before(dense_export: P
     assert _run(session, TOKENS).shape[-1] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fresh_sessions")
 def test_an_int8_export_is_made_from_the_fp32_exports_own_files(
     model_cache_dir: str, tmp_path: Path

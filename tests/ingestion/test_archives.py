@@ -167,6 +167,7 @@ def _temp_entries() -> set[str]:
     return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("tribrid-")}
 
 
+@pytest.mark.slow
 def test_hostile_archives_fail_with_reasons_quickly_in_bounded_memory_writing_nothing(
     index: FolderIndex, folder: Path, tmp_path: Path
 ) -> None:

@@ -135,6 +135,7 @@ def test_small_text_takes_the_stock_agents_zoomed_second_pass(
     assert [extension for _, extension in tesseract_runs] == ["hocr txt", "hocr"]
 
 
+@pytest.mark.slow
 @needs_examples
 def test_a_real_scan_gives_the_stock_agents_elements() -> None:
     from PIL import Image

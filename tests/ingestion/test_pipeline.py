@@ -120,7 +120,13 @@ class Index:
         return [r.path for r in search_store(self.store, self.encoders, query, mode=mode, k=k)]
 
 
-@pytest.fixture(params=["edge+sqlite", pytest.param("memory+postgres", marks=pytest.mark.postgres)])
+# The PostgreSQL twin is `slow`: the quick subset runs each behaviour once, on SQLite.
+@pytest.fixture(
+    params=[
+        "edge+sqlite",
+        pytest.param("memory+postgres", marks=[pytest.mark.postgres, pytest.mark.slow]),
+    ]
+)
 def index(
     request: pytest.FixtureRequest,
     tmp_path: Path,

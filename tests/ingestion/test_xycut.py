@@ -102,6 +102,7 @@ def test_pdf_elements_are_the_same_as_with_numba(
     assert without == with_numba
 
 
+@pytest.mark.slow
 def test_parsing_never_imports_numba() -> None:
     code = (
         "import sys\n"

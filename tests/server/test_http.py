@@ -136,6 +136,7 @@ async def test_async_search(served) -> None:  # type: ignore[no-untyped-def]
     assert set(docs[0].metadata["channel_ranks"]) == {"dense", "splade", "bm25"}
 
 
+@pytest.mark.slow
 def test_a_sync_request_indexes_an_allowed_folder(served) -> None:  # type: ignore[no-untyped-def]
     info, _, _, docs = served
     (docs / "otters.md").write_text("# Otters\n\nRiver otters eat crayfish in the delta.\n")

@@ -62,6 +62,7 @@ def test_remote_retriever_by_url_through_the_facade(server_url: str, tmp_path: P
         retriever.invoke("x", top=3)
 
 
+@pytest.mark.slow
 def test_the_langchain_example_asks_a_server_from_another_process(tmp_path: Path) -> None:
     import subprocess
     import sys

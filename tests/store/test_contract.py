@@ -563,6 +563,7 @@ class TestStoreContract:
 
     # -- binary quantization at scale ----------------------------------------------
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("encoding", list(BinaryEncoding))
     def test_binary_channel_recall(self, open_store: StoreOpener, encoding: BinaryEncoding) -> None:
         n_points, n_queries, dim = 2000, 40, 384

@@ -216,6 +216,7 @@ def test_the_constructor_does_not_share(folder: Path) -> None:
         EdgeStore.open(SCHEMA, path=folder)
 
 
+@pytest.mark.slow
 def test_a_dropped_handle_releases_its_reference(folder: Path) -> None:
     first = EdgeStore.open(SCHEMA, path=folder)
     second = EdgeStore.open(SCHEMA, path=folder)
@@ -450,6 +451,7 @@ def test_a_nearly_full_disk_refuses_the_write_with_its_reason(
         assert store.count() == 2
 
 
+@pytest.mark.slow
 def test_binary_tier_leaves_the_float_vectors_cold_on_disk(tmp_path: Path) -> None:
     """The optimised segment maps its floats without loading them (``Mmap``), while the
     default store loads them into the page cache (``InRamMmap``)."""
