@@ -5,7 +5,9 @@ The evaluation harness ranks documents from 300 chunks per channel; a user gets 
 BEIR dataset (title, blank line, text), ingests the folder with ``tribrid.ingest``,
 asks ``tribrid.as_retriever(k=10)`` every judged query, takes the documents of the
 returned chunks in order (deduplicated) and scores them with nDCG@10. It does so for the
-retriever's defaults, the previous defaults, and each channel alone.
+retriever's defaults, the previous defaults, and each channel alone, asking every query
+of each in turn (the order rotating) after an untimed warm-up, so their latencies are
+side by side.
 
 Usage::
 
@@ -28,6 +30,9 @@ from tribrid.evaluation.harness import judged_queries
 from tribrid.evaluation.metrics import evaluate_run
 from tribrid.retrievers.hybrid import PREVIOUS_DEFAULTS
 from tribrid.settings import Settings
+
+#: Queries asked of every variant, untimed, before the timed ones.
+WARM_UP = 5
 
 #: The retriever options measured, by label.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -72,26 +77,32 @@ def measure(dataset: Path, work: Path, split: str, k: int) -> dict[str, Any]:
     )
     out: dict[str, Any] = {"documents": documents, "queries": len(queries), "ingest_s": ingest_s}
     retriever = tribrid.as_retriever(settings=settings, k=k)
+    labels = list(VARIANTS)
+    runs: dict[str, dict[str, list[str]]] = {label: {} for label in labels}
+    times: dict[str, list[float]] = {label: [] for label in labels}
     try:
-        for label, options in VARIANTS.items():
-            run: dict[str, list[str]] = {}
-            times = []
-            chunks = []
-            for query_id, text in queries.items():
+        # Untimed warm-up: models loaded, store pages read, for every variant.
+        for text in list(queries.values())[:WARM_UP]:
+            for options in VARIANTS.values():
+                retriever.invoke(text, **options)
+        # Side by side: every query asks each variant in turn, the order rotating from
+        # query to query, so no variant is always the first (colder) or the last one.
+        for n, (query_id, text) in enumerate(queries.items()):
+            for label in labels[n % len(labels) :] + labels[: n % len(labels)]:
                 t0 = time.perf_counter()
-                docs = retriever.invoke(text, **options)
-                times.append((time.perf_counter() - t0) * 1000)
-                chunks.append(len(docs))
+                docs = retriever.invoke(text, **VARIANTS[label])
+                times[label].append((time.perf_counter() - t0) * 1000)
                 ids = [Path(str(d.metadata.get("path", ""))).stem for d in docs]
-                run[query_id] = list(dict.fromkeys(i for i in ids if i))
-            metrics = evaluate_run(qrels, run, ["ndcg@10", "recall@10"])
-            out[label] = {
-                **metrics,
-                "median_ms": statistics.median(times),
-                "mean_documents": statistics.mean(len(r) for r in run.values()),
-            }
+                runs[label][query_id] = list(dict.fromkeys(i for i in ids if i))
     finally:
         retriever.close()
+    for label in labels:
+        metrics = evaluate_run(qrels, runs[label], ["ndcg@10", "recall@10"])
+        out[label] = {
+            **metrics,
+            "median_ms": statistics.median(times[label]),
+            "mean_documents": statistics.mean(len(r) for r in runs[label].values()),
+        }
     return out
 
 
