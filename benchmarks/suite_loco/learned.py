@@ -140,7 +140,9 @@ def main():
     cols = {n: Col(n) for n in names}
     rows = {n: collection_rows(cols[n]) for n in names}
     print(f"# features built in {time.time() - t0:.0f} s", flush=True)
-    kinds = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("logistic", "pairwise", "trees")
+    kinds = (
+        tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("logistic", "pairwise", "trees")
+    )
     table = {n: {"default": ndcg(cols[n], rows[n], None)} for n in names}
     for kind in kinds:
         for held in names:
