@@ -46,6 +46,10 @@ INSTALL_HINT = "install the index extra: pip install 'tribrid[index]'"
 
 #: Whether sessions use ONNX Runtime's growing CPU memory arena (see :func:`session`).
 CPU_MEM_ARENA = False
+#: Whether a session's threads spin after a run, waiting for the next one (ONNX Runtime's
+#: default, kept: off saves CPU but costs encoding and ingestion throughput and query
+#: latency under load; benchmarks/results/onnx-spinning.md).
+SPINNING = True
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, int | None], Any] = {}
@@ -351,6 +355,7 @@ def _session_options(ort: Any, threads: int | None) -> Any:
     # example-docs.md).
     options.enable_cpu_mem_arena = CPU_MEM_ARENA
     options.enable_mem_pattern = CPU_MEM_ARENA
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
     return options
 
 
