@@ -16,17 +16,17 @@ Usage: ``python benchmarks/dense_batch.py [--rounds 2] [--docs 500] [--out FILE]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import SCIFACT, child_json, scifact_files
+
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+CORPUS = SCIFACT / "corpus.jsonl"
 ENCODER_SIZES = (4, 8, 16, 32)
 INGEST_SIZES = (4, 8, 32)
 
@@ -74,26 +74,6 @@ print(json.dumps({"seconds": seconds, "chunks": chunks, "peak_mb": memory.peak_m
 """
 
 
-def _run(code: str, *args: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _folder(work: Path, docs: int) -> Path:
-    folder = work / "scifact"
-    folder.mkdir()
-    with CORPUS.open() as source:
-        for n, line in enumerate(source):
-            if n >= docs:
-                break
-            record = json.loads(line)
-            text = f"{record['title']}\n\n{record['text']}\n"
-            (folder / f"{record['_id']}.txt").write_text(text, encoding="utf-8")
-    return folder
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -108,13 +88,15 @@ def main() -> None:
     encode: dict[int, list[dict[str, float]]] = {s: [] for s in args.encoder_sizes}
     ingest: dict[int, list[dict[str, float]]] = {s: [] for s in args.ingest_sizes}
     with tempfile.TemporaryDirectory(prefix="tribrid-dense-batch-") as scratch:
-        folder = _folder(Path(scratch), args.docs)
+        folder = scifact_files(Path(scratch) / "scifact", args.docs)
         for round_ in range(args.rounds):
             for size in args.encoder_sizes:
-                encode[size].append(_run(_ENCODE, str(size), str(CORPUS), scratch))
+                encode[size].append(child_json(["-c", _ENCODE, str(size), str(CORPUS), scratch]))
                 print(f"round {round_ + 1} encode {size}: {encode[size][-1]}", flush=True)
             for size in args.ingest_sizes:
-                ingest[size].append(_run(_INGEST, str(size), str(folder), scratch, str(HERE)))
+                ingest[size].append(
+                    child_json(["-c", _INGEST, str(size), str(folder), scratch, str(HERE)])
+                )
                 print(f"round {round_ + 1} ingest {size}: {ingest[size][-1]}", flush=True)
     load_after = os.getloadavg()
     commit = subprocess.run(

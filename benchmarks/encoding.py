@@ -31,7 +31,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import SCIFACT, child_json
 
 HERE = Path(__file__).resolve().parent
-SCIFACT = HERE.parent.parent / "shared" / "data" / "scifact"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 NAIVE = "torch (sentence-transformers)"
 
@@ -158,9 +157,8 @@ def _high_water_mib() -> float:
 
 def peak_rss(backend: str, threads: int, cache_dir: Path, docs: int) -> dict[str, float]:
     """Run :func:`rss_child` in a fresh process."""
-    out = subprocess.run(
+    return child_json(
         [
-            sys.executable,
             __file__,
             "--rss-child",
             backend,
@@ -170,13 +168,8 @@ def peak_rss(backend: str, threads: int, cache_dir: Path, docs: int) -> dict[str
             str(cache_dir),
             "--rss-docs",
             str(docs),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return result
+        ]
+    )
 
 
 def _ndcg10(scores: np.ndarray, qrels: dict[int, dict[int, int]]) -> float:

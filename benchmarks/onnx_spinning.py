@@ -22,7 +22,6 @@ Usage: ``python benchmarks/onnx_spinning.py [--rounds 3] [--out FILE]``; set
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "scifact"
+from _common import SCIFACT, child_json, scifact_files, write_report
 
 _PRELUDE = """
 import json, os, resource, statistics, sys, time
@@ -115,28 +113,8 @@ while True:
 )
 
 
-def _write_files(folder: Path, count: int) -> Path:
-    """The first ``count`` SciFact documents as ``.txt`` files (title, blank line, text)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (DATA / "corpus.jsonl").open(encoding="utf-8") as lines:
-        for n, line in enumerate(lines):
-            if n >= count:
-                break
-            record = json.loads(line)
-            body = f"{record['title']}\n\n{record['text']}\n"
-            (folder / f"{record['_id']}.txt").write_text(body, encoding="utf-8")
-    return folder
-
-
-def _run(code: str, setting: str, scratch: str, data: Path = DATA) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", code, setting, str(data), scratch],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return result
+def _run(code: str, setting: str, scratch: str, data: Path = SCIFACT) -> dict[str, float]:
+    return child_json(["-c", code, setting, str(data), scratch])
 
 
 def main() -> None:
@@ -151,7 +129,7 @@ def main() -> None:
         part: {s: [] for s in settings} for part in parts
     }
     with tempfile.TemporaryDirectory(prefix="spin-") as scratch:
-        files = _write_files(Path(scratch) / "docs", args.docs)
+        files = scifact_files(Path(scratch) / "docs", args.docs)
         for n in range(args.rounds):
             order = settings if n % 2 == 0 else settings[::-1]
             for setting in order:
@@ -161,7 +139,7 @@ def main() -> None:
                 # The load always spins as ONNX Runtime does by default: only the measured
                 # process changes.
                 load = subprocess.Popen(
-                    [sys.executable, "-c", _LOAD, "on", str(DATA), scratch],
+                    [sys.executable, "-c", _LOAD, "on", str(SCIFACT), scratch],
                     stdout=subprocess.DEVNULL,
                 )
                 try:
@@ -188,11 +166,7 @@ def main() -> None:
             on = statistics.median(r[key] for r in results[part]["on"])
             off = statistics.median(r[key] for r in results[part]["off"])
             lines.append(f"| {part} | {key} | {on:.2f} | {off:.2f} | {off / on:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report("\n".join(lines) + "\n", results, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import write_report
+
 import tribrid
 from tribrid.connectors.beir import read_qrels, read_queries
 from tribrid.evaluation.harness import judged_queries
@@ -144,11 +146,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     results = {d.resolve().name: measure(d, args.work, args.split, args.k) for d in args.datasets}
-    text = markdown(results, args.k)
-    print(text)
-    if args.output:
-        args.output.write_text(text)
-        args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report(markdown(results, args.k), results, args.output)
 
 
 if __name__ == "__main__":
