@@ -319,3 +319,15 @@ def test_a_passages_dense_vector_does_not_depend_on_its_neighbours(
     among = dense.encode_documents([others[0], text, *others[1:]])[1]
     assert list(among) == list(alone)
     assert list(dense.encode_query(text)) == list(alone)
+
+
+@pytest.mark.parametrize(("spinning", "entry"), [(True, "1"), (False, "0")])
+def test_sessions_spin_as_the_module_says(
+    monkeypatch: pytest.MonkeyPatch, spinning: bool, entry: str
+) -> None:
+    """Thread spinning is set explicitly (benchmarks/results/onnx-spinning.md)."""
+    ort = _onnx.import_onnxruntime()
+    monkeypatch.setattr(_onnx, "SPINNING", spinning)
+    options = _onnx._session_options(ort, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+    assert options.intra_op_num_threads == 1 and not options.enable_cpu_mem_arena
