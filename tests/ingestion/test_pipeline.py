@@ -120,7 +120,8 @@ class Index:
         return [r.path for r in search_store(self.store, self.encoders, query, mode=mode, k=k)]
 
 
-# The PostgreSQL twin is `slow`: the quick subset runs each behaviour once, on SQLite.
+# The qdrant-client + PostgreSQL twin is `slow`: the quick subset runs each behaviour
+# once, on Edge and SQLite.
 @pytest.fixture(
     params=[
         "edge+sqlite",
