@@ -131,6 +131,7 @@ def test_status_reads_an_up_to_date_ledger_without_sqlalchemy(tmp_path: Path) ->
     assert loaded & (MODELS_AND_PARSING | SERVICES | RETRIEVERS) == set()
 
 
+@pytest.mark.slow
 def test_status_of_a_new_data_dir_opens_the_sql_ledger(tmp_path: Path) -> None:
     """No ledger yet: the SQL ledger creates (migrates) it, and only it is imported."""
     loaded = imported_by(["status", "--data-dir", str(tmp_path / "new"), "--json"])
@@ -140,6 +141,7 @@ def test_status_of_a_new_data_dir_opens_the_sql_ledger(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_search_through_the_server_loads_no_model_store_or_ledger(tmp_path: Path) -> None:
     """The client of ``tribrid serve`` (tribrid.store.remote, retrievers/remote.py)."""
     with running_server(tmp_path / "data") as (_, settings):
@@ -177,6 +179,7 @@ def test_the_remote_retriever_loads_no_model_store_or_ledger(tmp_path: Path) -> 
     assert set(report["modules"]) & (MODELS_AND_PARSING | SERVICES) == set()
 
 
+@pytest.mark.slow
 def test_a_lexical_search_in_process_loads_no_model(tmp_path: Path) -> None:
     """``-m bm25`` without a server opens the embedded store and encodes with BM25 only."""
     settings = Settings(data_dir=tmp_path / "data")

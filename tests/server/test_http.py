@@ -52,6 +52,14 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
         store.close()
 
 
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One server for the module's tests that change nothing on it (bad requests, its
+    description, clients it refuses): starting a server per test is most of their time."""
+    with running_server(tmp_path_factory.mktemp("read-only") / "data") as (info, settings):
+        yield info, settings
+
+
 def test_the_server_is_found_from_the_store_folder(served) -> None:  # type: ignore[no-untyped-def]
     info, settings, store, _ = served
     assert isinstance(store, RemoteStore)
@@ -187,9 +195,9 @@ def test_a_sync_request_indexes_an_allowed_folder(served) -> None:  # type: igno
     ],
 )
 def test_bad_searches_get_a_4xx_naming_the_field(
-    served, body: dict[str, object], field: str
+    read_only, body: dict[str, object], field: str
 ) -> None:  # type: ignore[no-untyped-def]
-    info, *_ = served
+    info, _ = read_only
     answer = _post(info, "/v1/search", body)
     assert answer.status_code == 422, answer.text
     assert field in answer.text
@@ -301,14 +309,14 @@ def test_a_second_server_on_the_same_store_is_refused(served) -> None:  # type: 
         pass
 
 
-def test_clients_with_other_models_are_refused(served) -> None:  # type: ignore[no-untyped-def]
-    _, settings, *_ = served
+def test_clients_with_other_models_are_refused(read_only) -> None:  # type: ignore[no-untyped-def]
+    _, settings = read_only
     with pytest.raises(SchemaMismatchError, match="dense_size is 8 on the server but 4 here"):
         factory.build_store(settings, fake_encoders(4))
 
 
-def test_the_openapi_description_lists_the_routes(served) -> None:  # type: ignore[no-untyped-def]
-    info, *_ = served
+def test_the_openapi_description_lists_the_routes(read_only) -> None:  # type: ignore[no-untyped-def]
+    info, _ = read_only
     paths = set(httpx.get(info.url + "/openapi.json", trust_env=False).json()["paths"])
     assert {"/v1/search", "/v1/store/upsert", "/v1/sync", "/metrics", "/health"} <= paths
     assert (

@@ -101,6 +101,7 @@ def test_points_survive_close_and_reopen(folder: Path) -> None:
         assert store.count({"source_key": "src-0"}) == 4
 
 
+@pytest.mark.slow
 def test_second_process_gets_store_busy_until_close(folder: Path) -> None:
     store = EdgeStore(folder, SCHEMA)
     store.upsert(corpus())

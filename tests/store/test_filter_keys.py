@@ -8,11 +8,13 @@ key's filter on both backends and checks it selects exactly the right points.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from qdrant_client import QdrantClient
 
-from tests.support.store import StoreOpener, make_point, pid
+from tests.support.store import BACKENDS, StoreOpener, make_point, pid
 from tribrid.store.base import Channel, ChannelQuery, StoreQuery, VectorStore
 from tribrid.store.points import FILTERABLE_KEYS
 
@@ -71,12 +73,18 @@ def test_every_documented_key_has_a_case() -> None:
     assert set(CASES) == set(FILTERABLE_KEYS)
 
 
-@pytest.fixture
-def keyed(open_store: StoreOpener) -> VectorStore:
-    store = open_store()
+@pytest.fixture(scope="module", params=BACKENDS)
+def keyed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VectorStore]:
+    """One filled store per backend for the whole module: the tests only read it."""
+    client = QdrantClient(location=":memory:") if request.param == "qdrant" else None
+    opener = StoreOpener(request.param, tmp_path_factory.mktemp("keyed"), client)
+    store = opener()
     store.upsert([make_point(i, [1.0 + i] + [1.0] * 7, payload=payload(i)) for i in range(POINTS)])
     store.flush()
-    return store
+    yield store
+    opener.close_all()
 
 
 @pytest.mark.parametrize("key", list(CASES))
