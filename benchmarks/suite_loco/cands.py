@@ -1,6 +1,5 @@
 import sys
 
-sys.path.insert(0, "/tmp/quality-cache/exp")
 from lib import *
 import itertools
 

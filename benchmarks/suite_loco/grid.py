@@ -2,12 +2,11 @@
 
 import sys, os, pickle, time
 
-sys.path.insert(0, "/tmp/quality-cache/exp")
 from cands import *
 
 name = sys.argv[1]
-os.makedirs("/tmp/quality-cache/exp/results", exist_ok=True)
-out_path = f"/tmp/quality-cache/exp/results/{name}.pkl"
+os.makedirs(f"{E}/results", exist_ok=True)
+out_path = f"{E}/results/{name}.pkl"
 done = pickle.load(open(out_path, "rb")) if os.path.exists(out_path) else {}
 c = Col(name)
 S = c.base_scores()

@@ -1,13 +1,12 @@
 import sys, os, pickle, time, json
 
-sys.path.insert(0, "/tmp/quality-cache/exp")
 from cands import *
 
 name = sys.argv[1]
 pool = sys.argv[2].split(",")  # collections REF is computed from
-out_path = f"/tmp/quality-cache/exp/results/{name}.pkl"
+out_path = f"{E}/results/{name}.pkl"
 done = pickle.load(open(out_path, "rb")) if os.path.exists(out_path) else {}
-stats = json.load(open("/tmp/quality-cache/exp/zstats.json"))
+stats = json.load(open(f"{E}/zstats.json"))
 
 
 def ref(excl):

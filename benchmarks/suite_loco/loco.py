@@ -1,6 +1,8 @@
 import sys, pickle, os, numpy as np, re
 
-R = "/tmp/quality-cache/exp/results"
+from lib import E
+
+R = f"{E}/results"
 names = [n for n in sys.argv[1].split(",")]
 # --fallback-none: a fold without a spread reference of its own (a collection indexed
 # last) uses the reference-free variant instead of dropping the family.

@@ -1,6 +1,8 @@
 import sys, pickle, numpy as np
 
-R = "/tmp/quality-cache/exp/results"
+from lib import E
+
+R = f"{E}/results"
 names = sys.argv[1].split(",")
 res = {n: pickle.load(open(f"{R}/{n}.pkl", "rb")) for n in names}
 common = set.intersection(*[set(r) for r in res.values()])

@@ -1,9 +1,8 @@
 import sys, json, os
 
-sys.path.insert(0, "/tmp/quality-cache/exp")
 from cands import *
 
-path = "/tmp/quality-cache/exp/zstats.json"
+path = f"{E}/zstats.json"
 stats = json.load(open(path)) if os.path.exists(path) else {}
 for name in sys.argv[1:]:
     c = Col(name)
