@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import models
+from qdrant_client import QdrantClient, models
 
 from tests.support.store import (
+    BACKENDS,
     COMMON_TERM,
     CORPUS_SIZE,
     SCHEMA,
@@ -188,6 +189,22 @@ RECALL_BOUNDS = {
 }
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VectorStore]:
+    """:func:`corpus` in one store per backend, flushed, for the tests that only read it
+    (or check that a refused write changed nothing): filling a store per test was most of
+    their time."""
+    client = QdrantClient(location=":memory:") if request.param == "qdrant" else None
+    opener = StoreOpener(request.param, tmp_path_factory.mktemp("shared"), client)
+    store = opener()
+    store.upsert(corpus())
+    store.flush()
+    yield store
+    opener.close_all()
+
+
 class TestStoreContract:
     """Behaviour every :class:`~tribrid.store.base.VectorStore` backend must share."""
 
@@ -212,14 +229,14 @@ class TestStoreContract:
         assert top[0].id == pid(3)
         assert top[0].score == pytest.approx(1.0, abs=1e-5)
 
-    def test_retrieve_returns_payloads_and_skips_missing_ids(self, filled: VectorStore) -> None:
-        hits = filled.retrieve([pid(1), pid(4), pid(999)])
+    def test_retrieve_returns_payloads_and_skips_missing_ids(self, shared: VectorStore) -> None:
+        hits = shared.retrieve([pid(1), pid(4), pid(999)])
         assert {h.id: h.payload for h in hits} == {
             pid(1): corpus_payload(1),
             pid(4): corpus_payload(4),
         }
         assert all(h.score == 0.0 for h in hits)
-        assert filled.retrieve([]) == []
+        assert shared.retrieve([]) == []
 
     def test_ids_pages_through_more_than_one_page(self, store: VectorStore) -> None:
         rng = np.random.default_rng(3)
@@ -241,10 +258,10 @@ class TestStoreContract:
         filled.delete_by_filter({"n": {"gte": 9}})
         assert filled.ids() == {pid(i) for i in range(9) if i % 3 != 1}
 
-    def test_delete_by_filter_refuses_an_empty_filter(self, filled: VectorStore) -> None:
+    def test_delete_by_filter_refuses_an_empty_filter(self, shared: VectorStore) -> None:
         with pytest.raises(ValueError, match="non-empty filter"):
-            filled.delete_by_filter({})
-        assert filled.count() == CORPUS_SIZE
+            shared.delete_by_filter({})
+        assert shared.count() == CORPUS_SIZE
 
     def test_set_payload_merges(self, filled: VectorStore) -> None:
         filled.set_payload(pid(2), {"lang": "fr", "extra": [1, 2]})
@@ -252,9 +269,9 @@ class TestStoreContract:
         assert hit.payload == {**corpus_payload(2), "lang": "fr", "extra": [1, 2]}
         assert filled.count({"lang": "fr"}) == 1
 
-    def test_set_payload_on_a_missing_point_fails(self, filled: VectorStore) -> None:
+    def test_set_payload_on_a_missing_point_fails(self, shared: VectorStore) -> None:
         with pytest.raises(StoreError, match=pid(999)) as caught:
-            filled.set_payload(pid(999), {"x": 1})
+            shared.set_payload(pid(999), {"x": 1})
         assert caught.value.__cause__ is not None  # the backend's own error, kept
 
     def test_rejects_ids_that_are_not_uuids(self, store: VectorStore) -> None:
@@ -263,13 +280,13 @@ class TestStoreContract:
         with pytest.raises(ValueError, match="not a UUID"):
             store.delete(["chunk-0"])
 
-    def test_rejects_vectors_of_the_wrong_size(self, filled: VectorStore) -> None:
+    def test_rejects_vectors_of_the_wrong_size(self, shared: VectorStore) -> None:
         with pytest.raises(ValueError, match="dense vector of size 3"):
-            filled.upsert([make_point(0, [1, 0, 0])])
+            shared.upsert([make_point(0, [1, 0, 0])])
         with pytest.raises(ValueError, match="size 3"):
-            filled.query(one(Channel.DENSE, [1, 0, 0]))
+            shared.query(one(Channel.DENSE, [1, 0, 0]))
         with pytest.raises(ValueError, match="SparseVector"):
-            filled.query(one(Channel.BM25, [1.0] * 8))
+            shared.query(one(Channel.BM25, [1.0] * 8))
 
     def test_closed_store_refuses_work(self, open_store: StoreOpener) -> None:
         store = open_store()
@@ -281,18 +298,18 @@ class TestStoreContract:
     # -- each channel's ranking ----------------------------------------------------
 
     @pytest.mark.parametrize("channel", [Channel.DENSE, Channel.BINARY])
-    def test_dense_channels_rank_by_cosine(self, filled: VectorStore, channel: Channel) -> None:
+    def test_dense_channels_rank_by_cosine(self, shared: VectorStore, channel: Channel) -> None:
         query = np.random.default_rng(11).standard_normal(SCHEMA.dense_size)
         expected = cosine_ranking(query)
-        hits = filled.query(one(channel, query.tolist(), limit=5))
+        hits = shared.query(one(channel, query.tolist(), limit=5))
         # 8-d codes of 12 points: oversampling covers them all, so rescoring is exact.
         assert [h.id for h in hits] == [i for i, _ in expected[:5]]
         assert_scores(hits, dict(expected))
         assert hits[0].payload == corpus_payload(int(np.argmax(dense_matrix() @ query)))
 
-    def test_splade_ranks_shared_heavy_terms_first(self, filled: VectorStore) -> None:
+    def test_splade_ranks_shared_heavy_terms_first(self, shared: VectorStore) -> None:
         query = SparseVector.from_pairs({103: 2.0, 108: 1.0, 202: 0.4})
-        hits = filled.query(one(Channel.SPLADE, query, limit=CORPUS_SIZE))
+        hits = shared.query(one(Channel.SPLADE, query, limit=CORPUS_SIZE))
         assert [h.id for h in hits[:2]] == [pid(3), pid(8)]
         assert_scores(hits, dict(sparse_ranking(query, [p.splade for p in corpus()])))
 
@@ -348,9 +365,9 @@ class TestStoreContract:
             assert hits[0].id == pid(5)
             assert_scores(hits, rrf_scores(rankings, k, weights))
 
-    def test_prefetch_limit_bounds_each_channel(self, filled: VectorStore) -> None:
+    def test_prefetch_limit_bounds_each_channel(self, shared: VectorStore) -> None:
         query = np.random.default_rng(5).standard_normal(SCHEMA.dense_size)
-        fused = filled.query(
+        fused = shared.query(
             StoreQuery(
                 channels=(
                     ChannelQuery(Channel.DENSE, query.tolist()),
@@ -362,7 +379,7 @@ class TestStoreContract:
         )
         assert [h.id for h in fused] == [i for i, _ in cosine_ranking(query)[:3]]
 
-    def test_dbsf_puts_the_point_every_channel_agrees_on_first(self, filled: VectorStore) -> None:
+    def test_dbsf_puts_the_point_every_channel_agrees_on_first(self, shared: VectorStore) -> None:
         target = corpus()[6]
         query = StoreQuery(
             channels=(
@@ -373,12 +390,12 @@ class TestStoreContract:
             fusion=Fusion.DBSF,
             limit=4,
         )
-        hits = filled.query(query)
+        hits = shared.query(query)
         assert hits[0].id == target.id
         assert hits[0].score > hits[1].score
         assert hits[0].payload == corpus_payload(6)
 
-    def test_batch_and_async_searches_equal_one_by_one(self, filled: VectorStore) -> None:
+    def test_batch_and_async_searches_equal_one_by_one(self, shared: VectorStore) -> None:
         matrix = dense_matrix()
         queries = [
             one(Channel.DENSE, matrix[3].tolist(), limit=4, filter={"lang": "de"}),
@@ -392,28 +409,28 @@ class TestStoreContract:
                 with_payload=False,
             ),
         ]
-        expected = [filled.query(q) for q in queries]
+        expected = [shared.query(q) for q in queries]
         assert all(expected)
-        assert filled.query_batch(queries) == expected
-        assert filled.query_batch([]) == []
+        assert shared.query_batch(queries) == expected
+        assert shared.query_batch([]) == []
         ids = [pid(2), pid(999), pid(7)]
 
         async def run() -> tuple[list[list[Hit]], list[Hit], list[Hit]]:
-            assert isinstance(filled, AsyncSearch)
+            assert isinstance(shared, AsyncSearch)
             return (
-                await filled.aquery_batch(queries),
-                await filled.aquery(queries[0]),
-                await filled.aretrieve(ids),
+                await shared.aquery_batch(queries),
+                await shared.aquery(queries[0]),
+                await shared.aretrieve(ids),
             )
 
         batch, single, fetched = asyncio.run(run())
         assert batch == expected
         assert single == expected[0]
         assert sorted(fetched, key=lambda h: h.id) == sorted(
-            filled.retrieve(ids), key=lambda h: h.id
+            shared.retrieve(ids), key=lambda h: h.id
         )
 
-    def test_candidates_are_the_batch_hits_as_keys_and_scores(self, filled: VectorStore) -> None:
+    def test_candidates_are_the_batch_hits_as_keys_and_scores(self, shared: VectorStore) -> None:
         matrix = dense_matrix()
         queries = [
             one(Channel.DENSE, matrix[3].tolist(), limit=6, filter={"lang": "de"}),
@@ -421,10 +438,10 @@ class TestStoreContract:
             one(Channel.SPLADE, SparseVector.from_pairs({108: 1.0, 109: 0.5}), limit=4),
             one(Channel.BM25, SparseVector.from_pairs({COMMON_TERM: 1.0, 305: 1.0}), limit=3),
         ]
-        expected = filled.query_batch(queries)
+        expected = shared.query_batch(queries)
         assert all(expected)
-        assert isinstance(filled, CandidateSearch)
-        found = filled.candidates(queries)
+        assert isinstance(shared, CandidateSearch)
+        found = shared.candidates(queries)
         assert [[c.to_id(k) for k in c.keys] for c in found] == [
             [h.id for h in e] for e in expected
         ]
@@ -432,12 +449,12 @@ class TestStoreContract:
         # Keys are the store's own: equal and equally hashed for the same point.
         keys = found[0].keys
         assert {k: i for i, k in enumerate(keys)}[keys[1]] == 1
-        assert filled.candidates([]) == []
-        assert asyncio.run(filled.acandidates(queries)) == found
-        assert search_candidates(filled, queries) == found
+        assert shared.candidates([]) == []
+        assert asyncio.run(shared.acandidates(queries)) == found
+        assert search_candidates(shared, queries) == found
 
-    def test_with_payload_false_leaves_payloads_out(self, filled: VectorStore) -> None:
-        hits = filled.query(one(Channel.DENSE, [1.0] * 8, limit=3, with_payload=False))
+    def test_with_payload_false_leaves_payloads_out(self, shared: VectorStore) -> None:
+        hits = shared.query(one(Channel.DENSE, [1.0] * 8, limit=3, with_payload=False))
         assert len(hits) == 3
         assert all(h.payload == {} for h in hits)
 
@@ -446,18 +463,18 @@ class TestStoreContract:
     @pytest.mark.parametrize(("filter", "predicate"), FILTERS, ids=[str(f) for f, _ in FILTERS])
     def test_filters_select_the_same_points_everywhere(
         self,
-        filled: VectorStore,
+        shared: VectorStore,
         filter: dict[str, Any],
         predicate: Callable[[dict[str, Any]], bool],
     ) -> None:
         expected = {pid(i) for i in range(CORPUS_SIZE) if predicate(corpus_payload(i))}
-        assert filled.ids(filter) == expected
-        assert filled.count(filter) == len(expected)
+        assert shared.ids(filter) == expected
+        assert shared.count(filter) == len(expected)
         query = np.ones(SCHEMA.dense_size)
         for channel in (Channel.DENSE, Channel.BINARY):
-            hits = filled.query(one(channel, query.tolist(), limit=CORPUS_SIZE, filter=filter))
+            hits = shared.query(one(channel, query.tolist(), limit=CORPUS_SIZE, filter=filter))
             assert {h.id for h in hits} == expected
-        fused = filled.query(
+        fused = shared.query(
             StoreQuery(
                 channels=(
                     ChannelQuery(Channel.DENSE, query.tolist()),
@@ -478,12 +495,12 @@ class TestStoreContract:
         filled.delete_by_filter({"must_not": [{"key": "source_key", "match": {"value": "src-1"}}]})
         assert filled.ids() == {pid(i) for i in range(CORPUS_SIZE) if i % 3 == 1}
 
-    def test_unsupported_filters_are_refused_clearly(self, filled: VectorStore) -> None:
+    def test_unsupported_filters_are_refused_clearly(self, shared: VectorStore) -> None:
         for filter, message in BAD_FILTERS:
             with pytest.raises(ValueError, match=message):
-                filled.count(filter)
+                shared.count(filter)
             with pytest.raises(ValueError, match=message):
-                filled.query(one(Channel.DENSE, [1.0] * 8, filter=filter))
+                shared.query(one(Channel.DENSE, [1.0] * 8, filter=filter))
 
     # -- schema checks -------------------------------------------------------------
 
