@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
 from tests.support.store import BACKENDS, StoreOpener, corpus
 from tribrid.store.base import VectorStore
@@ -15,8 +14,7 @@ from tribrid.store.base import VectorStore
 @pytest.fixture(params=BACKENDS)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreOpener]:
     """Opener of one backend: Edge in ``tmp_path``, or an in-memory Qdrant."""
-    client = QdrantClient(location=":memory:") if request.param == "qdrant" else None
-    opener = StoreOpener(request.param, tmp_path, client)
+    opener = StoreOpener.new(request.param, tmp_path)
     yield opener
     opener.close_all()
 

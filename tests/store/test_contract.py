@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
 
 from tests.support.store import (
     BACKENDS,
@@ -25,6 +25,7 @@ from tests.support.store import (
     StoreOpener,
     corpus,
     corpus_payload,
+    filled_store,
     make_point,
     pid,
 )
@@ -196,13 +197,8 @@ def shared(
     """:func:`corpus` in one store per backend, flushed, for the tests that only read it
     (or check that a refused write changed nothing): filling a store per test was most of
     their time."""
-    client = QdrantClient(location=":memory:") if request.param == "qdrant" else None
-    opener = StoreOpener(request.param, tmp_path_factory.mktemp("shared"), client)
-    store = opener()
-    store.upsert(corpus())
-    store.flush()
-    yield store
-    opener.close_all()
+    with filled_store(request.param, tmp_path_factory.mktemp("shared"), corpus()) as store:
+        yield store
 
 
 class TestStoreContract:

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 
-from tests.support.store import BACKENDS, StoreOpener, make_point, pid
+from tests.support.store import BACKENDS, filled_store, make_point, pid
 from tribrid.store.base import Channel, ChannelQuery, StoreQuery, VectorStore
 from tribrid.store.points import FILTERABLE_KEYS
 
@@ -78,13 +77,9 @@ def keyed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[VectorStore]:
     """One filled store per backend for the whole module: the tests only read it."""
-    client = QdrantClient(location=":memory:") if request.param == "qdrant" else None
-    opener = StoreOpener(request.param, tmp_path_factory.mktemp("keyed"), client)
-    store = opener()
-    store.upsert([make_point(i, [1.0 + i] + [1.0] * 7, payload=payload(i)) for i in range(POINTS)])
-    store.flush()
-    yield store
-    opener.close_all()
+    points = [make_point(i, [1.0 + i] + [1.0] * 7, payload=payload(i)) for i in range(POINTS)]
+    with filled_store(request.param, tmp_path_factory.mktemp("keyed"), points) as store:
+        yield store
 
 
 @pytest.mark.parametrize("key", list(CASES))

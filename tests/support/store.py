@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,12 @@ class StoreOpener:
     client: QdrantClient | None = None
     opened: list[VectorStore] = field(default_factory=list)
 
+    @classmethod
+    def new(cls, backend: str, tmp_path: Path) -> StoreOpener:
+        """An opener of ``backend``: Edge under ``tmp_path``, or a fresh in-memory Qdrant."""
+        client = QdrantClient(location=":memory:") if backend == "qdrant" else None
+        return cls(backend, tmp_path, client)
+
     def __call__(self, schema: CollectionSchema = SCHEMA, *, recreate: bool = False) -> VectorStore:
         from tribrid.store.edge import EdgeStore
         from tribrid.store.qdrant import QdrantServerStore
@@ -120,3 +127,17 @@ class StoreOpener:
                 store.close()
         if self.client is not None:
             self.client.close()
+
+
+@contextlib.contextmanager
+def filled_store(backend: str, tmp_path: Path, points: Sequence[Point]) -> Iterator[VectorStore]:
+    """A store of ``backend`` holding ``points``, flushed, closed when the block ends (for
+    module-scoped fixtures of tests that only read)."""
+    opener = StoreOpener.new(backend, tmp_path)
+    try:
+        store = opener()
+        store.upsert(points)
+        store.flush()
+        yield store
+    finally:
+        opener.close_all()
