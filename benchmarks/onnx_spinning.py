@@ -15,7 +15,7 @@ and with the settings alternating round by round so that they share the machine'
 4. **ingest**: ``tribrid.ingest`` of the first ``--docs`` SciFact documents (one ``.txt``
    each) into a cold data dir, end to end.
 
-Usage: ``python benchmarks/onnx_spinning.py [--rounds 3] [--out FILE]``; set
+Usage: ``python benchmarks/onnx_spinning.py [--rounds 3] [--docs 300] [--out FILE]``; set
 ``TRIBRID_MODELS__CACHE_DIR`` to a warmed export cache so no pass pays the export.
 """
 

@@ -23,18 +23,16 @@ def doc_lists(col, lists, normalize_first):
     out = {}
     for ch, (idx, s) in lists.items():
         v = dbsf_norm(s) if normalize_first else s
-        best = {}
+        best = {}  # document -> its best chunk's score in this channel
         for i, x in zip(idx.tolist(), np.asarray(v).tolist()):
             d = col.cdoc[i]
-            if d not in best or x > best[d][1]:
-                best[d] = (i, x)
-        items = sorted(((col.rep[d], x) for d, (_, x) in best.items()), key=lambda t: -t[1])
+            best[d] = max(x, best.get(d, x))
+        items = sorted(((col.rep[d], x) for d, x in best.items()), key=lambda t: -t[1])
         out[ch] = (np.array([i for i, _ in items], dtype=np.int64), np.array([x for _, x in items]))
     return out
 
 
-def run(col, mode):
-    scores = col.base_scores()
+def run(col, scores, mode):
     runs = []
     for qi in range(len(col.qids)):
         lists = channel_lists(scores, qi)
@@ -59,8 +57,9 @@ modes = (
 table = {m: [] for m in modes}
 for n in names:
     col = Col(n)
+    scores = col.base_scores()  # once per collection, for every mode
     for m in modes:
-        table[m].append(run(col, m))
+        table[m].append(run(col, scores, m))
 print("| nDCG@10 | " + " | ".join(names) + " | mean |")
 print("|---|" + "---:|" * (len(names) + 1))
 for m, vals in table.items():

@@ -10,7 +10,8 @@ Features, per channel: the DBSF-normalised score (0 when the chunk is not in tha
 channel's list), whether it is there, its reciprocal rank, and the normalised score times
 two facts about this query's list (its best hit's z-score and the z-gap between its 1st
 and 10th hit), which lets the weights move per query. Models: logistic regression (a
-learned, query-aware weighted DBSF) and gradient-boosted trees (non-linear).
+learned, query-aware weighted DBSF), a pairwise linear model (relevant candidates against
+non-relevant ones) and gradient-boosted trees (non-linear).
 
     LOCO_CACHE=/tmp/q17/cache python learned.py adi,medline,time,cacm,lisa,scifact,limit-small
 """
